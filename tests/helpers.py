@@ -1,0 +1,69 @@
+"""Helpers for tests that start platform processes (web, worker) against the test database."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from django.db import connection
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_database_url() -> str:
+    """Return a DATABASE_URL naming the database this test runs on, for child processes."""
+    params = connection.get_connection_params()
+    host = params.get("host") or ""
+    port = params.get("port") or 5432
+    user = params.get("user") or "postgres"
+    password = params.get("password") or ""
+    auth = f"{user}:{password}" if password else user
+    if host.startswith("/"):
+        return f"postgres://{auth}@/{params['dbname']}?host={host}&port={port}"
+    return f"postgres://{auth}@{host}:{port}/{params['dbname']}"
+
+
+def child_env(**extra) -> dict:
+    env = dict(os.environ, DATABASE_URL=test_database_url(), PYTHONUNBUFFERED="1")
+    env.update(extra)
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_http(url: str, *, timeout: float = 60, process: subprocess.Popen | None = None) -> bytes:
+    deadline = time.monotonic() + timeout
+    last_error = None
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"the server exited with code {process.returncode} before answering")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return response.read()
+        except Exception as error:  # not up yet
+            last_error = error
+            time.sleep(0.3)
+    raise AssertionError(f"{url} did not answer within {timeout}s: {last_error}")
+
+
+def run_python(code: str, *, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def stop(process: subprocess.Popen, timeout: float = 20) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
