@@ -1,6 +1,8 @@
 from django.urls import path
 
-from annotate import apis
+from annotate.apis import accounts as apis
+from annotate.apis import stats as stats_apis
+from annotate.apis import tasks as task_apis
 
 urlpatterns = [
     path("auth/token/", apis.TokenCreateApi.as_view(), name="api-token-create"),
@@ -23,4 +25,37 @@ urlpatterns = [
     path("projects/<int:project_id>/invites/", apis.InviteCreateApi.as_view(), name="api-invite-create"),
     path("invites/<str:token>/accept/", apis.InviteAcceptApi.as_view(), name="api-invite-accept"),
     path("users/<int:user_id>/deactivate/", apis.UserDeactivateApi.as_view(), name="api-user-deactivate"),
+]
+
+urlpatterns += [
+    path("projects/<int:project_id>/settings/", stats_apis.ProjectSettingsApi.as_view(), name="api-project-settings"),
+    path("projects/<int:project_id>/tasks/next/", task_apis.TaskNextApi.as_view(), name="api-task-next"),
+    path("projects/<int:project_id>/tasks/mine/", task_apis.MyTaskListApi.as_view(), name="api-task-mine"),
+    path("projects/<int:project_id>/counts/mine/", stats_apis.MyCountsApi.as_view(), name="api-counts-mine"),
+    path("tasks/<int:task_id>/", task_apis.TaskDetailApi.as_view(), name="api-task-detail"),
+    path("tasks/<int:task_id>/submit/", task_apis.TaskSubmitApi.as_view(), name="api-task-submit"),
+    path("tasks/<int:task_id>/skip/", task_apis.TaskSkipApi.as_view(), name="api-task-skip"),
+    path(
+        "projects/<int:project_id>/messages/<int:message_id>/labels/",
+        task_apis.MessageLabelApi.as_view(),
+        name="api-message-label",
+    ),
+    path(
+        "projects/<int:project_id>/messages/<int:message_id>/clear/",
+        task_apis.MessageClearApi.as_view(),
+        name="api-message-clear",
+    ),
+    path("projects/<int:project_id>/trees/<int:root_id>/", task_apis.TreeApi.as_view(), name="api-tree"),
+    path(
+        "projects/<int:project_id>/candidate-sets/",
+        task_apis.CandidateSetCreateApi.as_view(),
+        name="api-candidate-set-create",
+    ),
+    path(
+        "projects/<int:project_id>/candidate-sets/<int:set_id>/consensus/",
+        stats_apis.ConsensusApi.as_view(),
+        name="api-consensus",
+    ),
+    path("projects/<int:project_id>/agreement/", stats_apis.AgreementApi.as_view(), name="api-agreement"),
+    path("projects/<int:project_id>/stats/", stats_apis.ProjectStatsApi.as_view(), name="api-project-stats"),
 ]

@@ -1,6 +1,7 @@
 import secrets
 
 from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models import Q
 
@@ -89,3 +90,295 @@ class Invite(TimeStamped):
 
     def __str__(self):
         return f"invite to {self.project} as {self.role}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Conversation trees and the work on them
+
+
+class TaskKind(models.TextChoices):
+    PROMPT = "prompt", "Write a prompt"
+    DEMONSTRATION = "demonstration", "Write a demonstration"
+    RANKING = "ranking", "Rank replies"
+    COMPARE = "compare", "Compare two replies"
+    LABEL = "label", "Label a message"
+    REVIEW = "review", "Review a demonstration"
+
+
+DEFAULT_TASK_MIX = {kind: 1 for kind in TaskKind.values}
+
+
+class ProjectSettings(models.Model):
+    """How a project hands out work. One row per project, made with it."""
+
+    project = models.OneToOneField(Project, on_delete=models.CASCADE, related_name="settings")
+    replies_per_ranking = models.PositiveSmallIntegerField(default=4, help_text="K, from 2 to 9")
+    overlap = models.PositiveSmallIntegerField(
+        default=2, help_text="distinct annotators per ranking, comparison and label item"
+    )
+    demonstrations_per_prompt = models.PositiveSmallIntegerField(default=1)
+    max_depth = models.PositiveSmallIntegerField(default=3, help_text="deepest user turn of a chat")
+    lease_seconds = models.PositiveIntegerField(default=900)
+    flag_threshold = models.PositiveSmallIntegerField(
+        default=1, help_text="annotators who must flag a message before it is excluded"
+    )
+    task_mix = models.JSONField(default=dict, help_text="weight per task kind; 0 turns a kind off")
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(replies_per_ranking__gte=2, replies_per_ranking__lte=9), name="settings_k_2_to_9"
+            ),
+            models.CheckConstraint(condition=Q(overlap__gte=1, overlap__lte=20), name="settings_overlap_1_to_20"),
+            models.CheckConstraint(condition=Q(lease_seconds__gte=30), name="settings_lease_at_least_30s"),
+            models.CheckConstraint(condition=Q(flag_threshold__gte=1), name="settings_flag_threshold_positive"),
+            models.CheckConstraint(condition=Q(max_depth__gte=1), name="settings_max_depth_positive"),
+            models.CheckConstraint(
+                condition=Q(demonstrations_per_prompt__gte=1), name="settings_demonstrations_positive"
+            ),
+        ]
+
+    def weights(self) -> dict[str, float]:
+        mix = {**DEFAULT_TASK_MIX, **(self.task_mix or {})}
+        return {kind: float(mix.get(kind, 0)) for kind in TaskKind.values}
+
+
+class MessageRole(models.TextChoices):
+    USER = "user", "User"
+    ASSISTANT = "assistant", "Assistant"
+
+
+class MessageSource(models.TextChoices):
+    ANNOTATOR = "annotator", "Annotator"
+    IMPORT = "import", "Import"
+    MODEL = "model", "Model"
+
+
+class ReviewState(models.TextChoices):
+    NOT_NEEDED = "not_needed", "Not reviewed"
+    PENDING = "pending", "Waiting for review"
+    ACCEPTED = "accepted", "Accepted"
+    REJECTED = "rejected", "Rejected"
+
+
+class Message(TimeStamped):
+    """One turn of a conversation tree. A root is a user prompt; a chat is a path from a root."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="messages")
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE, related_name="children")
+    # The root of the tree (itself for a root), so a whole tree loads with one query.
+    root = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    depth = models.PositiveSmallIntegerField(default=0)
+    role = models.CharField(max_length=16, choices=MessageRole.choices)
+    text = models.TextField()
+    source = models.CharField(max_length=16, choices=MessageSource.choices)
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="messages"
+    )
+    # For imports: where it came from (file, source id, pseudonymous source user); for model
+    # replies, training records the model version and sampling settings in its own table.
+    origin = models.JSONField(default=dict, blank=True)
+    guideline_version = models.PositiveIntegerField(null=True, blank=True)
+    time_spent_ms = models.PositiveIntegerField(null=True, blank=True)
+    review_state = models.CharField(max_length=16, choices=ReviewState.choices, default=ReviewState.NOT_NEEDED)
+    # Set by the flag and review services when the flag threshold is reached or a reviewer
+    # rejects; cleared only by an admin. Excluded messages are left out of every export.
+    excluded = models.BooleanField(default=False)
+    excluded_reason = models.CharField(max_length=200, blank=True)
+    cleared_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["project", "role", "created_at"]),
+            models.Index(fields=["root"]),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(role__in=MessageRole.values), name="message_role_valid"),
+            models.CheckConstraint(
+                condition=Q(parent__isnull=False) | Q(role=MessageRole.USER), name="message_root_is_user"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.role} #{self.pk}: {self.text[:40]}"
+
+
+class CandidateSetKind(models.TextChoices):
+    RANKING = "ranking", "Ranking"
+    COMPARE = "compare", "Blind A/B comparison"
+
+
+class CandidateSet(TimeStamped):
+    """The fixed replies (2 to 9) to one user message that a ranking or comparison is about."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="candidate_sets")
+    parent = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="candidate_sets")
+    kind = models.CharField(max_length=16, choices=CandidateSetKind.choices)
+    # Ordered; for a comparison, [A, B] as shown.
+    message_ids = ArrayField(models.BigIntegerField())
+    origin = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(message_ids__len__gte=2, message_ids__len__lte=9), name="candidate_set_2_to_9"
+            ),
+            models.CheckConstraint(
+                condition=~Q(kind=CandidateSetKind.COMPARE) | Q(message_ids__len=2), name="compare_set_has_two"
+            ),
+        ]
+
+
+class WorkItem(TimeStamped):
+    """Something that needs `needed` distinct annotators: the unit the queue hands out.
+
+    `open_slots` is needed minus submitted minus live leases, kept on the row itself so that
+    the locking query re-checks it after waiting for another transaction (Postgres re-evaluates
+    a locked row's own columns, not subqueries over other tables).
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="work_items")
+    kind = models.CharField(max_length=16, choices=TaskKind.choices)
+    message = models.ForeignKey(Message, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    candidate_set = models.ForeignKey(
+        CandidateSet, null=True, blank=True, on_delete=models.CASCADE, related_name="work_items"
+    )
+    needed = models.PositiveSmallIntegerField()
+    done = models.PositiveSmallIntegerField(default=0)
+    open_slots = models.SmallIntegerField()
+    # Who may never get it: the authors of what it judges.
+    excluded_user_ids = ArrayField(models.BigIntegerField(), default=list, blank=True)
+    closed_reason = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["project", "kind", "created_at", "id"],
+                condition=Q(open_slots__gt=0),
+                name="workitem_open",
+            ),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(open_slots__gte=0), name="workitem_slots_not_negative"),
+            models.CheckConstraint(condition=Q(done__lte=models.F("needed")), name="workitem_done_le_needed"),
+            models.CheckConstraint(
+                condition=Q(open_slots__lte=models.F("needed") - models.F("done")), name="workitem_slots_le_left"
+            ),
+            models.CheckConstraint(condition=Q(kind__in=TaskKind.values), name="workitem_kind_valid"),
+        ]
+
+
+class TaskState(models.TextChoices):
+    LEASED = "leased", "Leased"
+    SUBMITTED = "submitted", "Submitted"
+    EXPIRED = "expired", "Expired"
+    SKIPPED = "skipped", "Skipped"
+
+
+class Task(TimeStamped):
+    """One assignment: an annotator holding (or having done) one work item, or a new prompt."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="tasks")
+    kind = models.CharField(max_length=16, choices=TaskKind.choices)
+    # Null only for writing a new root prompt, which needs no item.
+    item = models.ForeignKey(WorkItem, null=True, blank=True, on_delete=models.CASCADE, related_name="tasks")
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="tasks")
+    state = models.CharField(max_length=16, choices=TaskState.choices, default=TaskState.LEASED)
+    lease_expires_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    submit_key = models.CharField(max_length=100, blank=True)
+    guideline_version = models.PositiveIntegerField()
+    # What a submit produced (message id, ranking id...), returned again to a replayed submit.
+    result = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["annotator", "state"]),
+            models.Index(fields=["project", "lease_expires_at"], condition=Q(state="leased"), name="task_leased"),
+            models.Index(fields=["project", "finished_at"]),
+        ]
+        constraints = [
+            # Never the same item twice to one person, whatever races happen above.
+            models.UniqueConstraint(fields=["item", "annotator"], name="task_item_once_per_annotator"),
+            models.CheckConstraint(condition=Q(state__in=TaskState.values), name="task_state_valid"),
+            models.CheckConstraint(
+                condition=Q(item__isnull=False) | Q(kind=TaskKind.PROMPT), name="task_item_except_new_prompt"
+            ),
+        ]
+
+    def is_expired(self, now=None) -> bool:
+        from django.utils import timezone
+
+        return self.state == TaskState.LEASED and self.lease_expires_at <= (now or timezone.now())
+
+
+class Ranking(TimeStamped):
+    """One annotator's order of a candidate set, as tiers best first, or "all bad".
+
+    A blind A/B vote is a ranking of a set of two: A better [[A], [B]], tie [[A, B]],
+    both bad: all_bad.
+    """
+
+    candidate_set = models.ForeignKey(CandidateSet, on_delete=models.CASCADE, related_name="rankings")
+    task = models.OneToOneField(Task, null=True, blank=True, on_delete=models.SET_NULL, related_name="ranking")
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="rankings"
+    )
+    # Imported rankings: a pseudonymous identity per source user, and where they came from.
+    external_annotator = models.CharField(max_length=200, blank=True)
+    origin = models.JSONField(default=dict, blank=True)
+    tiers = models.JSONField(default=list, help_text="[[best ids], [next ids], ...]; empty when all bad")
+    all_bad = models.BooleanField(default=False)
+    guideline_version = models.PositiveIntegerField(null=True, blank=True)
+    time_spent_ms = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["candidate_set", "annotator"],
+                condition=Q(annotator__isnull=False),
+                name="ranking_once_per_annotator",
+            ),
+            models.CheckConstraint(
+                condition=Q(annotator__isnull=False) | ~Q(external_annotator=""), name="ranking_has_an_author"
+            ),
+        ]
+
+
+class Flag(models.TextChoices):
+    TOXIC = "toxic", "Toxic"
+    PERSONAL_DATA = "personal_data", "Personal data"
+    SPAM = "spam", "Spam"
+    OFF_TASK = "off_task", "Off task"
+
+
+class Label(TimeStamped):
+    """An annotator's quality score (1-5) and flags on one message."""
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="labels")
+    task = models.OneToOneField(Task, null=True, blank=True, on_delete=models.SET_NULL, related_name="label")
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="labels")
+    quality = models.PositiveSmallIntegerField(null=True, blank=True)
+    flags = ArrayField(models.CharField(max_length=32, choices=Flag.choices), default=list, blank=True)
+    guideline_version = models.PositiveIntegerField(null=True, blank=True)
+    time_spent_ms = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["message", "annotator"], name="label_once_per_annotator"),
+            models.CheckConstraint(
+                condition=Q(quality__isnull=True) | Q(quality__gte=1, quality__lte=5), name="label_quality_1_to_5"
+            ),
+        ]
+
+
+class Review(TimeStamped):
+    """A reviewer's verdict on a demonstration."""
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="reviews")
+    task = models.OneToOneField(Task, null=True, blank=True, on_delete=models.SET_NULL, related_name="review")
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="reviews")
+    accepted = models.BooleanField()
+    comment = models.TextField(blank=True)
+    guideline_version = models.PositiveIntegerField(null=True, blank=True)
+    time_spent_ms = models.PositiveIntegerField(null=True, blank=True)

@@ -6,32 +6,33 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.shortcuts import redirect, render
 
-from annotate import selectors, services
+from annotate.selectors import accounts as account_selectors
+from annotate.services import accounts as account_services
 
 
 @login_required
 def home(request):
-    projects = selectors.projects_for_user(user=request.user).order_by("name")
+    projects = account_selectors.projects_for_user(user=request.user).order_by("name")
     return render(request, "annotate/home.html", {"projects": projects})
 
 
 @login_required
 def project_page(request, project_id):
-    membership = selectors.membership_for(user=request.user, project_id=project_id)
+    membership = account_selectors.membership_for(user=request.user, project_id=project_id)
     return render(request, "annotate/project.html", {"project": membership.project, "membership": membership})
 
 
 def invite_page(request, token):
     """Show an invite; a logged-in user joins with one click, a new person makes an account."""
-    invite = selectors.invite_by_token(token=token)
-    problem = services.invite_problem(invite)
+    invite = account_selectors.invite_by_token(token=token)
+    problem = account_services.invite_problem(invite)
     errors = {}
     if request.method == "POST" and not problem:
         try:
             if request.user.is_authenticated:
-                services.invite_accept(token=token, user=request.user)
+                account_services.invite_accept(token=token, user=request.user)
             else:
-                user = services.user_register_with_invite(
+                user = account_services.user_register_with_invite(
                     token=token,
                     username=request.POST.get("username", ""),
                     password=request.POST.get("password", ""),

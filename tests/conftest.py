@@ -3,7 +3,7 @@ from django.contrib.auth import get_user_model
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from annotate import services
+from annotate.services import accounts as account_services
 from annotate.models import Role
 
 
@@ -27,21 +27,21 @@ def owner(make_user):
 
 @pytest.fixture
 def project(owner):
-    return services.project_create(name="Arithmetic", guidelines="Be correct.", created_by=owner)
+    return account_services.project_create(name="Arithmetic", guidelines="Be correct.", created_by=owner)
 
 
 @pytest.fixture
 def member(make_user, project):
     """An annotator in the project."""
     user = make_user("member")
-    services.membership_set(project=project, user=user, role=Role.ANNOTATOR)
+    account_services.membership_set(project=project, user=user, role=Role.ANNOTATOR)
     return user
 
 
 @pytest.fixture
 def reviewer(make_user, project):
     user = make_user("reviewer")
-    services.membership_set(project=project, user=user, role=Role.REVIEWER)
+    account_services.membership_set(project=project, user=user, role=Role.REVIEWER)
     return user
 
 

@@ -9,7 +9,7 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from annotate import services
+from annotate.services import accounts as account_services
 from annotate.models import Invite, Membership, Role
 
 pytestmark = pytest.mark.django_db
@@ -54,7 +54,7 @@ def test_password_change(member):
 
 
 def test_invite_link_creates_an_account_in_the_project_with_the_role(owner, project):
-    invite = services.invite_create(project=project, role=Role.REVIEWER, created_by=owner)
+    invite = account_services.invite_create(project=project, role=Role.REVIEWER, created_by=owner)
     client = Client()
     page = client.get(f"/invite/{invite.token}/")
     assert "invited as <strong>reviewer</strong>" in page.content.decode()
@@ -72,7 +72,7 @@ def test_invite_link_creates_an_account_in_the_project_with_the_role(owner, proj
 
 
 def test_invite_with_a_weak_password_creates_nothing(owner, project):
-    invite = services.invite_create(project=project, role=Role.ANNOTATOR, created_by=owner)
+    invite = account_services.invite_create(project=project, role=Role.ANNOTATOR, created_by=owner)
     response = Client().post(f"/invite/{invite.token}/", {"username": "weak", "password": "123"})
     assert response.status_code == 400
     assert "too short" in response.content.decode()
@@ -82,9 +82,9 @@ def test_invite_with_a_weak_password_creates_nothing(owner, project):
 
 
 def test_expired_and_revoked_invites_are_refused(owner, project, outsider):
-    expired = services.invite_create(project=project, role=Role.ANNOTATOR, created_by=owner)
+    expired = account_services.invite_create(project=project, role=Role.ANNOTATOR, created_by=owner)
     Invite.objects.filter(pk=expired.pk).update(expires_at=timezone.now() - timedelta(minutes=1))
-    revoked = services.invite_revoke(invite=services.invite_create(project=project, role=Role.ADMIN, created_by=owner))
+    revoked = account_services.invite_revoke(invite=account_services.invite_create(project=project, role=Role.ADMIN, created_by=owner))
     client = logged_in(outsider)
     assert "expired" in client.post(f"/invite/{expired.token}/").content.decode()
     assert "revoked" in client.post(f"/invite/{revoked.token}/").content.decode()
@@ -92,8 +92,8 @@ def test_expired_and_revoked_invites_are_refused(owner, project, outsider):
 
 
 def test_an_invite_never_lowers_an_existing_role(owner, project, reviewer):
-    invite = services.invite_create(project=project, role=Role.ANNOTATOR, created_by=owner)
-    services.invite_accept(token=invite.token, user=reviewer)
+    invite = account_services.invite_create(project=project, role=Role.ANNOTATOR, created_by=owner)
+    account_services.invite_accept(token=invite.token, user=reviewer)
     assert Membership.objects.get(project=project, user=reviewer).role == Role.REVIEWER
 
 

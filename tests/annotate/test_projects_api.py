@@ -86,9 +86,9 @@ def test_invites_are_made_by_admins_and_accepted_by_anyone_with_the_link(api_as,
 
 
 def test_lists_are_paginated(api_as, owner, project):
-    from annotate import services
+    from annotate.services import accounts as account_services
 
     for i in range(3):
-        services.project_create(name=f"P{i}", created_by=owner)
+        account_services.project_create(name=f"P{i}", created_by=owner)
     page = api_as(owner).get("/api/projects/?limit=2").json()
     assert page["count"] == 4 and len(page["results"]) == 2 and page["next"]

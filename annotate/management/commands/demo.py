@@ -7,7 +7,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from annotate import services
+from annotate.services import accounts as account_services
 from annotate.management.commands.serve import serve
 from annotate.models import Project, Role
 
@@ -31,14 +31,14 @@ def demo_project_create() -> Project:
         users[username] = (user, role)
     project = Project.objects.filter(name="Demo: arithmetic assistant").first()
     if project is None:
-        project = services.project_create(
+        project = account_services.project_create(
             name="Demo: arithmetic assistant",
             description="Teach a small model to answer arithmetic questions, from human feedback.",
             guidelines=DEMO_GUIDELINES,
             created_by=users["admin"][0],
         )
     for user, role in users.values():
-        services.membership_set(project=project, user=user, role=role)
+        account_services.membership_set(project=project, user=user, role=role)
     return project
 
 

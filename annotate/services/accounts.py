@@ -10,7 +10,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
-from annotate.models import Invite, Membership, Project, Role
+from annotate.models import Invite, Membership, Project, ProjectSettings, Role
 
 User = get_user_model()
 
@@ -28,6 +28,7 @@ def project_create(*, name: str, created_by, description: str = "", guidelines: 
     project = Project.objects.create(
         name=name, description=description, guidelines=guidelines, created_by=created_by
     )
+    ProjectSettings.objects.create(project=project)
     Membership.objects.create(project=project, user=created_by, role=Role.ADMIN)
     return project
 
@@ -199,3 +200,16 @@ def token_create(*, user) -> Token:
 def token_revoke(*, user) -> bool:
     deleted, _ = Token.objects.filter(user=user).delete()
     return bool(deleted)
+
+
+@transaction.atomic
+def project_settings_update(*, project: Project, **changes) -> ProjectSettings:
+    """Change how the project hands out work; items already made keep their K and overlap."""
+    settings = ProjectSettings.objects.select_for_update().get(project=project)
+    for field, value in changes.items():
+        setattr(settings, field, value)
+    if "task_mix" in changes and not any(weight > 0 for weight in settings.weights().values()):
+        raise ValidationError({"task_mix": "at least one task kind needs a weight above 0"})
+    settings.save()
+    project.settings = settings  # callers holding the project see the new settings
+    return settings

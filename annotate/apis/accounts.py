@@ -10,7 +10,8 @@ from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
-from annotate import selectors, services
+from annotate.selectors import accounts as account_selectors
+from annotate.services import accounts as account_services
 from annotate.models import Role
 
 User = get_user_model()
@@ -47,7 +48,7 @@ class TokenCreateApi(APIView):
                 {"detail": "wrong username or password, or the account is deactivated"},
                 status=status.HTTP_400_BAD_REQUEST,
             )
-        token = services.token_create(user=user)
+        token = account_services.token_create(user=user)
         return Response(self.OutputSerializer({"token": token.key}).data, status=status.HTTP_201_CREATED)
 
 
@@ -56,7 +57,7 @@ class TokenRevokeApi(APIView):
 
     @extend_schema(request=None, responses={204: None})
     def delete(self, request):
-        services.token_revoke(user=request.user)
+        account_services.token_revoke(user=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -85,7 +86,7 @@ class ProjectListApi(APIView):
 
     @extend_schema(responses=ProjectOutputSerializer(many=True))
     def get(self, request):
-        projects = selectors.projects_for_user(user=request.user).order_by("id")
+        projects = account_selectors.projects_for_user(user=request.user).order_by("id")
         return paginated(self, projects, ProjectOutputSerializer)
 
 
@@ -101,14 +102,14 @@ class ProjectCreateApi(APIView):
     def post(self, request):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        project = services.project_create(created_by=request.user, **data.validated_data)
+        project = account_services.project_create(created_by=request.user, **data.validated_data)
         return Response(ProjectOutputSerializer(project).data, status=status.HTTP_201_CREATED)
 
 
 class ProjectDetailApi(APIView):
     @extend_schema(responses=ProjectOutputSerializer)
     def get(self, request, project_id):
-        project = selectors.project_for_member(user=request.user, project_id=project_id)
+        project = account_selectors.project_for_member(user=request.user, project_id=project_id)
         return Response(ProjectOutputSerializer(project).data)
 
 
@@ -120,10 +121,10 @@ class ProjectGuidelinesUpdateApi(APIView):
 
     @extend_schema(request=InputSerializer, responses=ProjectOutputSerializer)
     def put(self, request, project_id):
-        project = selectors.project_for_member(user=request.user, project_id=project_id, role=Role.ADMIN)
+        project = account_selectors.project_for_member(user=request.user, project_id=project_id, role=Role.ADMIN)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        project = services.project_update_guidelines(project=project, **data.validated_data)
+        project = account_services.project_update_guidelines(project=project, **data.validated_data)
         return Response(ProjectOutputSerializer(project).data)
 
 
@@ -139,8 +140,8 @@ class MemberListApi(APIView):
 
     @extend_schema(responses=MemberOutputSerializer(many=True))
     def get(self, request, project_id):
-        project = selectors.project_for_member(user=request.user, project_id=project_id, role=Role.ADMIN)
-        return paginated(self, selectors.members_of(project=project), MemberOutputSerializer)
+        project = account_selectors.project_for_member(user=request.user, project_id=project_id, role=Role.ADMIN)
+        return paginated(self, account_selectors.members_of(project=project), MemberOutputSerializer)
 
 
 class MemberUpdateApi(APIView):
@@ -150,7 +151,7 @@ class MemberUpdateApi(APIView):
         role = serializers.ChoiceField(choices=Role.choices)
 
     def _target(self, request, project_id, user_id):
-        project = selectors.project_for_member(user=request.user, project_id=project_id, role=Role.ADMIN)
+        project = account_selectors.project_for_member(user=request.user, project_id=project_id, role=Role.ADMIN)
         user = get_object_or_404(User, pk=user_id, memberships__project=project)
         return project, user
 
@@ -159,13 +160,13 @@ class MemberUpdateApi(APIView):
         project, user = self._target(request, project_id, user_id)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        membership = services.membership_set(project=project, user=user, role=data.validated_data["role"])
+        membership = account_services.membership_set(project=project, user=user, role=data.validated_data["role"])
         return Response(MemberOutputSerializer(membership).data)
 
     @extend_schema(request=None, responses={204: None})
     def delete(self, request, project_id, user_id):
         project, user = self._target(request, project_id, user_id)
-        services.membership_remove(project=project, user=user)
+        account_services.membership_remove(project=project, user=user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -186,14 +187,14 @@ class InviteCreateApi(APIView):
     class InputSerializer(serializers.Serializer):
         role = serializers.ChoiceField(choices=Role.choices, default=Role.ANNOTATOR)
         note = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
-        days = serializers.IntegerField(required=False, default=services.INVITE_DAYS)
+        days = serializers.IntegerField(required=False, default=account_services.INVITE_DAYS)
 
     @extend_schema(request=InputSerializer, responses={201: InviteOutputSerializer})
     def post(self, request, project_id):
-        project = selectors.project_for_member(user=request.user, project_id=project_id, role=Role.ADMIN)
+        project = account_selectors.project_for_member(user=request.user, project_id=project_id, role=Role.ADMIN)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        invite = services.invite_create(project=project, created_by=request.user, **data.validated_data)
+        invite = account_services.invite_create(project=project, created_by=request.user, **data.validated_data)
         return Response(
             InviteOutputSerializer(invite, context={"request": request}).data, status=status.HTTP_201_CREATED
         )
@@ -204,7 +205,7 @@ class InviteAcceptApi(APIView):
 
     @extend_schema(request=None, responses=MemberOutputSerializer)
     def post(self, request, token):
-        membership = services.invite_accept(token=token, user=request.user)
+        membership = account_services.invite_accept(token=token, user=request.user)
         return Response(MemberOutputSerializer(membership).data)
 
 
@@ -216,5 +217,5 @@ class UserDeactivateApi(APIView):
     @extend_schema(request=None, responses={204: None})
     def post(self, request, user_id):
         user = get_object_or_404(User, pk=user_id)
-        services.user_deactivate(user=user, by=request.user)
+        account_services.user_deactivate(user=user, by=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,221 @@
+"""REST API for the queue: next task, submit, skip, history, flags, trees, candidate sets."""
+
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from annotate.apis.accounts import paginated
+from annotate.models import CandidateSet, CandidateSetKind, Flag, Message, Role, Task, TaskKind
+from annotate.selectors import accounts as account_selectors
+from annotate.selectors import tasks as task_selectors
+from annotate.services import judgements, queue, tree
+
+
+class TurnSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    role = serializers.CharField()
+    text = serializers.CharField()
+
+
+class CandidateSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    label = serializers.CharField(help_text="1..K for a ranking as shown; A or B for a comparison")
+    text = serializers.CharField()
+
+
+class TaskOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    kind = serializers.ChoiceField(choices=TaskKind.choices)
+    project_id = serializers.IntegerField()
+    state = serializers.CharField()
+    lease_expires_at = serializers.DateTimeField()
+    guideline_version = serializers.IntegerField()
+    conversation = TurnSerializer(many=True, help_text="root first; the last turn is what to act on")
+    candidates = CandidateSerializer(many=True)
+
+
+NextOutput = inline_serializer(
+    "NextTask", {"task": TaskOutputSerializer(allow_null=True), "detail": serializers.CharField(required=False)}
+)
+
+
+def next_task_response(*, project, user, role, kind=None):
+    task = queue.task_next(project=project, annotator=user, role=role, kind=kind)
+    if task is None:
+        return {"task": None, "detail": "no task is waiting for you in this project right now"}
+    return {"task": TaskOutputSerializer(task_selectors.task_payload(task)).data}
+
+
+class TaskNextApi(APIView):
+    """Lease the next task (or get back the one you hold). Kinds follow the project's mix."""
+
+    class InputSerializer(serializers.Serializer):
+        kind = serializers.ChoiceField(choices=TaskKind.choices, required=False)
+
+    @extend_schema(request=InputSerializer, responses=NextOutput)
+    def post(self, request, project_id):
+        membership = account_selectors.membership_for(user=request.user, project_id=project_id)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        return Response(
+            next_task_response(
+                project=membership.project, user=request.user, role=membership.role, kind=data.validated_data.get("kind")
+            )
+        )
+
+
+def own_task(request, task_id) -> tuple[Task, object]:
+    """Return the task and the asker's membership; outsiders to its project get 404."""
+    task = get_object_or_404(Task.objects.select_related("project"), pk=task_id)
+    membership = account_selectors.membership_for(user=request.user, project_id=task.project_id)
+    return task, membership
+
+
+class TaskDetailApi(APIView):
+    @extend_schema(responses=TaskOutputSerializer)
+    def get(self, request, task_id):
+        task, _ = own_task(request, task_id)
+        if task.annotator_id != request.user.id:
+            return Response({"task": ["this task is someone else's"]}, status=status.HTTP_403_FORBIDDEN)
+        return Response(TaskOutputSerializer(task_selectors.task_payload(task)).data)
+
+
+class TaskSubmitApi(APIView):
+    """Submit a leased task. Send an idempotency key: a retry with it writes nothing new.
+
+    Fields by kind: prompt and demonstration: `text`; ranking: `tiers` (best first, ties in
+    one list) or `all_bad`; compare: `choice` (A, B, tie, both_bad); label: `quality` (1-5)
+    and/or `flags`; review: `accepted` and `comment` (needed to reject).
+    With `next: true` the reply also carries your next task.
+    """
+
+    class InputSerializer(serializers.Serializer):
+        submit_key = serializers.CharField(max_length=100)
+        time_spent_ms = serializers.IntegerField(required=False, allow_null=True, min_value=0)
+        text = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
+        tiers = serializers.ListField(child=serializers.ListField(child=serializers.IntegerField()), required=False)
+        all_bad = serializers.BooleanField(required=False, default=False)
+        choice = serializers.ChoiceField(choices=judgements.COMPARE_CHOICES, required=False)
+        quality = serializers.IntegerField(required=False, allow_null=True)
+        flags = serializers.ListField(child=serializers.ChoiceField(choices=Flag.choices), required=False)
+        accepted = serializers.BooleanField(required=False, allow_null=True, default=None)
+        comment = serializers.CharField(required=False, allow_blank=True)
+        next = serializers.BooleanField(required=False, default=False)
+
+    OutputSerializer = inline_serializer(
+        "TaskSubmitted",
+        {"result": serializers.DictField(), "next": NextOutput},
+    )
+
+    @extend_schema(request=InputSerializer, responses=OutputSerializer)
+    def post(self, request, task_id):
+        task, membership = own_task(request, task_id)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        payload = dict(data.validated_data)
+        submit_key = payload.pop("submit_key")
+        time_spent_ms = payload.pop("time_spent_ms", None)
+        want_next = payload.pop("next")
+        result = judgements.task_submit(
+            task_id=task.id, annotator=request.user, submit_key=submit_key, payload=payload, time_spent_ms=time_spent_ms
+        )
+        body = {"result": result}
+        if want_next:
+            body["next"] = next_task_response(project=task.project, user=request.user, role=membership.role)
+        return Response(body)
+
+
+class TaskSkipApi(APIView):
+    """Give a task back; you will not get that item again."""
+
+    @extend_schema(request=None, responses=TaskOutputSerializer)
+    def post(self, request, task_id):
+        task, _ = own_task(request, task_id)
+        task = queue.task_skip(task=task, annotator=request.user)
+        return Response(TaskOutputSerializer(task_selectors.task_payload(task)).data)
+
+
+class HistoryOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    kind = serializers.CharField()
+    state = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField(allow_null=True)
+    result = serializers.DictField()
+
+
+class MyTaskListApi(APIView):
+    """Your tasks in the project, newest first."""
+
+    @extend_schema(responses=HistoryOutputSerializer(many=True))
+    def get(self, request, project_id):
+        project = account_selectors.project_for_member(user=request.user, project_id=project_id)
+        return paginated(self, task_selectors.tasks_of(project=project, annotator=request.user), HistoryOutputSerializer)
+
+
+def project_message(request, project_id, message_id, role=Role.ANNOTATOR):
+    project = account_selectors.project_for_member(user=request.user, project_id=project_id, role=role)
+    return project, get_object_or_404(Message, pk=message_id, project=project)
+
+
+class MessageLabelApi(APIView):
+    """Score (1-5) or flag any message of the project, outside the queue."""
+
+    class InputSerializer(serializers.Serializer):
+        quality = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=5)
+        flags = serializers.ListField(child=serializers.ChoiceField(choices=Flag.choices), required=False, default=list)
+        time_spent_ms = serializers.IntegerField(required=False, allow_null=True, min_value=0)
+
+    @extend_schema(request=InputSerializer, responses=inline_serializer("Labelled", {"label_id": serializers.IntegerField(), "excluded": serializers.BooleanField()}))
+    def post(self, request, project_id, message_id):
+        _, message = project_message(request, project_id, message_id)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        label = judgements.label_submit(message=message, annotator=request.user, **data.validated_data)
+        message.refresh_from_db(fields=["excluded"])
+        return Response({"label_id": label.id, "excluded": message.excluded}, status=status.HTTP_201_CREATED)
+
+
+class MessageClearApi(APIView):
+    """Clear a flagged or rejected message (admin): it counts in exports again."""
+
+    @extend_schema(request=None, responses=inline_serializer("Cleared", {"excluded": serializers.BooleanField()}))
+    def post(self, request, project_id, message_id):
+        _, message = project_message(request, project_id, message_id, role=Role.ADMIN)
+        message = tree.message_clear(message=message)
+        return Response({"excluded": message.excluded})
+
+
+class TreeApi(APIView):
+    """A whole conversation tree, by its root message id."""
+
+    @extend_schema(responses=inline_serializer("Tree", {"messages": serializers.ListField(child=serializers.DictField())}))
+    def get(self, request, project_id, root_id):
+        project, root = project_message(request, project_id, root_id)
+        rows = Message.objects.filter(root_id=root.root_id).order_by("depth", "created_at").values(
+            "id", "parent_id", "depth", "role", "text", "source", "review_state", "excluded", "created_at"
+        )
+        return Response({"messages": list(rows)})
+
+
+class CandidateSetCreateApi(APIView):
+    """Make a ranking (2-9 replies) or blind comparison (2 replies) item (admin)."""
+
+    class InputSerializer(serializers.Serializer):
+        kind = serializers.ChoiceField(choices=CandidateSetKind.choices)
+        message_ids = serializers.ListField(child=serializers.IntegerField(), min_length=2, max_length=9)
+
+    @extend_schema(request=InputSerializer, responses={201: inline_serializer("CandidateSetMade", {"id": serializers.IntegerField()})})
+    def post(self, request, project_id):
+        project = account_selectors.project_for_member(user=request.user, project_id=project_id, role=Role.ADMIN)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        candidate_set = tree.candidate_set_create(project=project, origin={"by": request.user.id}, **data.validated_data)
+        return Response({"id": candidate_set.id}, status=status.HTTP_201_CREATED)
+
+
+def project_candidate_set(request, project_id, set_id) -> CandidateSet:
+    project = account_selectors.project_for_member(user=request.user, project_id=project_id, role=Role.REVIEWER)
+    return get_object_or_404(CandidateSet, pk=set_id, project=project)

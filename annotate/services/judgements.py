@@ -1,0 +1,258 @@
+"""Submitting a task: one service per kind behind one idempotent entry point.
+
+A submit carries an idempotency key. A retry with the same key returns what the first submit
+produced and writes nothing; a different key on a submitted task is refused. The task row is
+locked first, so two copies of one submit arriving at once are serialised.
+"""
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from annotate.errors import Conflict, NotYours
+from annotate.models import (
+    CandidateSet,
+    Flag,
+    Label,
+    Membership,
+    Message,
+    MessageRole,
+    MessageSource,
+    Ranking,
+    ReviewState,
+    Review,
+    Role,
+    Task,
+    TaskKind,
+    TaskState,
+)
+from annotate.services import queue, tree
+
+MAX_TIME_SPENT_MS = 24 * 3600 * 1000
+COMPARE_CHOICES = ("A", "B", "tie", "both_bad")
+
+
+def task_submit(*, task_id: int, annotator, submit_key: str, payload: dict, time_spent_ms: int | None = None) -> dict:
+    """Submit the annotator's work on a leased task and return what it produced."""
+    submit_key = (submit_key or "").strip()
+    if not submit_key or len(submit_key) > 100:
+        raise ValidationError({"submit_key": "send an idempotency key of 1 to 100 characters"})
+    if time_spent_ms is not None and not 0 <= time_spent_ms <= MAX_TIME_SPENT_MS:
+        raise ValidationError({"time_spent_ms": "time spent must be between 0 and 24 hours, in ms"})
+    with transaction.atomic():
+        task = (
+            Task.objects.select_for_update(of=("self",)).select_related("project", "item").filter(pk=task_id).first()
+        )
+        if task is None:
+            raise ValidationError({"task": "no such task"})
+        if task.annotator_id != annotator.id:
+            raise NotYours({"task": "this task is leased to someone else"})
+        if task.state == TaskState.SUBMITTED:
+            if task.submit_key == submit_key:
+                return task.result  # a replay: nothing new is written
+            raise Conflict({"task": "this task was already submitted (with another idempotency key)"})
+        if task.state != TaskState.LEASED:
+            raise Conflict({"task": f"this task was {task.state}; ask for the next task"})
+        expired = task.is_expired()
+        if expired:
+            queue.task_expire(task)
+        else:
+            result = _submit(task, annotator=annotator, payload=payload or {}, time_spent_ms=time_spent_ms)
+            task.state = TaskState.SUBMITTED
+            task.submit_key = submit_key
+            task.finished_at = timezone.now()
+            task.result = result
+            task.save(update_fields=["state", "submit_key", "finished_at", "result", "updated_at"])
+            if task.item_id:
+                tree.work_item_finish_one(task.item)
+            return result
+    # Outside the atomic block, so that marking the lease expired is kept.
+    raise Conflict({"task": f"the lease expired at {task.lease_expires_at.isoformat()}; ask for the next task"})
+
+
+def _submit(task: Task, *, annotator, payload: dict, time_spent_ms) -> dict:
+    common = {"guideline_version": task.guideline_version, "time_spent_ms": time_spent_ms}
+    if task.kind == TaskKind.PROMPT:
+        parent = task.item.message if task.item_id else None
+        message = tree.message_create(
+            project=task.project,
+            parent=parent,
+            role=MessageRole.USER,
+            text=payload.get("text", ""),
+            source=MessageSource.ANNOTATOR,
+            author=annotator,
+            **common,
+        )
+        return {"message_id": message.id}
+    if task.kind == TaskKind.DEMONSTRATION:
+        message = tree.message_create(
+            project=task.project,
+            parent=task.item.message,
+            role=MessageRole.ASSISTANT,
+            text=payload.get("text", ""),
+            source=MessageSource.ANNOTATOR,
+            author=annotator,
+            **common,
+        )
+        return {"message_id": message.id}
+    if task.kind == TaskKind.RANKING:
+        candidate_set = task.item.candidate_set
+        tiers, all_bad = ranking_tiers(candidate_set, payload)
+        ranking = Ranking.objects.create(
+            candidate_set=candidate_set, task=task, annotator=annotator, tiers=tiers, all_bad=all_bad, **common
+        )
+        return {"ranking_id": ranking.id}
+    if task.kind == TaskKind.COMPARE:
+        candidate_set = task.item.candidate_set
+        tiers, all_bad = compare_tiers(candidate_set, shown=compare_order(task), choice=payload.get("choice"))
+        ranking = Ranking.objects.create(
+            candidate_set=candidate_set, task=task, annotator=annotator, tiers=tiers, all_bad=all_bad, **common
+        )
+        return {"ranking_id": ranking.id}
+    if task.kind == TaskKind.LABEL:
+        label = label_save(
+            message=task.item.message,
+            annotator=annotator,
+            quality=payload.get("quality"),
+            flags=payload.get("flags") or [],
+            task=task,
+            **common,
+        )
+        return {"label_id": label.id}
+    if task.kind == TaskKind.REVIEW:
+        membership = Membership.objects.filter(project=task.project, user=annotator, is_active=True).first()
+        if membership is None or not membership.has_role(Role.REVIEWER):
+            raise PermissionDenied("reviews need the reviewer role")
+        review = review_save(
+            message=task.item.message,
+            reviewer=annotator,
+            accepted=payload.get("accepted"),
+            comment=payload.get("comment", ""),
+            task=task,
+            **common,
+        )
+        return {"review_id": review.id}
+    raise ValidationError({"kind": f"unknown task kind {task.kind}"})
+
+
+def compare_order(task: Task) -> list[int]:
+    """Return the two replies in the order this task shows them as A and B.
+
+    The order is drawn per task (not stored with the set), so position bias averages out.
+    """
+    first, second = task.item.candidate_set.message_ids
+    return [first, second] if task.id % 2 == 0 else [second, first]
+
+
+def compare_tiers(candidate_set: CandidateSet, *, shown: list[int], choice) -> tuple[list, bool]:
+    if choice not in COMPARE_CHOICES:
+        raise ValidationError({"choice": f"choice must be one of {', '.join(COMPARE_CHOICES)}"})
+    a, b = shown
+    if choice == "A":
+        return [[a], [b]], False
+    if choice == "B":
+        return [[b], [a]], False
+    if choice == "tie":
+        return [[a, b]], False
+    return [], True
+
+
+def ranking_tiers(candidate_set: CandidateSet, payload: dict) -> tuple[list, bool]:
+    """Validate a ranking: tiers best first that hold every candidate exactly once, or all bad."""
+    if payload.get("all_bad"):
+        if payload.get("tiers"):
+            raise ValidationError({"tiers": "send either tiers or all_bad, not both"})
+        return [], True
+    tiers = payload.get("tiers")
+    if not isinstance(tiers, list) or not tiers or not all(isinstance(tier, list) and tier for tier in tiers):
+        raise ValidationError({"tiers": "tiers must be a non-empty list of non-empty lists of message ids"})
+    try:
+        flat = [int(message_id) for tier in tiers for message_id in tier]
+    except (TypeError, ValueError):
+        raise ValidationError({"tiers": "every entry of a tier must be a message id"}) from None
+    expected = set(candidate_set.message_ids)
+    if len(flat) != len(set(flat)):
+        raise ValidationError({"tiers": "a reply appears more than once"})
+    if set(flat) != expected:
+        missing = sorted(expected - set(flat))
+        extra = sorted(set(flat) - expected)
+        raise ValidationError({"tiers": f"rank every reply of the set exactly once; missing {missing}, not in the set {extra}"})
+    if len(tiers) == 1:
+        raise ValidationError({"tiers": "all replies tied says nothing; use all_bad if none is acceptable"})
+    return [[int(message_id) for message_id in tier] for tier in tiers], False
+
+
+def label_save(*, message: Message, annotator, quality, flags, task=None, guideline_version=None, time_spent_ms=None) -> Label:
+    """Record (or update) the annotator's quality score and flags on a message."""
+    if quality is not None:
+        try:
+            quality = int(quality)
+        except (TypeError, ValueError):
+            raise ValidationError({"quality": "quality is a whole number from 1 to 5"}) from None
+        if not 1 <= quality <= 5:
+            raise ValidationError({"quality": "quality is a whole number from 1 to 5"})
+    if not isinstance(flags, list):
+        raise ValidationError({"flags": "flags must be a list"})
+    unknown = [flag for flag in flags if flag not in Flag.values]
+    if unknown:
+        raise ValidationError({"flags": f"unknown flags {unknown}; use {', '.join(Flag.values)}"})
+    if quality is None and not flags:
+        raise ValidationError({"quality": "give a quality score, a flag, or both"})
+    label, _ = Label.objects.update_or_create(
+        message=message,
+        annotator=annotator,
+        defaults={
+            "quality": quality,
+            "flags": sorted(set(flags)),
+            "task": task,
+            "guideline_version": guideline_version if guideline_version is not None else message.project.guideline_version,
+            "time_spent_ms": time_spent_ms,
+        },
+    )
+    flags_apply(message=message)
+    return label
+
+
+def flags_apply(*, message: Message) -> None:
+    """Exclude the message once the project's threshold of annotators have flagged it."""
+    if message.excluded:
+        return
+    labels = Label.objects.filter(message=message).exclude(flags=[])
+    if message.cleared_at:
+        labels = labels.filter(updated_at__gt=message.cleared_at)  # flags an admin already overruled
+    flaggers = labels.values("annotator").distinct().count()
+    if flaggers >= message.project.settings.flag_threshold:
+        tree.message_exclude(message=message, reason=f"flagged by {flaggers}")
+
+
+@transaction.atomic
+def label_submit(*, message: Message, annotator, quality=None, flags=(), time_spent_ms=None) -> Label:
+    """Flag or score any message the annotator can see, outside the queue."""
+    return label_save(message=message, annotator=annotator, quality=quality, flags=list(flags), time_spent_ms=time_spent_ms)
+
+
+def review_save(*, message: Message, reviewer, accepted, comment="", task=None, guideline_version=None, time_spent_ms=None) -> Review:
+    if not isinstance(accepted, bool):
+        raise ValidationError({"accepted": "accepted must be true or false"})
+    if message.role != MessageRole.ASSISTANT or message.source != MessageSource.ANNOTATOR:
+        raise ValidationError({"message": "only demonstrations written by annotators are reviewed"})
+    if message.author_id == reviewer.id:
+        raise ValidationError({"message": "you cannot review your own demonstration"})
+    comment = (comment or "").strip()
+    if not accepted and not comment:
+        raise ValidationError({"comment": "say why you reject it, so the author can learn"})
+    review = Review.objects.create(
+        message=message,
+        reviewer=reviewer,
+        accepted=accepted,
+        comment=comment,
+        task=task,
+        guideline_version=guideline_version,
+        time_spent_ms=time_spent_ms,
+    )
+    Message.objects.filter(pk=message.pk).update(
+        review_state=ReviewState.ACCEPTED if accepted else ReviewState.REJECTED
+    )
+    if not accepted:
+        tree.message_exclude(message=message, reason="rejected by a reviewer")
+    return review

@@ -1,0 +1,231 @@
+"""Writes to conversation trees: messages, the work they create, candidate sets, exclusion."""
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from annotate.models import (
+    CandidateSet,
+    CandidateSetKind,
+    Message,
+    MessageRole,
+    MessageSource,
+    Project,
+    ReviewState,
+    TaskKind,
+    WorkItem,
+)
+
+MAX_TEXT = 20_000
+
+
+def _clean_text(text: str, *, what: str) -> str:
+    text = (text or "").strip()
+    if not text:
+        raise ValidationError({"text": f"the {what} is empty"})
+    if len(text) > MAX_TEXT:
+        raise ValidationError({"text": f"the {what} is {len(text)} characters; at most {MAX_TEXT}"})
+    if "\x00" in text:
+        raise ValidationError({"text": f"the {what} contains a NUL character"})
+    return text
+
+
+def work_item_create(*, project: Project, kind: str, needed: int, message=None, candidate_set=None, excluded=()):
+    return WorkItem.objects.create(
+        project=project,
+        kind=kind,
+        message=message,
+        candidate_set=candidate_set,
+        needed=needed,
+        open_slots=needed,
+        excluded_user_ids=sorted({user_id for user_id in excluded if user_id is not None}),
+    )
+
+
+@transaction.atomic
+def message_create(
+    *,
+    project: Project,
+    parent: Message | None,
+    role: str,
+    text: str,
+    source: str,
+    author=None,
+    origin: dict | None = None,
+    guideline_version: int | None = None,
+    time_spent_ms: int | None = None,
+    create_work: bool = True,
+) -> Message:
+    """Add a message to a tree and create the work it calls for (demonstrations, reviews...)."""
+    settings = project.settings
+    if parent is None:
+        if role != MessageRole.USER:
+            raise ValidationError({"role": "a conversation starts with a user message"})
+        depth = 0
+    else:
+        if parent.project_id != project.id:
+            raise ValidationError({"parent": "the parent message belongs to another project"})
+        expected = MessageRole.ASSISTANT if parent.role == MessageRole.USER else MessageRole.USER
+        if role != expected:
+            raise ValidationError({"role": f"a reply to a {parent.role} message must be an {expected} message"})
+        depth = parent.depth + 1
+        if role == MessageRole.USER and depth > 2 * (settings.max_depth - 1):
+            raise ValidationError({"parent": f"the chat is already {settings.max_depth} user turns deep"})
+    message = Message.objects.create(
+        project=project,
+        parent=parent,
+        root_id=parent.root_id if parent else None,
+        depth=depth,
+        role=role,
+        text=_clean_text(text, what="message"),
+        source=source,
+        author=author,
+        origin=origin or {},
+        guideline_version=guideline_version,
+        time_spent_ms=time_spent_ms,
+        review_state=(
+            ReviewState.PENDING
+            if role == MessageRole.ASSISTANT and source == MessageSource.ANNOTATOR
+            else ReviewState.NOT_NEEDED
+        ),
+    )
+    if parent is None:
+        Message.objects.filter(pk=message.pk).update(root=message)
+        message.root_id = message.pk
+    if create_work:
+        _work_for_new_message(message, settings)
+    return message
+
+
+def _work_for_new_message(message: Message, settings) -> None:
+    project = message.project
+    author_id = message.author_id
+    if message.role == MessageRole.USER:
+        work_item_create(
+            project=project,
+            kind=TaskKind.DEMONSTRATION,
+            needed=settings.demonstrations_per_prompt,
+            message=message,
+            excluded=[author_id],
+        )
+        return
+    work_item_create(project=project, kind=TaskKind.LABEL, needed=1, message=message, excluded=[author_id])
+    if message.review_state == ReviewState.PENDING:
+        work_item_create(project=project, kind=TaskKind.REVIEW, needed=1, message=message, excluded=[author_id])
+    if message.depth + 1 <= 2 * (settings.max_depth - 1):
+        work_item_create(project=project, kind=TaskKind.PROMPT, needed=1, message=message)
+    candidate_sets_form(parent=message.parent)
+
+
+def candidate_sets_form(*, parent: Message) -> list[CandidateSet]:
+    """Group the replies under `parent` that are in no ranking set yet into sets of K.
+
+    Sets are fixed when made: replies that arrive later form new sets.
+    """
+    # Lock the parent so two replies arriving at once cannot both form a set from the same pool.
+    Message.objects.select_for_update().filter(pk=parent.pk).first()
+    project = parent.project
+    k = project.settings.replies_per_ranking
+    used = set()
+    for ids in CandidateSet.objects.filter(parent=parent, kind=CandidateSetKind.RANKING).values_list(
+        "message_ids", flat=True
+    ):
+        used.update(ids)
+    free = list(
+        Message.objects.filter(parent=parent, role=MessageRole.ASSISTANT, excluded=False)
+        .exclude(pk__in=used)
+        .order_by("created_at", "id")
+        .values_list("id", "author_id")
+    )
+    made = []
+    while len(free) >= k:
+        chosen, free = free[:k], free[k:]
+        made.append(
+            _candidate_set_with_item(
+                project=project,
+                parent=parent,
+                kind=CandidateSetKind.RANKING,
+                message_ids=[message_id for message_id, _ in chosen],
+                authors=[author for _, author in chosen],
+            )
+        )
+    return made
+
+
+def _candidate_set_with_item(*, project, parent, kind, message_ids, authors, origin=None) -> CandidateSet:
+    candidate_set = CandidateSet.objects.create(
+        project=project, parent=parent, kind=kind, message_ids=message_ids, origin=origin or {}
+    )
+    work_item_create(
+        project=project,
+        kind=TaskKind.RANKING if kind == CandidateSetKind.RANKING else TaskKind.COMPARE,
+        needed=project.settings.overlap,
+        candidate_set=candidate_set,
+        excluded=authors,
+    )
+    return candidate_set
+
+
+@transaction.atomic
+def candidate_set_create(*, project: Project, message_ids: list[int], kind: str, origin: dict | None = None) -> CandidateSet:
+    """Make a ranking (2-9 replies) or blind comparison (exactly 2) item from chosen replies."""
+    if kind not in CandidateSetKind.values:
+        raise ValidationError({"kind": f"kind must be one of {', '.join(CandidateSetKind.values)}"})
+    ids = [int(message_id) for message_id in message_ids]
+    if len(set(ids)) != len(ids):
+        raise ValidationError({"message_ids": "a reply appears twice"})
+    if kind == CandidateSetKind.COMPARE and len(ids) != 2:
+        raise ValidationError({"message_ids": "a comparison is between exactly 2 replies"})
+    if not 2 <= len(ids) <= 9:
+        raise ValidationError({"message_ids": "a ranking is of 2 to 9 replies"})
+    replies = {m.id: m for m in Message.objects.filter(project=project, pk__in=ids)}
+    missing = [message_id for message_id in ids if message_id not in replies]
+    if missing:
+        raise ValidationError({"message_ids": f"no such message in this project: {missing}"})
+    parents = {m.parent_id for m in replies.values()}
+    if len(parents) != 1 or any(m.role != MessageRole.ASSISTANT for m in replies.values()):
+        raise ValidationError({"message_ids": "all must be assistant replies to the same user message"})
+    if any(m.excluded for m in replies.values()):
+        raise ValidationError({"message_ids": "an excluded (flagged or rejected) reply cannot be judged"})
+    parent = Message.objects.get(pk=parents.pop())
+    return _candidate_set_with_item(
+        project=project,
+        parent=parent,
+        kind=kind,
+        message_ids=ids,
+        authors=[replies[message_id].author_id for message_id in ids],
+        origin=origin,
+    )
+
+
+def message_exclude(*, message: Message, reason: str) -> None:
+    """Leave a message out of exports and stop handing out work about it."""
+    if message.excluded:
+        return
+    Message.objects.filter(pk=message.pk).update(excluded=True, excluded_reason=reason[:200])
+    message.excluded = True
+    message.excluded_reason = reason[:200]
+    items = WorkItem.objects.filter(open_slots__gt=0).filter(message=message)
+    sets = [cs.id for cs in CandidateSet.objects.filter(message_ids__contains=[message.id])]
+    items |= WorkItem.objects.filter(open_slots__gt=0, candidate_set_id__in=sets)
+    # Leases already out stay valid; no new ones are given.
+    WorkItem.objects.filter(pk__in=items.values("pk")).update(open_slots=0, closed_reason=f"message {message.id} {reason}")
+
+
+@transaction.atomic
+def message_clear(*, message: Message) -> Message:
+    """An admin's decision: the message is fine after all; it counts again in exports."""
+    message = Message.objects.select_for_update().get(pk=message.pk)
+    message.excluded = False
+    message.excluded_reason = ""
+    message.cleared_at = timezone.now()
+    if message.review_state == ReviewState.REJECTED:
+        message.review_state = ReviewState.ACCEPTED
+    message.save(update_fields=["excluded", "excluded_reason", "cleared_at", "review_state", "updated_at"])
+    return message
+
+
+def work_item_finish_one(item: WorkItem) -> None:
+    """Count one submitted judgement on an item whose slot was leased."""
+    WorkItem.objects.filter(pk=item.pk).update(done=F("done") + 1, updated_at=timezone.now())

@@ -1,0 +1,80 @@
+"""50 annotators at once, each on their own database connection, working 500 ranking items."""
+
+import threading
+from collections import Counter
+
+import pytest
+from django.db import connection, connections
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from annotate.models import Ranking, Role, Task, TaskState, WorkItem
+from annotate.services import accounts as account_services
+from tests.annotate.factories import ranking_items
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+ANNOTATORS = 50
+ITEMS = 500
+OVERLAP = 2
+
+
+def test_fifty_concurrent_annotators_give_every_item_exactly_overlap_distinct_judgements(make_user, owner, project):
+    account_services.project_settings_update(
+        project=project, overlap=OVERLAP, task_mix={"ranking": 1, "prompt": 0, "demonstration": 0, "compare": 0, "label": 0, "review": 0}
+    )
+    ranking_items(project, ITEMS)
+    tokens = []
+    for i in range(ANNOTATORS):
+        user = make_user(f"annotator{i}")
+        account_services.membership_set(project=project, user=user, role=Role.ANNOTATOR)
+        tokens.append(Token.objects.create(user=user).key)
+    errors, submitted = [], Counter()
+    start = threading.Barrier(ANNOTATORS)
+
+    def work(index: int):
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Token {tokens[index]}")
+        try:
+            start.wait()
+            task = client.post(f"/api/projects/{project.id}/tasks/next/", {}, format="json").json()["task"]
+            while task is not None:
+                tiers = [[candidate["id"]] for candidate in task["candidates"]]
+                response = client.post(
+                    f"/api/tasks/{task['id']}/submit/",
+                    {"submit_key": f"{index}-{task['id']}", "tiers": tiers, "next": True},
+                    format="json",
+                )
+                if response.status_code != 200:
+                    errors.append((index, response.status_code, response.content[:300]))
+                    return
+                submitted[index] += 1
+                task = response.json()["next"]["task"]
+        except Exception as error:  # reported below; a thread must not die silently
+            errors.append((index, repr(error)))
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(ANNOTATORS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=600)
+    assert not errors, errors[:5]
+    assert sum(submitted.values()) == ITEMS * OVERLAP
+    assert len([count for count in submitted.values() if count]) > ANNOTATORS // 2  # the work was shared
+
+    # Every item judged by exactly OVERLAP distinct annotators, no duplicate rows.
+    per_set = Counter(Ranking.objects.values_list("candidate_set_id", flat=True))
+    assert len(per_set) == ITEMS and set(per_set.values()) == {OVERLAP}
+    pairs = list(Ranking.objects.values_list("candidate_set_id", "annotator_id"))
+    assert len(pairs) == len(set(pairs)) == ITEMS * OVERLAP
+    # No item handed out twice to one person, and nothing left leased or open.
+    handed = list(Task.objects.values_list("item_id", "annotator_id"))
+    assert len(handed) == len(set(handed))
+    assert set(Task.objects.values_list("state", flat=True)) == {TaskState.SUBMITTED}
+    assert not WorkItem.objects.filter(open_slots__gt=0).exists()
+    assert set(WorkItem.objects.values_list("done", flat=True)) == {OVERLAP}
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM annotate_ranking")
+        assert cursor.fetchone()[0] == ITEMS * OVERLAP
