@@ -282,7 +282,10 @@ class Task(TimeStamped):
     kind = models.CharField(max_length=16, choices=TaskKind.choices)
     # Null only for writing a new root prompt, which needs no item.
     item = models.ForeignKey(WorkItem, null=True, blank=True, on_delete=models.CASCADE, related_name="tasks")
-    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="tasks")
+    # No index of its own: the unique (annotator, item) index serves lookups by annotator.
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="tasks", db_index=False
+    )
     state = models.CharField(max_length=16, choices=TaskState.choices, default=TaskState.LEASED)
     lease_expires_at = models.DateTimeField()
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -293,13 +296,15 @@ class Task(TimeStamped):
 
     class Meta:
         indexes = [
-            models.Index(fields=["annotator", "state"]),
             models.Index(fields=["project", "lease_expires_at"], condition=Q(state="leased"), name="task_leased"),
+            models.Index(fields=["annotator", "project"], condition=Q(state="leased"), name="task_leased_by"),
             models.Index(fields=["project", "finished_at"]),
         ]
         constraints = [
-            # Never the same item twice to one person, whatever races happen above.
-            models.UniqueConstraint(fields=["item", "annotator"], name="task_item_once_per_annotator"),
+            # Never the same item twice to one person, whatever races happen above. Annotator
+            # first: the queue's "not already mine" probe is (annotator, item), and leading with
+            # the annotator keeps the planner on this index even before statistics exist.
+            models.UniqueConstraint(fields=["annotator", "item"], name="task_item_once_per_annotator"),
             models.CheckConstraint(condition=Q(state__in=TaskState.values), name="task_state_valid"),
             models.CheckConstraint(
                 condition=Q(item__isnull=False) | Q(kind=TaskKind.PROMPT), name="task_item_except_new_prompt"

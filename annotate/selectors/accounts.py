@@ -4,7 +4,8 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import Http404
 
-from annotate.models import ROLE_RANK, Invite, Membership, Project, Role
+from annotate.models import ROLE_RANK, Invite, Membership, Project, ProjectSettings, Role
+from annotate.rows import columns, fetch_one
 
 
 def projects_for_user(*, user) -> QuerySet[Project]:
@@ -19,7 +20,7 @@ def membership_for(*, user, project_id) -> Membership:
     if not user.is_authenticated or not user.is_active:
         raise Http404("no such project")
     membership = (
-        Membership.objects.select_related("project")
+        Membership.objects.select_related("project", "project__settings")
         .filter(user=user, project_id=project_id, is_active=True)
         .first()
     )
@@ -39,6 +40,31 @@ def project_for_member(*, user, project_id, role: str = Role.ANNOTATOR) -> Proje
     if ROLE_RANK[membership.role] < ROLE_RANK[role]:
         raise PermissionDenied(f"this needs the {role} role in the project; you are {membership.role}")
     return membership.project
+
+
+MEMBERSHIP_FOR_TASK = f"""
+SELECT {columns(Membership, "m")}, {columns(Project, "p")}, {columns(ProjectSettings, "s")}
+FROM annotate_task t
+JOIN annotate_membership m ON m.project_id = t.project_id AND m.user_id = %s AND m.is_active
+JOIN annotate_project p ON p.id = t.project_id
+JOIN annotate_projectsettings s ON s.project_id = t.project_id
+WHERE t.id = %s
+"""
+
+
+def membership_for_task(*, user, task_id) -> Membership:
+    """Return the user's active membership in the project of the task, or 404.
+
+    On every submit, so written as one query (see annotate/rows.py)."""
+    found = None
+    if user.is_authenticated and user.is_active:
+        found = fetch_one(MEMBERSHIP_FOR_TASK, [user.id, task_id], [Membership, Project, ProjectSettings])
+    if found is None:
+        raise Http404("no such task")
+    membership, project, settings = found
+    project.settings = settings
+    membership.project = project
+    return membership
 
 
 def members_of(*, project) -> QuerySet[Membership]:

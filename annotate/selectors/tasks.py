@@ -2,6 +2,7 @@
 
 import random
 
+from django.db import connection
 from django.db.models import QuerySet
 
 from annotate.models import Message, Task, TaskKind
@@ -12,11 +13,16 @@ def conversation(message: Message | None) -> list[Message]:
     """Return the path from the root to `message`, inclusive (one query for the whole tree)."""
     if message is None:
         return []
-    by_id = {m.id: m for m in Message.objects.filter(root_id=message.root_id).only(
-        "id", "parent_id", "role", "text", "depth", "excluded"
-    )}
+    by_id = {m.id: m for m in Message.objects.filter(root_id=message.root_id).only(*TURN_FIELDS)}
     by_id.setdefault(message.id, message)
-    path, node = [], by_id.get(message.id)
+    return _path(by_id, message.id)
+
+
+TURN_FIELDS = ("id", "parent_id", "root_id", "role", "text")
+
+
+def _path(by_id: dict, leaf_id: int) -> list:
+    path, node = [], by_id.get(leaf_id)
     while node is not None:
         path.append(node)
         node = by_id.get(node.parent_id)
@@ -27,13 +33,26 @@ def turn(message: Message) -> dict:
     return {"id": message.id, "role": message.role, "text": message.text}
 
 
+# The item's candidate set (if any), the message it is about, and that message's whole tree.
+ITEM_AND_TREE = """
+WITH item AS (
+    SELECT cs.message_ids, coalesce(cs.parent_id, w.message_id) AS leaf_id
+    FROM annotate_workitem w LEFT JOIN annotate_candidateset cs ON cs.id = w.candidate_set_id
+    WHERE w.id = %s
+)
+SELECT item.message_ids, item.leaf_id, m.id, m.parent_id, m.role, m.text
+FROM item
+JOIN annotate_message leaf ON leaf.id = item.leaf_id
+JOIN annotate_message m ON m.root_id = leaf.root_id
+"""
+
+
 def task_payload(task: Task) -> dict:
     """Return everything a page or script needs to do the task, and nothing that biases it.
 
     Replies are shown without their author or model; ranking candidates in an order drawn
-    per task, comparison replies as A and B.
+    per task, comparison replies as A and B. One query: the item and its whole tree.
     """
-    item = task.item
     data = {
         "id": task.id,
         "kind": task.kind,
@@ -44,27 +63,25 @@ def task_payload(task: Task) -> dict:
         "conversation": [],
         "candidates": [],
     }
-    if item is None:
+    if task.item_id is None:
         return data  # a new conversation: nothing to show yet
-    if item.candidate_set_id:
-        candidate_set = item.candidate_set
-        data["conversation"] = [turn(m) for m in conversation(candidate_set.parent)]
-        texts = dict(Message.objects.filter(pk__in=candidate_set.message_ids).values_list("id", "text"))
-        if task.kind == TaskKind.COMPARE:
-            order = compare_order(task)
-            data["candidates"] = [
-                {"id": message_id, "label": label, "text": texts[message_id]}
-                for label, message_id in zip("AB", order)
-            ]
-        else:
-            order = list(candidate_set.message_ids)
-            random.Random(task.id).shuffle(order)
-            data["candidates"] = [
-                {"id": message_id, "label": str(index + 1), "text": texts[message_id]}
-                for index, message_id in enumerate(order)
-            ]
+    with connection.cursor() as cursor:
+        cursor.execute(ITEM_AND_TREE, [task.item_id])
+        rows = cursor.fetchall()
+    message_ids, leaf_id = rows[0][0], rows[0][1]
+    by_id = {row[2]: Message(id=row[2], parent_id=row[3], role=row[4], text=row[5]) for row in rows}
+    data["conversation"] = [turn(m) for m in _path(by_id, leaf_id)]
+    if message_ids is None:
+        return data
+    if task.kind == TaskKind.COMPARE:
+        labelled = zip("AB", compare_order(task.id, message_ids))
     else:
-        data["conversation"] = [turn(m) for m in conversation(item.message)]
+        order = list(message_ids)
+        random.Random(task.id).shuffle(order)
+        labelled = ((str(index + 1), message_id) for index, message_id in enumerate(order))
+    data["candidates"] = [
+        {"id": message_id, "label": label, "text": by_id[message_id].text} for label, message_id in labelled
+    ]
     return data
 
 

@@ -1,6 +1,7 @@
 """DRF glue shared by both apps."""
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from drf_spectacular import openapi as drf_spectacular_openapi
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -22,3 +23,13 @@ def exception_handler(exc, context):
         else:
             exc = exceptions.ValidationError({"detail": exc.messages})
     return drf_exception_handler(exc, context)
+
+
+class AutoSchema(drf_spectacular_openapi.AutoSchema):
+    """Name schema components after the view too: every view nests an `InputSerializer`, and
+    plain class names would collide ("TokenCreateApi.InputSerializer" -> TokenCreateApiInput)."""
+
+    def get_serializer_name(self, serializer, direction):
+        return type(serializer).__qualname__.replace(".", "").replace("Serializer", "") or super().get_serializer_name(
+            serializer, direction
+        )

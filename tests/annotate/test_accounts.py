@@ -146,3 +146,14 @@ def test_openapi_schema_and_docs_page_are_for_logged_in_users(member):
 def test_admin_site_is_for_staff(owner, member):
     assert logged_in(owner).get("/admin/").status_code == 200
     assert logged_in(member).get("/admin/").status_code == 302
+
+
+def test_openapi_schema_validates_without_warnings_and_documents_token_auth(capsys):
+    from django.core.management import call_command
+
+    call_command("spectacular", "--validate", "--fail-on-warn", "--format", "openapi-json", "--file", "/dev/null")
+    schema = APIClient()
+    schema.force_authenticate(get_user_model().objects.create_user("reader"))
+    body = schema.get("/api/schema/?format=json").json()
+    assert body["components"]["securitySchemes"]["tokenAuth"]["name"] == "Authorization"
+    assert "/api/tasks/{task_id}/submit/" in body["paths"]
