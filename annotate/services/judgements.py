@@ -135,10 +135,7 @@ SELECT id FROM ranking
 
 def _ranking_submit_at_once(task: Task, *, annotator, payload, submit_key, time_spent_ms) -> dict | None:
     candidate_set = task.item.candidate_set
-    if task.kind == TaskKind.COMPARE:
-        tiers, all_bad = compare_tiers(candidate_set, shown=compare_order(task.id, candidate_set.message_ids), choice=payload.get("choice"))
-    else:
-        tiers, all_bad = ranking_tiers(candidate_set, payload)
+    tiers, all_bad = judged_tiers(task, payload)
     with connection.cursor() as cursor:
         cursor.execute(
             RANKING_SUBMIT,
@@ -158,41 +155,22 @@ def _ranking_submit_at_once(task: Task, *, annotator, payload, submit_key, time_
 
 def _submit(task: Task, *, annotator, payload: dict, time_spent_ms) -> dict:
     common = {"guideline_version": task.guideline_version, "time_spent_ms": time_spent_ms}
-    if task.kind == TaskKind.PROMPT:
+    if task.kind in (TaskKind.PROMPT, TaskKind.DEMONSTRATION):
         parent = task.item.message if task.item_id else None
         message = tree.message_create(
             project=task.project,
             parent=parent,
-            role=MessageRole.USER,
+            role=MessageRole.USER if task.kind == TaskKind.PROMPT else MessageRole.ASSISTANT,
             text=payload.get("text", ""),
             source=MessageSource.ANNOTATOR,
             author=annotator,
             **common,
         )
         return {"message_id": message.id}
-    if task.kind == TaskKind.DEMONSTRATION:
-        message = tree.message_create(
-            project=task.project,
-            parent=task.item.message,
-            role=MessageRole.ASSISTANT,
-            text=payload.get("text", ""),
-            source=MessageSource.ANNOTATOR,
-            author=annotator,
-            **common,
-        )
-        return {"message_id": message.id}
-    if task.kind == TaskKind.RANKING:
-        candidate_set = task.item.candidate_set
-        tiers, all_bad = ranking_tiers(candidate_set, payload)
+    if task.kind in (TaskKind.RANKING, TaskKind.COMPARE):
+        tiers, all_bad = judged_tiers(task, payload)
         ranking = Ranking.objects.create(
-            candidate_set=candidate_set, task=task, annotator=annotator, tiers=tiers, all_bad=all_bad, **common
-        )
-        return {"ranking_id": ranking.id}
-    if task.kind == TaskKind.COMPARE:
-        candidate_set = task.item.candidate_set
-        tiers, all_bad = compare_tiers(candidate_set, shown=compare_order(task.id, candidate_set.message_ids), choice=payload.get("choice"))
-        ranking = Ranking.objects.create(
-            candidate_set=candidate_set, task=task, annotator=annotator, tiers=tiers, all_bad=all_bad, **common
+            candidate_set=task.item.candidate_set, task=task, annotator=annotator, tiers=tiers, all_bad=all_bad, **common
         )
         return {"ranking_id": ranking.id}
     if task.kind == TaskKind.LABEL:
@@ -219,6 +197,15 @@ def _submit(task: Task, *, annotator, payload: dict, time_spent_ms) -> dict:
         )
         return {"review_id": review.id}
     raise ValidationError({"kind": f"unknown task kind {task.kind}"})
+
+
+def judged_tiers(task: Task, payload: dict) -> tuple[list, bool]:
+    """Return the tiers (and all-bad) that a ranking or comparison submit stands for."""
+    candidate_set = task.item.candidate_set
+    if task.kind == TaskKind.COMPARE:
+        shown = compare_order(task.id, candidate_set.message_ids)
+        return compare_tiers(candidate_set, shown=shown, choice=payload.get("choice"))
+    return ranking_tiers(candidate_set, payload)
 
 
 def compare_order(task_id: int, message_ids: list[int]) -> list[int]:
