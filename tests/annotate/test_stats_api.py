@@ -102,3 +102,23 @@ def test_queue_endpoints_refuse_outsiders_and_anonymous(api_as, outsider, projec
     assert api_as(outsider).post(url, {}, format="json").status_code == 404
     assert APIClient().post(url, {}, format="json").status_code == 401
     assert api_as(outsider).get(f"/api/projects/{project.id}/tasks/mine/").status_code == 404
+
+
+def test_throughput_and_time_on_task_per_annotator(api_as, owner, member, project):
+    from annotate.services import accounts as account_services
+
+    account_services.project_settings_update(
+        project=project, task_mix={"ranking": 1, "prompt": 0, "demonstration": 0, "compare": 0, "label": 0, "review": 0}
+    )
+    ranking_items(project, 2)
+    for n in range(2):
+        task = api_as(member).post(f"/api/projects/{project.id}/tasks/next/", {}, format="json").json()["task"]
+        tiers = [[c["id"]] for c in task["candidates"]]
+        api_as(member).post(
+            f"/api/tasks/{task['id']}/submit/", {"submit_key": f"k{n}", "tiers": tiers, "time_spent_ms": 30_000}, format="json"
+        )
+    rows = api_as(owner).get(f"/api/projects/{project.id}/stats/").json()["annotators"]
+    assert rows == [
+        {"annotator_id": member.id, "username": "member", "submitted": 2, "time_on_task_s": 60.0, "per_hour": 120.0}
+    ]
+    assert api_as(member).get(f"/api/projects/{project.id}/counts/mine/").json() == {"today": 2, "total": 2}

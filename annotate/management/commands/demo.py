@@ -1,6 +1,7 @@
 """Set up the demo project with its accounts, then run web and worker (see README)."""
 
 import os
+import random
 
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
@@ -9,7 +10,8 @@ from django.db import transaction
 
 from annotate.services import accounts as account_services
 from annotate.management.commands.serve import serve
-from annotate.models import Project, Role
+from annotate.models import Message, MessageRole, MessageSource, Project, Role
+from annotate.services import tree
 
 DEMO_PASSWORD = "demo-pass-2026"
 DEMO_PEOPLE = [("admin", Role.ADMIN), ("reviewer", Role.REVIEWER), ("alice", Role.ANNOTATOR), ("bob", Role.ANNOTATOR)]
@@ -39,7 +41,25 @@ def demo_project_create() -> Project:
         )
     for user, role in users.values():
         account_services.membership_set(project=project, user=user, role=role)
+    if not Message.objects.filter(project=project).exists():
+        for prompt in demo_prompts():
+            tree.message_create(
+                project=project, parent=None, role=MessageRole.USER, text=prompt, source=MessageSource.IMPORT,
+                origin={"source": "demo"},
+            )
     return project
+
+
+def demo_prompts(count: int = 24, seed: int = 7) -> list[str]:
+    """Return arithmetic questions whose answers a program can check."""
+    rng = random.Random(seed)
+    forms = [
+        "What is {a} + {b}?",
+        "What is {a} minus {b}?",
+        "Compute {a} * {b}.",
+        "A box holds {a} apples and you add {b} more. How many apples are in the box?",
+    ]
+    return [rng.choice(forms).format(a=rng.randint(2, 99), b=rng.randint(2, 99)) for _ in range(count)]
 
 
 class Command(BaseCommand):
