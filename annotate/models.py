@@ -114,7 +114,7 @@ class ProjectSettings(models.Model):
     project = models.OneToOneField(Project, on_delete=models.CASCADE, related_name="settings")
     replies_per_ranking = models.PositiveSmallIntegerField(default=4, help_text="K, from 2 to 9")
     overlap = models.PositiveSmallIntegerField(
-        default=2, help_text="distinct annotators per ranking, comparison and label item"
+        default=2, help_text="distinct annotators per ranking, comparison, label and review item"
     )
     demonstrations_per_prompt = models.PositiveSmallIntegerField(default=1)
     max_depth = models.PositiveSmallIntegerField(default=3, help_text="deepest user turn of a chat")

@@ -20,7 +20,7 @@ class SettingsSerializer(serializers.Serializer):
     max_depth = serializers.IntegerField(min_value=1, max_value=20)
     lease_seconds = serializers.IntegerField(min_value=30, max_value=7 * 24 * 3600)
     flag_threshold = serializers.IntegerField(min_value=1, max_value=100)
-    task_mix = serializers.DictField(child=serializers.FloatField(min_value=0))
+    task_mix = serializers.DictField(child=serializers.FloatField(min_value=0, max_value=1_000_000))
 
     def validate_task_mix(self, value):
         unknown = sorted(set(value) - set(TaskKind.values))

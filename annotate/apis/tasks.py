@@ -94,7 +94,9 @@ class TaskSubmitApi(APIView):
 
     class InputSerializer(serializers.Serializer):
         submit_key = serializers.CharField(max_length=100)
-        time_spent_ms = serializers.IntegerField(required=False, allow_null=True, min_value=0)
+        time_spent_ms = serializers.IntegerField(
+            required=False, allow_null=True, min_value=0, max_value=judgements.MAX_TIME_SPENT_MS
+        )
         text = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
         tiers = serializers.ListField(child=serializers.ListField(child=serializers.IntegerField()), required=False)
         all_bad = serializers.BooleanField(required=False, default=False)
@@ -167,7 +169,9 @@ class MessageLabelApi(APIView):
     class InputSerializer(serializers.Serializer):
         quality = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=5)
         flags = serializers.ListField(child=serializers.ChoiceField(choices=Flag.choices), required=False, default=list)
-        time_spent_ms = serializers.IntegerField(required=False, allow_null=True, min_value=0)
+        time_spent_ms = serializers.IntegerField(
+            required=False, allow_null=True, min_value=0, max_value=judgements.MAX_TIME_SPENT_MS
+        )
 
     @extend_schema(request=InputSerializer, responses=inline_serializer("Labelled", {"label_id": serializers.IntegerField(), "excluded": serializers.BooleanField()}))
     def post(self, request, project_id, message_id):
@@ -190,15 +194,28 @@ class MessageClearApi(APIView):
 
 
 class TreeApi(APIView):
-    """A whole conversation tree, by its root message id."""
+    """A whole conversation tree, by its root message id.
+
+    Annotators see the turns only: not where a reply came from (that would unblind rankings),
+    and not the text of excluded messages. Reviewers and admins see everything.
+    """
 
     @extend_schema(responses=inline_serializer("Tree", {"messages": serializers.ListField(child=serializers.DictField())}))
     def get(self, request, project_id, root_id):
-        project, root = project_message(request, project_id, root_id)
+        membership = account_selectors.membership_for(user=request.user, project_id=project_id)
+        root = get_object_or_404(Message, pk=root_id, project=membership.project)
         rows = Message.objects.filter(root_id=root.root_id).order_by("depth", "created_at").values(
             "id", "parent_id", "depth", "role", "text", "source", "review_state", "excluded", "created_at"
         )
-        return Response({"messages": list(rows)})
+        if membership.has_role(Role.REVIEWER):
+            return Response({"messages": list(rows)})
+        turns = []
+        for row in rows:
+            turn = {key: row[key] for key in ("id", "parent_id", "depth", "role", "created_at")}
+            turn["text"] = None if row["excluded"] else row["text"]
+            turn["withheld"] = row["excluded"]
+            turns.append(turn)
+        return Response({"messages": turns})
 
 
 class CandidateSetCreateApi(APIView):

@@ -72,7 +72,9 @@ def members_of(*, project) -> QuerySet[Membership]:
 
 
 def invite_by_token(*, token: str) -> Invite:
-    invite = Invite.objects.select_related("project").filter(token=token).first()
+    invite = None
+    if "\x00" not in token:
+        invite = Invite.objects.select_related("project").filter(token=token).first()
     if invite is None:
         raise Http404("this invite link is not valid")
     return invite

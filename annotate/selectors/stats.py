@@ -23,15 +23,17 @@ def _rankings_by_set(project, *, include_imported=False):
 def consensus_for(candidate_set: CandidateSet) -> dict:
     """Return the consensus order of one set by ranked pairs, and Kendall's W of its rankings."""
     rows = list(
-        Ranking.objects.filter(candidate_set=candidate_set).values_list("tiers", "all_bad")
+        Ranking.objects.filter(candidate_set=candidate_set).values_list("tiers", "all_bad", "annotator_id")
     )
-    ordered = [tiers for tiers, all_bad in rows if not all_bad]
+    ordered = [tiers for tiers, all_bad, _ in rows if not all_bad]
+    # Agreement is among the project's own annotators; imported rankings count for the order only.
+    own = [tiers for tiers, all_bad, annotator_id in rows if not all_bad and annotator_id is not None]
     return {
         "candidate_set_id": candidate_set.id,
         "rankings": len(rows),
-        "all_bad": sum(1 for _, all_bad in rows if all_bad),
+        "all_bad": sum(1 for _, all_bad, _ in rows if all_bad),
         "consensus": agreement.ranked_pairs(list(candidate_set.message_ids), ordered) if ordered else [],
-        "kendall_w": agreement.kendall_w(ordered),
+        "kendall_w": agreement.kendall_w(own),
     }
 
 

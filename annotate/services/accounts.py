@@ -36,10 +36,13 @@ def project_create(*, name: str, created_by, description: str = "", guidelines: 
 @transaction.atomic
 def project_update_guidelines(*, project: Project, guidelines: str) -> Project:
     """Replace the guidelines; judgements made from now on record the new version."""
-    if guidelines != project.guidelines:
-        project.guidelines = guidelines
-        project.guideline_version += 1
-        project.save(update_fields=["guidelines", "guideline_version", "updated_at"])
+    # Lock the row: two admins saving at once must get two versions, not one.
+    locked = Project.objects.select_for_update().get(pk=project.pk)
+    if guidelines != locked.guidelines:
+        locked.guidelines = guidelines
+        locked.guideline_version += 1
+        locked.save(update_fields=["guidelines", "guideline_version", "updated_at"])
+    project.guidelines, project.guideline_version = locked.guidelines, locked.guideline_version
     return project
 
 
@@ -48,11 +51,12 @@ def membership_set(*, project: Project, user, role: str) -> Membership:
     """Make the user an active member of the project with the role."""
     if role not in Role.values:
         raise ValidationError({"role": f"role must be one of {', '.join(Role.values)}, not {role!r}"})
+    admins = _lock_admins(project)
     membership, _ = Membership.objects.select_for_update().get_or_create(
         project=project, user=user, defaults={"role": role}
     )
     if membership.role != role or not membership.is_active:
-        _refuse_removing_last_admin(membership, new_role=role)
+        _refuse_removing_last_admin(membership, new_role=role, admins=admins)
         membership.role = role
         membership.is_active = True
         membership.save(update_fields=["role", "is_active", "updated_at"])
@@ -62,24 +66,30 @@ def membership_set(*, project: Project, user, role: str) -> Membership:
 @transaction.atomic
 def membership_remove(*, project: Project, user) -> Membership:
     """Take the user out of the project; what they did stays, attributed to them."""
+    admins = _lock_admins(project)
     membership = Membership.objects.select_for_update().filter(project=project, user=user).first()
     if membership is None:
         raise ValidationError({"user": "that user is not a member of this project"})
-    _refuse_removing_last_admin(membership, new_role=None)
+    _refuse_removing_last_admin(membership, new_role=None, admins=admins)
     membership.is_active = False
     membership.save(update_fields=["is_active", "updated_at"])
     return membership
 
 
-def _refuse_removing_last_admin(membership: Membership, *, new_role) -> None:
-    if membership.role != Role.ADMIN or new_role == Role.ADMIN or not membership.is_active:
-        return
-    # Lock every admin row of the project so two admins cannot demote each other at once.
-    admins = list(
+def _lock_admins(project: Project) -> list[int]:
+    """Lock the project's admin rows, always in id order and before any other membership row:
+    two admins demoting each other at once then wait for each other instead of deadlocking."""
+    return list(
         Membership.objects.select_for_update()
-        .filter(project=membership.project, role=Role.ADMIN, is_active=True)
+        .filter(project=project, role=Role.ADMIN, is_active=True)
+        .order_by("id")
         .values_list("id", flat=True)
     )
+
+
+def _refuse_removing_last_admin(membership: Membership, *, new_role, admins: list[int]) -> None:
+    if membership.role != Role.ADMIN or new_role == Role.ADMIN or not membership.is_active:
+        return
     if admins == [membership.id]:
         raise ValidationError({"role": "a project must keep at least one admin"})
 
@@ -107,6 +117,11 @@ def invite_revoke(*, invite: Invite) -> Invite:
     return invite
 
 
+def _plausible_token(token: str) -> bool:
+    # Tokens are URL-safe base64; anything else (a NUL byte, say) cannot match one.
+    return bool(token) and len(token) <= 64 and all(c.isalnum() or c in "-_" for c in token)
+
+
 def invite_problem(invite: Invite) -> str | None:
     """Return why the invite cannot be used, or None if it can."""
     if invite.revoked_at is not None:
@@ -122,7 +137,11 @@ def invite_problem(invite: Invite) -> str | None:
 def invite_accept(*, token: str, user) -> Membership:
     """Use the invite: the user joins its project with its role. Single use."""
     # Lock the invite: two people opening the same link at once must not both get in.
-    invite = Invite.objects.select_for_update().select_related("project").filter(token=token).first()
+    invite = (
+        Invite.objects.select_for_update().select_related("project").filter(token=token).first()
+        if _plausible_token(token)
+        else None
+    )
     if invite is None:
         raise ValidationError({"token": "this invite link is not valid"})
     problem = invite_problem(invite)
@@ -145,6 +164,10 @@ def user_register_with_invite(*, token: str, username: str, password: str, email
     username = username.strip()
     if not username:
         raise ValidationError({"username": "choose a username"})
+    try:
+        User.username_validator(username)
+    except ValidationError as error:
+        raise ValidationError({"username": error.messages}) from None
     if User.objects.filter(username__iexact=username).exists():
         raise ValidationError({"username": "that username is taken"})
     user = User(username=username, email=email.strip())

@@ -271,6 +271,13 @@ def label_save(*, message: Message, annotator, quality, flags, task=None, guidel
         raise ValidationError({"flags": f"unknown flags {unknown}; use {', '.join(Flag.values)}"})
     if quality is None and not flags:
         raise ValidationError({"quality": "give a quality score, a flag, or both"})
+    if message.author_id is not None and message.author_id == annotator.id:
+        raise ValidationError({"message": "you cannot label or flag your own message"})
+    if time_spent_ms is not None and not 0 <= time_spent_ms <= MAX_TIME_SPENT_MS:
+        raise ValidationError({"time_spent_ms": "time spent must be between 0 and 24 hours, in ms"})
+    # Lock the message: flaggers arriving at once are counted one after the other, so the
+    # threshold cannot be missed by each seeing only their own flag.
+    Message.objects.select_for_update().filter(pk=message.pk).first()
     label, _ = Label.objects.update_or_create(
         message=message,
         annotator=annotator,
@@ -323,9 +330,13 @@ def review_save(*, message: Message, reviewer, accepted, comment="", task=None, 
         guideline_version=guideline_version,
         time_spent_ms=time_spent_ms,
     )
-    Message.objects.filter(pk=message.pk).update(
-        review_state=ReviewState.ACCEPTED if accepted else ReviewState.REJECTED
-    )
+    # With several reviewers, one rejection is enough to exclude; acceptance never undoes it.
+    if accepted:
+        Message.objects.filter(pk=message.pk).exclude(review_state=ReviewState.REJECTED).update(
+            review_state=ReviewState.ACCEPTED
+        )
+    else:
+        Message.objects.filter(pk=message.pk).update(review_state=ReviewState.REJECTED)
     if not accepted:
         tree.message_exclude(message=message, reason="rejected by a reviewer")
     return review

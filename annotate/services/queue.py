@@ -11,7 +11,7 @@ import random
 import time
 from datetime import timedelta
 
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -126,6 +126,8 @@ def task_next(*, project: Project, annotator, role: str, kind: str | None = None
     kinds = allowed_kinds(role=role, weights=weights) if kind is None else [kind]
     if kind is not None and ROLE_RANK[role] < ROLE_RANK[KIND_ROLE.get(kind, Role.ANNOTATOR)]:
         raise PermissionDenied(f"{kind} tasks need the {KIND_ROLE[kind]} role")
+    if kind is not None and weights.get(kind, 0) <= 0:
+        raise ValidationError({"kind": f"this project hands out no {kind} tasks (its task mix gives them weight 0)"})
     leases_reclaim(project=project)
     held = fetch_one(HELD_LEASE, {"user": annotator.id, "project": project.id, "kinds": kinds}, [Task])
     if held is not None:

@@ -1,8 +1,10 @@
 """Writes to conversation trees: messages, the work they create, candidate sets, exclusion."""
 
+from collections import defaultdict
+
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from annotate.models import (
@@ -14,6 +16,7 @@ from annotate.models import (
     Project,
     ReviewState,
     TaskKind,
+    TaskState,
     WorkItem,
 )
 
@@ -99,6 +102,8 @@ def message_create(
 
 
 def _work_for_new_message(message: Message, settings) -> None:
+    if message.parent_id and _first_excluded(_ancestors(message)):
+        return  # under a flagged or rejected message: kept, but nobody is asked to work on it
     project = message.project
     author_id = message.author_id
     if message.role == MessageRole.USER:
@@ -110,9 +115,11 @@ def _work_for_new_message(message: Message, settings) -> None:
             excluded=[author_id],
         )
         return
-    work_item_create(project=project, kind=TaskKind.LABEL, needed=1, message=message, excluded=[author_id])
+    work_item_create(project=project, kind=TaskKind.LABEL, needed=settings.overlap, message=message, excluded=[author_id])
     if message.review_state == ReviewState.PENDING:
-        work_item_create(project=project, kind=TaskKind.REVIEW, needed=1, message=message, excluded=[author_id])
+        work_item_create(
+            project=project, kind=TaskKind.REVIEW, needed=settings.overlap, message=message, excluded=[author_id]
+        )
     if message.depth + 1 <= 2 * (settings.max_depth - 1):
         work_item_create(project=project, kind=TaskKind.PROMPT, needed=1, message=message)
     candidate_sets_form(parent=message.parent)
@@ -123,8 +130,11 @@ def candidate_sets_form(*, parent: Message) -> list[CandidateSet]:
 
     Sets are fixed when made: replies that arrive later form new sets.
     """
-    # Lock the parent so two replies arriving at once cannot both form a set from the same pool.
-    Message.objects.select_for_update().filter(pk=parent.pk).first()
+    # Lock the parent so two replies arriving at once cannot both form a set from the same pool
+    # (message_exclude takes the same lock before closing the sets of a reply).
+    locked = Message.objects.select_for_update().filter(pk=parent.pk).first()
+    if locked.excluded:
+        return []
     project = parent.project
     k = project.settings.replies_per_ranking
     used = set()
@@ -199,23 +209,74 @@ def candidate_set_create(*, project: Project, message_ids: list[int], kind: str,
     )
 
 
+def _tree(root_id: int) -> dict[int, tuple]:
+    """Return {id: (parent_id, excluded)} for every message of one tree."""
+    return {
+        message_id: (parent_id, excluded)
+        for message_id, parent_id, excluded in Message.objects.filter(root_id=root_id).values_list(
+            "id", "parent_id", "excluded"
+        )
+    }
+
+
+def _subtree_ids(message: Message) -> list[int]:
+    tree = _tree(message.root_id)
+    children = defaultdict(list)
+    for message_id, (parent_id, _) in tree.items():
+        children[parent_id].append(message_id)
+    found, stack = [], [message.id]
+    while stack:
+        node = stack.pop()
+        found.append(node)
+        stack.extend(children[node])
+    return found
+
+
+def _ancestors(message: Message, tree: dict | None = None) -> list[int]:
+    """Return the ids from the message up to its root, the message included."""
+    tree = tree if tree is not None else _tree(message.root_id)
+    path, node = [], message.id
+    while node is not None:
+        path.append(node)
+        node = tree.get(node, (None, False))[0]
+    return path
+
+
+def _first_excluded(message_ids) -> int | None:
+    return Message.objects.filter(pk__in=list(message_ids), excluded=True).values_list("id", flat=True).first()
+
+
+def _items_about(message_ids: list[int]):
+    """Work items about any of these messages: on them, on sets that hold them or sets under them."""
+    return WorkItem.objects.filter(
+        Q(message_id__in=message_ids)
+        | Q(candidate_set__parent_id__in=message_ids)
+        | Q(candidate_set__message_ids__overlap=message_ids)
+    )
+
+
 def message_exclude(*, message: Message, reason: str) -> None:
-    """Leave a message out of exports and stop handing out work about it."""
-    if message.excluded:
+    """Leave a message (and what grew under it) out of exports and stop handing out work about it."""
+    # Parent first, then the message: the order candidate_sets_form locks in.
+    if message.parent_id:
+        Message.objects.select_for_update().filter(pk=message.parent_id).first()
+    locked = Message.objects.select_for_update().get(pk=message.pk)
+    if locked.excluded:
         return
-    Message.objects.filter(pk=message.pk).update(excluded=True, excluded_reason=reason[:200])
-    message.excluded = True
-    message.excluded_reason = reason[:200]
-    items = WorkItem.objects.filter(open_slots__gt=0).filter(message=message)
-    sets = [cs.id for cs in CandidateSet.objects.filter(message_ids__contains=[message.id])]
-    items |= WorkItem.objects.filter(open_slots__gt=0, candidate_set_id__in=sets)
-    # Leases already out stay valid; no new ones are given.
-    WorkItem.objects.filter(pk__in=items.values("pk")).update(open_slots=0, closed_reason=f"message {message.id} {reason}")
+    reason = reason[:200]
+    Message.objects.filter(pk=message.pk).update(excluded=True, excluded_reason=reason)
+    message.excluded, message.excluded_reason = True, reason
+    # Leases already out stay valid (their submits count); no new ones are given, and slots
+    # that come back from skips or expiries stay closed.
+    _items_about(_subtree_ids(message)).filter(closed_reason="").update(
+        open_slots=0, closed_reason=f"message {message.id} {reason}"[:200]
+    )
 
 
 @transaction.atomic
 def message_clear(*, message: Message) -> Message:
-    """An admin's decision: the message is fine after all; it counts again in exports."""
+    """An admin's decision: the message is fine after all; it counts again in exports, and the
+    work it had closed reopens (unless another excluded message still blocks it)."""
     message = Message.objects.select_for_update().get(pk=message.pk)
     message.excluded = False
     message.excluded_reason = ""
@@ -223,6 +284,25 @@ def message_clear(*, message: Message) -> Message:
     if message.review_state == ReviewState.REJECTED:
         message.review_state = ReviewState.ACCEPTED
     message.save(update_fields=["excluded", "excluded_reason", "cleared_at", "review_state", "updated_at"])
+    tree = _tree(message.root_id)
+    closed = WorkItem.objects.select_for_update(of=("self",)).filter(closed_reason__startswith=f"message {message.id} ")
+    for item in closed.select_related("candidate_set"):
+        about = [item.message_id] if item.message_id else [item.candidate_set.parent_id, *item.candidate_set.message_ids]
+        blocking = [
+            ancestor
+            for message_id in about
+            for ancestor in _ancestors(Message(id=message_id), tree)
+            if tree.get(ancestor, (None, False))[1]
+        ]
+        if blocking:
+            item.closed_reason = f"message {blocking[0]} still excluded"
+        else:
+            # Every lease not yet settled (even one past its expiry, which the reclaim will
+            # hand back later) still holds its slot.
+            held = item.tasks.filter(state=TaskState.LEASED).count()
+            item.open_slots = max(0, item.needed - item.done - held)
+            item.closed_reason = ""
+        item.save(update_fields=["open_slots", "closed_reason", "updated_at"])
     return message
 
 

@@ -51,8 +51,7 @@ def second_annotator(make_user, project):
 
 def test_prompt_demonstration_review_and_ranking_flow(api_as, owner, member, reviewer, second_annotator, project):
     account_services.project_settings_update(project=project, replies_per_ranking=2, overlap=1)
-    only(project, prompt=1)
-    task = next_task(api_as(member), project)
+    task = next_task(api_as(member), project, "prompt")
     assert task["kind"] == "prompt" and task["conversation"] == []
     response = submit(api_as(member), task, text="What is 12 * 12?", time_spent_ms=4200)
     assert response.status_code == 200, response.content
@@ -272,7 +271,7 @@ def test_label_task_records_quality(api_as, member, project):
 
 
 def test_a_rejected_demonstration_is_excluded_and_needs_a_reason(api_as, member, reviewer, project):
-    only(project, prompt=1)
+    only(project, review=1)
     from annotate.services import tree
 
     prompt = tree.message_create(project=project, parent=None, role="user", text="Hi", source="import")
