@@ -1,6 +1,7 @@
 from django.urls import path
 
 from annotate.apis import accounts as apis
+from annotate.apis import imports as import_apis
 from annotate.apis import stats as stats_apis
 from annotate.apis import tasks as task_apis
 
@@ -58,4 +59,5 @@ urlpatterns += [
     ),
     path("projects/<int:project_id>/agreement/", stats_apis.AgreementApi.as_view(), name="api-agreement"),
     path("projects/<int:project_id>/stats/", stats_apis.ProjectStatsApi.as_view(), name="api-project-stats"),
+    path("projects/<int:project_id>/imports/", import_apis.ImportCreateApi.as_view(), name="api-import-create"),
 ]

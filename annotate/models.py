@@ -387,3 +387,30 @@ class Review(TimeStamped):
     comment = models.TextField(blank=True)
     guideline_version = models.PositiveIntegerField(null=True, blank=True)
     time_spent_ms = models.PositiveIntegerField(null=True, blank=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Imports
+
+
+class ImportBatch(TimeStamped):
+    """One imported file. Written only when the whole file went in (imports are all or nothing);
+    its sha256 keeps the same file from going in twice."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="imports")
+    format = models.CharField(max_length=32)
+    filename = models.CharField(max_length=300, blank=True)
+    sha256 = models.CharField(max_length=64)
+    imported_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    counts = models.JSONField(default=dict)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["project", "sha256"], name="import_file_once_per_project")]
+
+
+class CorpusText(TimeStamped):
+    """A document of plain text for pretraining a base model from scratch."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="corpus")
+    batch = models.ForeignKey(ImportBatch, on_delete=models.CASCADE, related_name="texts")
+    text = models.TextField()

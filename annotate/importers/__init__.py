@@ -1,0 +1,62 @@
+"""Import files into a project: one service behind the command, the API and the admin page.
+
+    import_run(project=..., format="pairs", stream=open(path, "rb"), filename=..., by=user)
+
+All or nothing: a bad line refuses the whole file with its line number and reason, and
+nothing is written. The same file (by sha256) is never imported twice into one project.
+"""
+
+import hashlib
+
+from django.db import IntegrityError, transaction
+
+from annotate.importers import chats, pairs, prompts, text
+from annotate.importers.base import ImportRefused, TreeWriter
+from annotate.models import ImportBatch, Project
+
+FORMATS = {
+    "prompts-jsonl": prompts.read_jsonl,
+    "prompts-csv": prompts.read_csv,
+    "messages": chats.read_messages,
+    "sharegpt": chats.read_sharegpt,
+    "pairs": pairs.read_pairs,
+    "text": text.read_text,
+}
+
+__all__ = ["FORMATS", "ImportRefused", "import_run"]
+
+
+def file_sha256(stream) -> str:
+    digest = hashlib.sha256()
+    for block in iter(lambda: stream.read(1 << 20), b""):
+        digest.update(block)
+    stream.seek(0)
+    return digest.hexdigest()
+
+
+def import_run(*, project: Project, format: str, stream, filename: str = "", by=None) -> ImportBatch:
+    """Import a seekable binary stream in the given format; return the batch with its counts."""
+    if format not in FORMATS:
+        raise ImportRefused(0, f"unknown format {format!r}; use one of {', '.join(FORMATS)}")
+    sha256 = file_sha256(stream)
+    earlier = ImportBatch.objects.filter(project=project, sha256=sha256).first()
+    if earlier is not None:
+        raise ImportRefused(
+            0, f"this file was already imported (import {earlier.id}, {earlier.created_at:%Y-%m-%d %H:%M}); nothing was added"
+        )
+    try:
+        with transaction.atomic():
+            batch = ImportBatch.objects.create(
+                project=project, format=format, filename=filename[:300], sha256=sha256, imported_by=by
+            )
+            writer = TreeWriter(project=project, batch=batch, source_name=format)
+            FORMATS[format](stream, writer)
+            counts = writer.finish()
+            if not any(counts.values()):
+                raise ImportRefused(0, "the file holds nothing to import")
+            batch.counts = counts
+            batch.save(update_fields=["counts", "updated_at"])
+    except IntegrityError:
+        # Another import of the same file committed first.
+        raise ImportRefused(0, "this file was already imported; nothing was added") from None
+    return batch

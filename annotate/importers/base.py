@@ -1,0 +1,223 @@
+"""What every importer shares: line-numbered refusals, streamed readers, a buffered tree writer.
+
+An import runs in one transaction: the first bad line refuses the whole file, naming the line
+and the reason, and nothing is written. Files are read as streams and rows are written in
+chunks, so memory stays flat however large the file.
+"""
+
+import hashlib
+import json
+from collections import OrderedDict
+from collections.abc import Iterator
+
+from django.core.exceptions import ValidationError
+from django.db import connection
+
+from annotate.models import (
+    CandidateSet,
+    CandidateSetKind,
+    Message,
+    MessageRole,
+    MessageSource,
+    Ranking,
+)
+from annotate.services.tree import MAX_TEXT
+
+CHUNK = 2000
+REMEMBERED_TURNS = 50_000
+
+
+class ImportRefused(ValidationError):
+    """The file is refused as a whole; `line` is 1-based (0 when it is about the whole file)."""
+
+    def __init__(self, line: int, reason: str):
+        self.line, self.reason = line, reason
+        where = f"line {line}: " if line else ""
+        super().__init__({"file": [f"{where}{reason}"]})
+
+
+def decoded_lines(stream, *, encoding="utf-8") -> Iterator[tuple[int, str]]:
+    """Yield (line number, text) from a binary stream, refusing bytes that are not `encoding`."""
+    for number, raw in enumerate(stream, 1):
+        if number == 1 and encoding == "utf-8" and raw.startswith(b"\xef\xbb\xbf"):
+            raw = raw[3:]  # a byte order mark
+        try:
+            yield number, raw.decode(encoding)
+        except UnicodeDecodeError as error:
+            raise ImportRefused(number, f"not {encoding} text (bad byte at column {error.start + 1})") from None
+
+
+def jsonl_records(stream) -> Iterator[tuple[int, dict]]:
+    """Yield (line number, object) for each non-blank line of a JSON Lines stream."""
+    for number, text in decoded_lines(stream):
+        if not text.strip():
+            continue
+        try:
+            record = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ImportRefused(number, f"not valid JSON: {error.msg} (column {error.colno})") from None
+        if not isinstance(record, dict):
+            raise ImportRefused(number, "each line must be a JSON object")
+        yield number, record
+
+
+def text_field(record: dict, line: int, *names: str) -> str:
+    """Return the first of `names` present in the record, which must be a non-empty string."""
+    for name in names:
+        if name in record:
+            value = record[name]
+            if not isinstance(value, str):
+                raise ImportRefused(line, f"'{name}' must be a string, not {type(value).__name__}")
+            if not value.strip():
+                raise ImportRefused(line, f"'{name}' is empty")
+            return value
+    raise ImportRefused(line, f"no {' or '.join(repr(n) for n in names)} field")
+
+
+class IdPool:
+    """Hand out primary keys from a table's own sequence, a chunk at a time, so rows can
+    point at each other (parent, root) before they are written."""
+
+    def __init__(self, model):
+        self.table = model._meta.db_table
+        self.free: list[int] = []
+
+    def take(self) -> int:
+        if not self.free:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
+                    [self.table, CHUNK],
+                )
+                self.free = [row[0] for row in cursor.fetchall()][::-1]
+        return self.free.pop()
+
+
+class Turn:
+    """What the writer remembers of a written message: enough to attach children to it."""
+
+    __slots__ = ("id", "root_id", "depth", "role")
+
+    def __init__(self, id, root_id, depth, role):
+        self.id, self.root_id, self.depth, self.role = id, root_id, depth, role
+
+
+class TreeWriter:
+    """Write messages, candidate sets and rankings in chunks, merging repeated turns.
+
+    Two records that share a conversation prefix share its messages (keyed by parent, role and
+    a digest of the text), so pairs with one prompt become one tree with sibling replies.
+    """
+
+    def __init__(self, *, project, batch, source_name: str):
+        self.project, self.batch, self.source_name = project, batch, source_name
+        self.message_ids, self.set_ids = IdPool(Message), IdPool(CandidateSet)
+        self.messages, self.sets, self.rankings = [], [], []
+        # Recent turns by (parent, role, text digest), to merge shared prefixes. Bounded, so a
+        # huge file keeps memory flat; prefixes repeated far apart become separate trees.
+        self.known: OrderedDict[tuple, Turn] = OrderedDict()
+        self.counts = {"messages": 0, "conversations": 0, "rankings": 0}
+
+    def turn(self, *, parent: Turn | None, role: str, text: str, line: int, origin: dict | None = None) -> Turn:
+        if role not in MessageRole.values:
+            raise ImportRefused(line, f"unknown role {role!r}")
+        if parent is None and role != MessageRole.USER:
+            raise ImportRefused(line, "a conversation must start with a user message")
+        if parent is not None and parent.role == role:
+            raise ImportRefused(line, f"two {role} messages in a row; turns must alternate")
+        if len(text) > MAX_TEXT:
+            raise ImportRefused(line, f"a message is {len(text)} characters; at most {MAX_TEXT}")
+        if "\x00" in text:
+            raise ImportRefused(line, "a message contains a NUL character")
+        key = (parent.id if parent else None, role, hashlib.blake2b(text.encode(), digest_size=16).digest())
+        found = self.known.get(key)
+        if found is not None:
+            self.known.move_to_end(key)
+            return found
+        message_id = self.message_ids.take()
+        root_id = parent.root_id if parent else message_id
+        depth = parent.depth + 1 if parent else 0
+        self.messages.append(
+            Message(
+                id=message_id,
+                project=self.project,
+                parent_id=parent.id if parent else None,
+                root_id=root_id,
+                depth=depth,
+                role=role,
+                text=text,
+                source=MessageSource.IMPORT,
+                origin={"import": self.batch.id, "line": line, **(origin or {})},
+            )
+        )
+        self.counts["messages"] += 1
+        if parent is None:
+            self.counts["conversations"] += 1
+        turn = Turn(message_id, root_id, depth, role)
+        self.known[key] = turn
+        if len(self.known) > REMEMBERED_TURNS:
+            self.known.popitem(last=False)
+        if len(self.messages) >= CHUNK:
+            self.flush()
+        return turn
+
+    def path(self, turns: list[tuple[str, str]], *, line: int, parent: Turn | None = None) -> Turn | None:
+        """Write a conversation given as (role, text) pairs; return its last turn."""
+        for role, text in turns:
+            parent = self.turn(parent=parent, role=role, text=text, line=line)
+        return parent
+
+    def ranking(self, *, parent: Turn, tiers: list[list[Turn]], annotator: str, line: int, kind=CandidateSetKind.COMPARE):
+        """Record an imported judgement of replies under `parent`, best tier first."""
+        replies = [turn.id for tier in tiers for turn in tier]
+        if len(set(replies)) != len(replies):
+            raise ImportRefused(line, "the same reply appears twice in one judgement")
+        set_id = self.set_ids.take()
+        self.sets.append(
+            CandidateSet(
+                id=set_id, project=self.project, parent_id=parent.id, kind=kind, message_ids=replies,
+                origin={"import": self.batch.id, "line": line},
+            )
+        )
+        self.rankings.append(
+            Ranking(
+                candidate_set_id=set_id,
+                external_annotator=annotator,
+                origin={"import": self.batch.id, "line": line, "source": self.source_name},
+                tiers=[[turn.id for turn in tier] for tier in tiers],
+            )
+        )
+        self.counts["rankings"] += 1
+        if len(self.sets) >= CHUNK:
+            self.flush()
+
+    def flush(self):
+        Message.objects.bulk_create(self.messages)
+        CandidateSet.objects.bulk_create(self.sets)
+        Ranking.objects.bulk_create(self.rankings)
+        self.messages, self.sets, self.rankings = [], [], []
+
+    def finish(self) -> dict:
+        """Write what is buffered; prompts that arrived with no reply wait for demonstrations."""
+        self.flush()
+        needed = self.project.settings.demonstrations_per_prompt
+        with connection.cursor() as cursor:
+            cursor.execute(WORK_FOR_UNANSWERED, {"project": self.project.id, "batch": json.dumps({"import": self.batch.id}), "needed": needed})
+            self.counts["waiting_for_demonstrations"] = cursor.rowcount
+        return self.counts
+
+
+# Imported user messages that ended their conversation wait for demonstrations.
+WORK_FOR_UNANSWERED = """
+INSERT INTO annotate_workitem (created_at, updated_at, project_id, kind, message_id, needed, done,
+                               open_slots, excluded_user_ids, closed_reason)
+SELECT now(), now(), m.project_id, 'demonstration', m.id, %(needed)s, 0, %(needed)s, '{}', ''
+FROM annotate_message m
+WHERE m.project_id = %(project)s AND m.origin @> %(batch)s::jsonb AND m.role = 'user'
+  AND NOT EXISTS (SELECT 1 FROM annotate_message c WHERE c.parent_id = m.id)
+"""
+
+
+def pseudonym(source: str, user: str) -> str:
+    """One stable pseudonymous identity per source user (the real id never leaves the import)."""
+    return f"{source}:{hashlib.blake2b(user.encode(), digest_size=8).hexdigest()}"

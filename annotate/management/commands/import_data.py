@@ -1,0 +1,31 @@
+"""Import a file into a project from the command line (same service as the API and pages)."""
+
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+
+from annotate.importers import FORMATS, ImportRefused, import_run
+from annotate.models import Project
+
+
+class Command(BaseCommand):
+    help = "Import a file (all or nothing) into a project. Formats: " + ", ".join(FORMATS)
+
+    def add_arguments(self, parser):
+        parser.add_argument("path", type=Path)
+        parser.add_argument("--project", type=int, required=True, help="project id")
+        parser.add_argument("--format", required=True, choices=sorted(FORMATS))
+
+    def handle(self, *args, path, project, format, **options):
+        found = Project.objects.filter(pk=project).first()
+        if found is None:
+            raise CommandError(f"no project with id {project}")
+        if not path.is_file():
+            raise CommandError(f"no such file: {path}")
+        with path.open("rb") as stream:
+            try:
+                batch = import_run(project=found, format=format, stream=stream, filename=path.name)
+            except ImportRefused as refused:
+                raise CommandError(f"{path.name}: {refused.messages[0]} (nothing was imported)") from None
+        counts = ", ".join(f"{value} {key.replace('_', ' ')}" for key, value in batch.counts.items())
+        self.stdout.write(f"Imported {path.name} as import {batch.id}: {counts}")

@@ -1,0 +1,138 @@
+"""Importing files as an admin would: every format, refusals by line, nothing half-written."""
+
+from pathlib import Path
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from annotate.importers import ImportRefused, import_run
+from annotate.models import CandidateSet, CorpusText, ImportBatch, Message, Ranking, WorkItem
+
+pytestmark = pytest.mark.django_db
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def run(project, name, format):
+    with (FIXTURES / name).open("rb") as stream:
+        return import_run(project=project, format=format, stream=stream, filename=name)
+
+
+def texts(project, **filters):
+    return list(Message.objects.filter(project=project, **filters).order_by("id").values_list("text", flat=True))
+
+
+def database_rows():
+    return (Message.objects.count(), CandidateSet.objects.count(), Ranking.objects.count(),
+            ImportBatch.objects.count(), CorpusText.objects.count(), WorkItem.objects.count())
+
+
+def refused(project, name, format):
+    before = database_rows()
+    with pytest.raises(ImportRefused) as error:
+        run(project, name, format)
+    assert database_rows() == before, "a refused import wrote something"
+    return error.value
+
+
+def test_prompts_from_jsonl_and_csv_wait_for_demonstrations(project):
+    batch = run(project, "prompts.jsonl", "prompts-jsonl")
+    assert batch.counts["messages"] == 3 and batch.counts["waiting_for_demonstrations"] == 3
+    run(project, "prompts.csv", "prompts-csv")
+    assert texts(project)[-2:] == ["What is 7 * 6?", 'Say "hi", then stop.']
+    assert WorkItem.objects.filter(kind="demonstration").count() == 5
+    first = Message.objects.filter(project=project).order_by("id").first()
+    assert (first.source, first.root_id, first.origin["line"]) == ("import", first.id, 1)
+
+
+def test_messages_chats_become_trees(project):
+    run(project, "messages.jsonl", "messages")
+    chat = Message.objects.filter(project=project, text="30").get()
+    path = []
+    node = chat
+    while node:
+        path.append((node.role, node.text))
+        node = node.parent
+    assert path[::-1] == [("user", "What is 5 + 5?"), ("assistant", "10"), ("user", "And times 3?"), ("assistant", "30")]
+    assert chat.depth == 3 and chat.root.text == "What is 5 + 5?"
+    assert not WorkItem.objects.exists()  # complete chats ask for nothing
+
+
+def test_sharegpt_maps_human_and_gpt_and_a_trailing_question_waits(project):
+    batch = run(project, "sharegpt.jsonl", "sharegpt")
+    assert batch.counts == {"messages": 5, "conversations": 2, "rankings": 0, "waiting_for_demonstrations": 1}
+    assert WorkItem.objects.get(kind="demonstration").message.text == "What is 1 + 1?"
+
+
+def test_pairs_in_every_form_become_comparisons_with_a_pseudonymous_source(project):
+    batch = run(project, "pairs.jsonl", "pairs")
+    assert batch.counts["rankings"] == 3
+    # The first two lines share their prompt: one tree, four sibling replies, two comparisons.
+    assert texts(project, parent=None) == ["What is 3 + 4?", "Is 9 prime?"]
+    for ranking in Ranking.objects.select_related("candidate_set"):
+        better, worse = ranking.tiers
+        assert ranking.annotator is None and ranking.external_annotator.startswith("pairs:")
+        assert Message.objects.get(pk=better[0]).parent_id == ranking.candidate_set.parent_id
+    chosen = [Message.objects.get(pk=r.tiers[0][0]).text for r in Ranking.objects.order_by("id")]
+    assert chosen == ["7", "3 + 4 = 7.", "No, 9 = 3 * 3."]
+
+
+def test_hh_text_is_split_into_the_shared_prompt_and_two_replies(project):
+    run(project, "hh.jsonl", "pairs")
+    second = Ranking.objects.order_by("id")[1]
+    chosen, rejected = (Message.objects.get(pk=tier[0]) for tier in second.tiers)
+    assert (chosen.text, rejected.text) == ("32", "10")
+    assert chosen.parent.text == "What is 2 ** 5?" and chosen.depth == 3
+
+
+def test_hh_pair_without_a_shared_prompt_is_refused_by_line(project):
+    error = refused(project, "hh-no-shared-prompt.jsonl", "pairs")
+    assert error.line == 3 and "do not share their prompt" in error.reason
+
+
+def test_broken_json_and_wrong_encoding_name_their_line(project):
+    assert refused(project, "prompts-bad-json.jsonl", "prompts-jsonl").line == 3
+    latin = refused(project, "prompts-latin1.jsonl", "prompts-jsonl")
+    assert latin.line == 2 and "not utf-8" in latin.reason
+
+
+def test_wrong_format_fields_are_named(project):
+    error = refused(project, "sharegpt.jsonl", "messages")
+    assert (error.line, error.reason) == (1, "no 'messages' field")
+    assert "no 'prompt' or 'text' column" in refused(project, "pairs.jsonl", "prompts-csv").reason
+
+
+def test_the_same_file_is_not_imported_twice(project):
+    run(project, "prompts.jsonl", "prompts-jsonl")
+    error = refused(project, "prompts.jsonl", "prompts-jsonl")
+    assert "already imported" in error.reason
+
+
+def test_plain_text_becomes_corpus_documents(project):
+    batch = run(project, "corpus.txt", "text")
+    assert batch.counts["documents"] == 2
+    assert list(CorpusText.objects.order_by("id").values_list("text", flat=True)) == [
+        "Seven plus five is twelve.\nTwelve minus five is seven.",
+        "Three times four is twelve.",
+    ]
+
+
+def test_command_reports_counts_and_refusals(project, capsys):
+    call_command("import_data", str(FIXTURES / "pairs.jsonl"), "--project", str(project.id), "--format", "pairs")
+    assert "3 rankings" in capsys.readouterr().out
+    with pytest.raises(CommandError, match="line 3: chosen and rejected do not share their prompt"):
+        call_command("import_data", str(FIXTURES / "hh-no-shared-prompt.jsonl"), "--project", str(project.id), "--format", "pairs")
+
+
+def test_api_import_is_for_admins(api_as, owner, member, outsider, project):
+    url = f"/api/projects/{project.id}/imports/"
+
+    def upload(user, name, format):
+        with (FIXTURES / name).open("rb") as stream:
+            return api_as(user).post(url, {"format": format, "file": stream}, format="multipart")
+
+    assert upload(member, "prompts.jsonl", "prompts-jsonl").status_code == 403
+    assert upload(outsider, "prompts.jsonl", "prompts-jsonl").status_code == 404
+    bad = upload(owner, "prompts-bad-json.jsonl", "prompts-jsonl")
+    assert bad.status_code == 400 and bad.json()["file"][0].startswith("line 3: not valid JSON")
+    good = upload(owner, "prompts.jsonl", "prompts-jsonl")
+    assert good.status_code == 201 and good.json()["counts"]["messages"] == 3
