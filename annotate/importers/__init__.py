@@ -10,7 +10,7 @@ import hashlib
 
 from django.db import IntegrityError, transaction
 
-from annotate.importers import chats, pairs, prompts, text
+from annotate.importers import chats, cornell, oasst, pairs, prompts, text
 from annotate.importers.base import ImportRefused, TreeWriter
 from annotate.models import ImportBatch, Project
 
@@ -20,6 +20,9 @@ FORMATS = {
     "messages": chats.read_messages,
     "sharegpt": chats.read_sharegpt,
     "pairs": pairs.read_pairs,
+    "oasst-messages": oasst.read_flat,
+    "oasst-trees": oasst.read_trees,
+    "cornell": cornell.read_zip,
     "text": text.read_text,
 }
 
@@ -56,7 +59,9 @@ def import_run(*, project: Project, format: str, stream, filename: str = "", by=
                 raise ImportRefused(0, "the file holds nothing to import")
             batch.counts = counts
             batch.save(update_fields=["counts", "updated_at"])
-    except IntegrityError:
+    except IntegrityError as error:
+        if "import_file_once_per_project" not in str(error):
+            raise
         # Another import of the same file committed first.
         raise ImportRefused(0, "this file was already imported; nothing was added") from None
     return batch

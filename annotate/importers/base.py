@@ -118,7 +118,9 @@ class TreeWriter:
         self.known: OrderedDict[tuple, Turn] = OrderedDict()
         self.counts = {"messages": 0, "conversations": 0, "rankings": 0}
 
-    def turn(self, *, parent: Turn | None, role: str, text: str, line: int, origin: dict | None = None) -> Turn:
+    def turn(
+        self, *, parent: Turn | None, role: str, text: str, line: int, origin: dict | None = None, merge: bool = True
+    ) -> Turn:
         if role not in MessageRole.values:
             raise ImportRefused(line, f"unknown role {role!r}")
         if parent is None and role != MessageRole.USER:
@@ -130,7 +132,7 @@ class TreeWriter:
         if "\x00" in text:
             raise ImportRefused(line, "a message contains a NUL character")
         key = (parent.id if parent else None, role, hashlib.blake2b(text.encode(), digest_size=16).digest())
-        found = self.known.get(key)
+        found = self.known.get(key) if merge else None
         if found is not None:
             self.known.move_to_end(key)
             return found
@@ -154,9 +156,10 @@ class TreeWriter:
         if parent is None:
             self.counts["conversations"] += 1
         turn = Turn(message_id, root_id, depth, role)
-        self.known[key] = turn
-        if len(self.known) > REMEMBERED_TURNS:
-            self.known.popitem(last=False)
+        if merge:
+            self.known[key] = turn
+            if len(self.known) > REMEMBERED_TURNS:
+                self.known.popitem(last=False)
         if len(self.messages) >= CHUNK:
             self.flush()
         return turn

@@ -136,3 +136,68 @@ def test_api_import_is_for_admins(api_as, owner, member, outsider, project):
     assert bad.status_code == 400 and bad.json()["file"][0].startswith("line 3: not valid JSON")
     good = upload(owner, "prompts.jsonl", "prompts-jsonl")
     assert good.status_code == 201 and good.json()["counts"]["messages"] == 3
+
+
+def test_oasst_messages_rebuild_trees_without_deleted_ones_and_with_their_ranking(project):
+    batch = run(project, "oasst-messages.jsonl", "oasst-messages")
+    assert batch.counts["conversations"] == 2 and batch.counts["rankings"] == 1
+    assert "spam spam" not in texts(project) and "why spam?" not in texts(project)
+    hello = Message.objects.get(text="Hello there!")
+    assert hello.parent.text == "Say hello."  # the child came first in the file
+    ranking = Ranking.objects.get()
+    ordered = [[Message.objects.get(pk=pk).text for pk in tier] for tier in ranking.tiers]
+    assert ordered == [["12 / 4 = 3"], ["12 / 4 = 4"], ["three"]]
+    assert ranking.external_annotator.startswith("oasst:") and ranking.annotator is None
+    synthetic = Message.objects.get(text="three")
+    assert synthetic.origin["model_name"] == "oasst-sft-1" and synthetic.origin["source_id"] == "r3"
+    assert synthetic.origin["source_user"].startswith("oasst:") and "u-d" not in str(synthetic.origin)
+    assert Message.objects.get(text="And 12 / 3?").depth == 2
+
+
+def test_oasst_trees_give_the_same_tree(project, make_user, owner):
+    from annotate.services import accounts as account_services
+
+    run(project, "oasst-trees.jsonl", "oasst-trees")
+    other = account_services.project_create(name="Other", created_by=owner)
+    run(other, "oasst-messages.jsonl", "oasst-messages")
+    shape = lambda p: sorted(Message.objects.filter(project=p, text__contains="12").values_list("depth", "role", "text"))
+    assert shape(project) == shape(other)
+    assert Ranking.objects.filter(candidate_set__project=project).get().tiers != []
+
+
+def test_oasst_broken_reference_names_its_line(project):
+    error = refused(project, "oasst-messages-broken-parent.jsonl", "oasst-messages")
+    assert error.line == 4 and "parent_id nope, which is not in the file" in error.reason
+
+
+def cornell_zip(tmp_path, conversations="movie_conversations.txt"):
+    import zipfile
+
+    target = tmp_path / "cornell.zip"
+    with zipfile.ZipFile(target, "w") as archive:
+        archive.write(FIXTURES / "cornell" / "movie_lines.txt", "cornell movie-dialogs corpus/movie_lines.txt")
+        archive.write(FIXTURES / "cornell" / conversations, "cornell movie-dialogs corpus/movie_conversations.txt")
+    return target
+
+
+def test_cornell_conversations_become_chats_from_latin1(project, tmp_path):
+    with cornell_zip(tmp_path).open("rb") as stream:
+        batch = import_run(project=project, format="cornell", stream=stream)
+    assert batch.counts["conversations"] == 4
+    cafe = Message.objects.get(text__startswith="Café")
+    assert cafe.role == "user" and cafe.children.get().text == "Coming right up."
+    joined = Message.objects.get(text__startswith="Okay -- you're gonna")
+    assert joined.role == "assistant" and joined.text.count("\n") == 2 and joined.parent.text == "No"
+
+
+def test_cornell_missing_line_is_refused_by_line(project, tmp_path):
+    with cornell_zip(tmp_path, "movie_conversations_broken.txt").open("rb") as stream:
+        with pytest.raises(ImportRefused) as error:
+            import_run(project=project, format="cornell", stream=stream)
+    assert error.value.line == 5 and "line L1 is not in movie_lines.txt" in error.value.reason
+    assert not Message.objects.exists()
+
+
+def test_cornell_from_a_folder_with_the_command(project, capsys):
+    call_command("import_data", str(FIXTURES / "cornell"), "--project", str(project.id), "--format", "cornell")
+    assert "4 conversations" in capsys.readouterr().out

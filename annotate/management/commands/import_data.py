@@ -1,11 +1,24 @@
 """Import a file into a project from the command line (same service as the API and pages)."""
 
+import tempfile
+import zipfile
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from annotate.importers import FORMATS, ImportRefused, import_run
+from annotate.importers import FORMATS, ImportRefused, cornell, import_run
 from annotate.models import Project
+
+
+def cornell_zip(folder: Path) -> Path:
+    """Pack the corpus folder's two files into a zip, the form the importer reads."""
+    target = Path(tempfile.mkdtemp()) / "cornell.zip"
+    with zipfile.ZipFile(target, "w") as archive:
+        for name in (cornell.LINES, cornell.CONVERSATIONS):
+            if not (folder / name).is_file():
+                raise CommandError(f"{folder} has no {name}")
+            archive.write(folder / name, name)
+    return target
 
 
 class Command(BaseCommand):
@@ -20,6 +33,8 @@ class Command(BaseCommand):
         found = Project.objects.filter(pk=project).first()
         if found is None:
             raise CommandError(f"no project with id {project}")
+        if format == "cornell" and path.is_dir():
+            path = cornell_zip(path)
         if not path.is_file():
             raise CommandError(f"no such file: {path}")
         with path.open("rb") as stream:

@@ -1,0 +1,71 @@
+"""The Cornell Movie-Dialogs corpus: `movie_lines.txt` and `movie_conversations.txt`, fields
+split by " +++$+++ ", latin-1 text, given as the corpus zip (the two files anywhere inside).
+
+Each conversation becomes a chat: its first speaker takes the user's turns, the other the
+assistant's; consecutive lines of one speaker are joined.
+"""
+
+import ast
+import io
+import zipfile
+
+from annotate.importers.base import ImportRefused, decoded_lines
+from annotate.models import MessageRole
+
+SEPARATOR = " +++$+++ "
+LINES, CONVERSATIONS = "movie_lines.txt", "movie_conversations.txt"
+
+
+def _member(archive: zipfile.ZipFile, name: str) -> str:
+    for member in archive.namelist():
+        if member.rsplit("/", 1)[-1] == name:
+            return member
+    raise ImportRefused(0, f"the zip has no {name}")
+
+
+def read_zip(stream, writer) -> None:
+    try:
+        archive = zipfile.ZipFile(stream)
+    except zipfile.BadZipFile:
+        raise ImportRefused(0, f"not a zip file; give the corpus zip with {LINES} and {CONVERSATIONS}") from None
+    with archive:
+        lines = {}
+        with archive.open(_member(archive, LINES)) as handle:
+            for number, text in decoded_lines(io.BufferedReader(handle), encoding="latin-1"):
+                fields = text.rstrip("\r\n").split(SEPARATOR)
+                if len(fields) != 5:
+                    raise ImportRefused(number, f"{LINES}: expected 5 fields split by '+++$+++', found {len(fields)}")
+                line_id, character = fields[0].strip(), fields[1].strip()
+                lines[line_id] = (character, fields[4].strip())
+        with archive.open(_member(archive, CONVERSATIONS)) as handle:
+            for number, text in decoded_lines(io.BufferedReader(handle), encoding="latin-1"):
+                if not text.strip():
+                    continue
+                writer.path(_turns(text, number, lines), line=number)
+
+
+def _turns(text: str, number: int, lines: dict) -> list[tuple[str, str]]:
+    fields = text.rstrip("\r\n").split(SEPARATOR)
+    if len(fields) != 4:
+        raise ImportRefused(number, f"{CONVERSATIONS}: expected 4 fields split by '+++$+++', found {len(fields)}")
+    try:
+        line_ids = ast.literal_eval(fields[3].strip())
+    except (ValueError, SyntaxError):
+        raise ImportRefused(number, f"{CONVERSATIONS}: the line list {fields[3].strip()[:40]!r} is not a list") from None
+    if not isinstance(line_ids, list) or not line_ids:
+        raise ImportRefused(number, f"{CONVERSATIONS}: the line list is empty")
+    turns, speakers = [], []
+    for line_id in line_ids:
+        if line_id not in lines:
+            raise ImportRefused(number, f"{CONVERSATIONS}: line {line_id} is not in {LINES}")
+        character, words = lines[line_id]
+        if not words:
+            continue
+        if speakers and speakers[-1] == character:
+            turns[-1] = (turns[-1][0], f"{turns[-1][1]}\n{words}")
+            continue
+        speakers.append(character)
+        turns.append((MessageRole.USER if len(turns) % 2 == 0 else MessageRole.ASSISTANT, words))
+    if not turns:
+        raise ImportRefused(number, f"{CONVERSATIONS}: every line of this conversation is empty")
+    return turns

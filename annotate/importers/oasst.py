@@ -1,0 +1,119 @@
+"""Open-Assistant data, as flat messages (one message a line) or nested trees (one tree a line).
+
+Fields as OASST publishes them: message_id, parent_id, user_id, text, role (prompter or
+assistant), rank (0 best among ranked siblings), deleted, synthetic, model_name. Deleted
+messages and everything under them are left out. Siblings that carry ranks become one
+imported ranking (equal ranks tied). OASST's rank merges several annotators' votes, so it is
+attributed to one pseudonymous identity for the merged ranks; each message keeps its author's
+pseudonym in its origin.
+"""
+
+from collections import defaultdict
+
+from annotate.importers.base import ImportRefused, jsonl_records, pseudonym
+from annotate.models import CandidateSetKind, MessageRole
+
+ROLES = {"prompter": MessageRole.USER, "assistant": MessageRole.ASSISTANT}
+MERGED_RANKS = pseudonym("oasst", "merged-ranks")
+MAX_CANDIDATES = 9
+
+
+class OasstTrees:
+    """Rebuild trees from OASST messages given in any order (a child may precede its parent)."""
+
+    def __init__(self, writer):
+        self.writer = writer
+        self.turns = {}  # OASST message id -> written turn
+        self.deleted = set()
+        self.waiting = defaultdict(list)  # parent id not yet seen -> [(line, message)]
+        self.ranked = defaultdict(list)  # parent OASST id -> [(rank, turn, line)]
+
+    def add(self, message: dict, line: int) -> None:
+        message_id = message.get("message_id")
+        if not isinstance(message_id, str) or not message_id:
+            raise ImportRefused(line, "a message has no 'message_id'")
+        parent_id = message.get("parent_id")
+        if parent_id is not None and parent_id not in self.turns and parent_id not in self.deleted:
+            self.waiting[parent_id].append((line, message))
+            return
+        self._write(message, line)
+
+    def _write(self, message: dict, line: int) -> None:
+        message_id, parent_id = message["message_id"], message.get("parent_id")
+        if message.get("deleted") or parent_id in self.deleted:
+            self.deleted.add(message_id)
+        else:
+            role = ROLES.get(message.get("role"))
+            if role is None:
+                raise ImportRefused(line, f"message {message_id} has role {message.get('role')!r}; use prompter or assistant")
+            text = message.get("text")
+            if not isinstance(text, str) or not text.strip():
+                raise ImportRefused(line, f"message {message_id} has no text")
+            if message_id in self.turns:
+                raise ImportRefused(line, f"message_id {message_id} appears twice")
+            origin = {"source_id": message_id, "source_user": pseudonym("oasst", str(message.get("user_id", "")))}
+            for field in ("model_name", "synthetic", "lang"):
+                if message.get(field) is not None:
+                    origin[field] = message[field]
+            parent = self.turns.get(parent_id)
+            turn = self.writer.turn(parent=parent, role=role, text=text, line=line, origin=origin, merge=False)
+            self.turns[message_id] = turn
+            rank = message.get("rank")
+            if rank is not None:
+                if not isinstance(rank, int) or rank < 0:
+                    raise ImportRefused(line, f"message {message_id} has rank {rank!r}; ranks are whole numbers from 0")
+                self.ranked[parent_id].append((rank, turn, line))
+        for child_line, child in self.waiting.pop(message_id, []):
+            self._write(child, child_line)
+
+    def finish(self) -> None:
+        for parent_id, children in self.waiting.items():
+            line, child = children[0]
+            raise ImportRefused(line, f"message {child['message_id']} has parent_id {parent_id}, which is not in the file")
+        for parent_id, ranked in self.ranked.items():
+            if len(ranked) < 2:
+                continue
+            tiers = defaultdict(list)
+            for rank, turn, _ in ranked:
+                tiers[rank].append(turn)
+            if len(tiers) < 2:
+                continue  # all tied: says nothing
+            ordered, kept = [], 0
+            for rank in sorted(tiers):  # a candidate set holds at most 9: keep the best 9
+                tier = tiers[rank][: MAX_CANDIDATES - kept]
+                if tier:
+                    ordered.append(tier)
+                    kept += len(tier)
+            if len(ordered) < 2:
+                continue
+            kind = CandidateSetKind.RANKING if kept > 2 else CandidateSetKind.COMPARE
+            self.writer.ranking(
+                parent=self.turns[parent_id], tiers=ordered, annotator=MERGED_RANKS, line=ranked[0][2], kind=kind
+            )
+
+
+def read_flat(stream, writer) -> None:
+    trees = OasstTrees(writer)
+    for line, record in jsonl_records(stream):
+        trees.add(record, line)
+    trees.finish()
+
+
+def read_trees(stream, writer) -> None:
+    trees = OasstTrees(writer)
+    for line, record in jsonl_records(stream):
+        root = record.get("prompt")
+        if not isinstance(root, dict):
+            raise ImportRefused(line, "no 'prompt' object (the tree's root message)")
+        stack = [(root, None)]
+        while stack:
+            message, parent_id = stack.pop()
+            if not isinstance(message, dict):
+                raise ImportRefused(line, "a reply is not an object")
+            message = {**message, "parent_id": parent_id}
+            trees.add(message, line)
+            replies = message.get("replies") or []
+            if not isinstance(replies, list):
+                raise ImportRefused(line, f"'replies' of message {message.get('message_id')} is not a list")
+            stack.extend((reply, message["message_id"]) for reply in reversed(replies))
+    trees.finish()
