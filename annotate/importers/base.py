@@ -11,7 +11,10 @@ from collections import OrderedDict
 from collections.abc import Iterator
 
 from django.core.exceptions import ValidationError
-from django.db import connection
+from django.db import connection, reset_queries
+from django.db.models import JSONField
+from django.utils import timezone
+from psycopg.types.json import Jsonb
 
 from annotate.models import (
     CandidateSet,
@@ -140,17 +143,17 @@ class TreeWriter:
         root_id = parent.root_id if parent else message_id
         depth = parent.depth + 1 if parent else 0
         self.messages.append(
-            Message(
-                id=message_id,
-                project=self.project,
-                parent_id=parent.id if parent else None,
-                root_id=root_id,
-                depth=depth,
-                role=role,
-                text=text,
-                source=MessageSource.IMPORT,
-                origin={"import": self.batch.id, "line": line, **(origin or {})},
-            )
+            {
+                "id": message_id,
+                "project_id": self.project.id,
+                "parent_id": parent.id if parent else None,
+                "root_id": root_id,
+                "depth": depth,
+                "role": role,
+                "text": text,
+                "source": MessageSource.IMPORT,
+                "origin": Jsonb({"import": self.batch.id, "line": line, **(origin or {})}),
+            }
         )
         self.counts["messages"] += 1
         if parent is None:
@@ -177,28 +180,35 @@ class TreeWriter:
             raise ImportRefused(line, "the same reply appears twice in one judgement")
         set_id = self.set_ids.take()
         self.sets.append(
-            CandidateSet(
-                id=set_id, project=self.project, parent_id=parent.id, kind=kind, message_ids=replies,
-                origin={"import": self.batch.id, "line": line},
-            )
+            {
+                "id": set_id,
+                "project_id": self.project.id,
+                "parent_id": parent.id,
+                "kind": kind,
+                "message_ids": replies,
+                "origin": Jsonb({"import": self.batch.id, "line": line}),
+            }
         )
         self.rankings.append(
-            Ranking(
-                candidate_set_id=set_id,
-                external_annotator=annotator,
-                origin={"import": self.batch.id, "line": line, "source": self.source_name},
-                tiers=[[turn.id for turn in tier] for tier in tiers],
-            )
+            {
+                "candidate_set_id": set_id,
+                "external_annotator": annotator,
+                "origin": Jsonb({"import": self.batch.id, "line": line, "source": self.source_name}),
+                "tiers": Jsonb([[turn.id for turn in tier] for tier in tiers]),
+            }
         )
         self.counts["rankings"] += 1
         if len(self.sets) >= CHUNK:
             self.flush()
 
     def flush(self):
-        Message.objects.bulk_create(self.messages)
-        CandidateSet.objects.bulk_create(self.sets)
-        Ranking.objects.bulk_create(self.rankings)
+        copy_rows(Message, self.messages)
+        copy_rows(CandidateSet, self.sets)
+        copy_rows(Ranking, self.rankings)
         self.messages, self.sets, self.rankings = [], [], []
+        # With DEBUG on, Django keeps the last 9,000 statements, and these are large inserts:
+        # without this a big import's memory would grow with the file.
+        reset_queries()
 
     def finish(self) -> dict:
         """Write what is buffered; prompts that arrived with no reply wait for demonstrations."""
@@ -219,6 +229,35 @@ FROM annotate_message m
 WHERE m.project_id = %(project)s AND m.origin @> %(batch)s::jsonb AND m.role = 'user'
   AND NOT EXISTS (SELECT 1 FROM annotate_message c WHERE c.parent_id = m.id)
 """
+
+
+def copy_rows(model, rows: list[dict]) -> None:
+    """Write rows (dicts of column values) with COPY, several times faster than INSERTs.
+
+    A column a row leaves out gets the model field's default, so every row of a model must
+    name the same columns; created_at and updated_at are now; an unnamed id comes from the
+    table's identity.
+    """
+    if not rows:
+        return
+    now = timezone.now()
+    given = list(rows[0])
+    defaults = {}
+    for field in model._meta.concrete_fields:
+        if field.attname in given or field.primary_key:
+            continue
+        if field.attname in ("created_at", "updated_at"):
+            defaults[field.attname] = now
+        else:  # the field's default, or what Django would store for an unset field ("" or NULL)
+            value = field.get_default()
+            defaults[field.attname] = Jsonb(value) if isinstance(field, JSONField) else value
+    column_of = {field.attname: field.column for field in model._meta.concrete_fields}
+    columns = ", ".join(f'"{column_of[name]}"' for name in given + list(defaults))
+    fixed = list(defaults.values())
+    with connection.cursor() as cursor:
+        with cursor.cursor.copy(f'COPY "{model._meta.db_table}" ({columns}) FROM STDIN') as copy:
+            for row in rows:
+                copy.write_row([*row.values(), *fixed])
 
 
 def pseudonym(source: str, user: str) -> str:

@@ -1,6 +1,8 @@
 """Plain text for pretraining: documents separated by blank lines."""
 
-from annotate.importers.base import CHUNK, ImportRefused, decoded_lines
+from django.db import reset_queries
+
+from annotate.importers.base import CHUNK, ImportRefused, copy_rows, decoded_lines
 from annotate.models import CorpusText
 
 MAX_DOCUMENT = 1_000_000
@@ -16,12 +18,13 @@ def read_text(stream, writer) -> None:
         if text:
             if "\x00" in text:
                 raise ImportRefused(first_line, "the text contains a NUL character")
-            documents.append(CorpusText(project=writer.project, batch=writer.batch, text=text))
+            documents.append({"project_id": writer.project.id, "batch_id": writer.batch.id, "text": text})
             writer.counts["documents"] = writer.counts.get("documents", 0) + 1
         paragraph = []
         if len(documents) >= CHUNK:
-            CorpusText.objects.bulk_create(documents)
+            copy_rows(CorpusText, documents)
             documents.clear()
+            reset_queries()  # see TreeWriter.flush
 
     size = 0
     for number, line in decoded_lines(stream):
@@ -36,4 +39,4 @@ def read_text(stream, writer) -> None:
             raise ImportRefused(first_line, f"a document (a run of lines without a blank one) is over {MAX_DOCUMENT} characters")
         paragraph.append(line)
     close()
-    CorpusText.objects.bulk_create(documents)
+    copy_rows(CorpusText, documents)
