@@ -130,6 +130,8 @@ class TreeWriter:
             raise ImportRefused(line, "a conversation must start with a user message")
         if parent is not None and parent.role == role:
             raise ImportRefused(line, f"two {role} messages in a row; turns must alternate")
+        if not text.strip():
+            raise ImportRefused(line, f"an empty {role} message")
         if len(text) > MAX_TEXT:
             raise ImportRefused(line, f"a message is {len(text)} characters; at most {MAX_TEXT}")
         if "\x00" in text:

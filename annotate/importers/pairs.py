@@ -8,7 +8,7 @@ Each pair becomes the shared conversation, two sibling replies, and one imported
 import re
 
 from annotate.importers.base import ImportRefused, jsonl_records
-from annotate.importers.chats import turns_from_messages
+from annotate.importers.chats import turns_from_list
 from annotate.models import MessageRole
 
 HH_TURN = re.compile(r"\n\n(Human|Assistant): ?")
@@ -59,8 +59,8 @@ def read_pairs(stream, writer) -> None:
                     hh_turns(chosen, line, "chosen"), hh_turns(rejected, line, "rejected"), line
                 )
         elif isinstance(chosen, list) and isinstance(rejected, list):
-            chosen_turns = turns_from_messages(chosen, line, field="chosen")
-            rejected_turns = turns_from_messages(rejected, line, field="rejected")
+            chosen_turns = turns_from_list(chosen, line, field="chosen")
+            rejected_turns = turns_from_list(rejected, line, field="rejected")
             if "prompt" in record:
                 prompt = _prompt_turns(record["prompt"], line)
                 if len(chosen_turns) != 1 or len(rejected_turns) != 1:
@@ -86,4 +86,4 @@ def _prompt_turns(prompt, line: int) -> list[tuple[str, str]]:
         if not prompt.strip():
             raise ImportRefused(line, "'prompt' is empty")
         return [(MessageRole.USER, prompt)]
-    return turns_from_messages(prompt, line, field="prompt")
+    return turns_from_list(prompt, line, field="prompt")
