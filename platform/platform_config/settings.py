@@ -9,9 +9,11 @@ Variables (README lists them too):
   CSRF_TRUSTED_ORIGINS comma-separated origins (https://example.org) behind a proxy
   PLATFORM_BASE_URL   the URL printed in invites and logins; default http://127.0.0.1:8000
   API_THROTTLE_RATE   requests per token, e.g. 6000/minute
+  SNAPSHOT_STORE, MODEL_STORE  folders for dataset snapshots and models; default in the data folder
 """
 
 import os
+from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -170,6 +172,11 @@ SPECTACULAR_SETTINGS = {
         "CandidateSetKindEnum": "annotate.models.CandidateSetKind",
     },
 }
+
+# Where dataset snapshots and model versions are written (a shared disk when workers run on
+# several machines).
+SNAPSHOT_STORE = Path(os.environ.get("SNAPSHOT_STORE") or DATA_DIR / "snapshots")
+MODEL_STORE = Path(os.environ.get("MODEL_STORE") or DATA_DIR / "models")
 
 # https://procrastinate.readthedocs.io/en/stable/howto/django/configuration.html
 PROCRASTINATE_WORKER_DEFAULTS = {"concurrency": 1}

@@ -1,0 +1,128 @@
+"""Exported snapshots: TRL's formats, exact pair counts, a fixed held-out split, provenance."""
+
+import json
+from pathlib import Path
+
+import datasets
+import pytest
+from django.conf import settings
+from django.core.exceptions import ValidationError
+
+from annotate.models import Message, Ranking
+from annotate.services import tree
+from tests.annotate.factories import ranking_items
+from training import services
+from training.exporters.rows import is_heldout
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def snapshot_store(tmp_path, settings):
+    settings.SNAPSHOT_STORE = tmp_path / "snapshots"
+
+
+def read(snapshot, split="train", stem=None):
+    path = settings.SNAPSHOT_STORE / snapshot.folder / f"{stem or snapshot.kind}-{split}.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def all_rows(snapshot, stem=None):
+    return read(snapshot, "train", stem) + read(snapshot, "test", stem)
+
+
+def test_a_ranking_of_k_without_ties_gives_k_choose_2_pairs_and_ties_and_all_bad_give_fewer(project, member):
+    sets = ranking_items(project, 3, k=4)
+    a, b, c, d = sets[0].message_ids
+    Ranking.objects.create(candidate_set=sets[0], annotator=member, tiers=[[a], [b], [c], [d]])
+    e, f, g, h = sets[1].message_ids
+    Ranking.objects.create(candidate_set=sets[1], annotator=member, tiers=[[e, f], [g], [h]])  # 1 tie: 5 pairs
+    Ranking.objects.create(candidate_set=sets[2], annotator=member, tiers=[], all_bad=True)
+    snapshot = services.snapshot_create(project=project, kind="preference")
+    rows = all_rows(snapshot)
+    assert len(rows) == 6 + 5 == sum(snapshot.rows.values())
+    first = [row for row in rows if row["provenance"]["candidate_set_id"] == sets[0].id]
+    texts = {m.id: m.text for m in Message.objects.all()}
+    assert {(r["chosen"][0]["content"], r["rejected"][0]["content"]) for r in first} == {
+        (texts[x], texts[y]) for x, y in [(a, b), (a, c), (a, d), (b, c), (b, d), (c, d)]
+    }
+    assert first[0]["prompt"] == [{"role": "user", "content": texts[sets[0].parent_id]}]
+    assert first[0]["provenance"]["annotator"].startswith("a-") and "member" not in json.dumps(rows)
+    side = all_rows(snapshot, "rankings")
+    assert len(side) == 3 and {r["all_bad"] for r in side} == {True, False}
+    consensus = {r["candidate_set_id"]: r["order"] for r in all_rows(snapshot, "consensus")}
+    assert consensus[sets[0].id] == [a, b, c, d]
+
+
+def test_excluded_messages_are_never_exported(project, member):
+    candidate_set = ranking_items(project, 1, k=4)[0]
+    a, b, c, d = candidate_set.message_ids
+    Ranking.objects.create(candidate_set=candidate_set, annotator=member, tiers=[[a], [b], [c], [d]])
+    tree.message_exclude(message=Message.objects.get(pk=d), reason="flagged")
+    rows = all_rows(services.snapshot_create(project=project, kind="preference"))
+    assert len(rows) == 3  # a>b, a>c, b>c
+    assert all(texts != Message.objects.get(pk=d).text for row in rows for texts in (row["chosen"][0]["content"], row["rejected"][0]["content"]))
+    tree.message_exclude(message=candidate_set.parent, reason="personal data")
+    with pytest.raises(ValidationError, match="no preference pairs"):
+        services.snapshot_create(project=project, kind="preference")
+
+
+def test_sft_exports_accepted_demonstrations_as_whole_conversations(project, member, reviewer):
+    prompt = tree.message_create(project=project, parent=None, role="user", text="What is 2 + 3?", source="import")
+    good = tree.message_create(project=project, parent=prompt, role="assistant", text="5", source="annotator", author=member)
+    tree.message_create(project=project, parent=prompt, role="assistant", text="6", source="annotator", author=member)
+    Message.objects.filter(pk=good.pk).update(review_state="accepted")
+    rows = all_rows(services.snapshot_create(project=project, kind="sft"))
+    assert [row["messages"] for row in rows] == [[{"role": "user", "content": "What is 2 + 3?"}, {"role": "assistant", "content": "5"}]]
+    assert rows[0]["provenance"]["reply"]["annotator"].startswith("a-")
+    everything = services.snapshot_create(project=project, kind="sft", demonstrations="all")
+    assert sum(everything.rows.values()) == 2 and everything.version == 2
+
+
+def test_prompts_and_pretraining_text(project):
+    from annotate.importers import import_run
+
+    prompt = tree.message_create(project=project, parent=None, role="user", text="Hi", source="import")
+    reply = tree.message_create(project=project, parent=prompt, role="assistant", text="Hello", source="model")
+    tree.message_create(project=project, parent=reply, role="user", text="What is 1 + 1?", source="import")
+    prompts = all_rows(services.snapshot_create(project=project, kind="prompts"))
+    assert sorted(len(row["prompt"]) for row in prompts) == [1, 3]
+    with (Path(__file__).parent.parent / "annotate" / "fixtures" / "corpus.txt").open("rb") as stream:
+        import_run(project=project, format="text", stream=stream)
+    text = all_rows(services.snapshot_create(project=project, kind="pretraining"))
+    assert len(text) == 2 and "text" in text[0]
+
+
+def test_the_held_out_split_is_fixed_per_prompt_across_snapshots(project, member):
+    sets = ranking_items(project, 60, k=2)
+    for candidate_set in sets:
+        Ranking.objects.create(candidate_set=candidate_set, annotator=member, tiers=[[m] for m in candidate_set.message_ids])
+    first = services.snapshot_create(project=project, kind="preference")
+    held_out = {row["provenance"]["root_id"] for row in read(first, "test")}
+    assert 0 < len(held_out) < 20  # about 10% of 60
+    for candidate_set in ranking_items(project, 20, k=2):
+        Ranking.objects.create(candidate_set=candidate_set, annotator=member, tiers=[[m] for m in candidate_set.message_ids])
+    second = services.snapshot_create(project=project, kind="preference")
+    assert held_out <= {row["provenance"]["root_id"] for row in read(second, "test")}
+    assert all(is_heldout(project.id, root) for root in held_out)
+
+
+def test_files_are_described_and_load_with_datasets(project, member):
+    for candidate_set in ranking_items(project, 30, k=3):
+        Ranking.objects.create(candidate_set=candidate_set, annotator=member, tiers=[[m] for m in candidate_set.message_ids])
+    snapshot = services.snapshot_create(project=project, kind="preference")
+    import hashlib
+
+    for described in snapshot.files:
+        data = (settings.SNAPSHOT_STORE / snapshot.folder / described["name"]).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == described["sha256"] and len(data) == described["bytes"]
+    folder = settings.SNAPSHOT_STORE / snapshot.folder
+    loaded = datasets.load_dataset(
+        "json",
+        data_files={"train": str(folder / "preference-train.jsonl"), "test": str(folder / "preference-test.jsonl")},
+    )
+    assert loaded["train"].num_rows == snapshot.rows["train"] and loaded["test"].num_rows == snapshot.rows["test"]
+    assert {"prompt", "chosen", "rejected"} <= set(loaded["train"].column_names)
+    assert loaded["train"][0]["chosen"][0]["role"] == "assistant"

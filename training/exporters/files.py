@@ -1,0 +1,35 @@
+"""Write snapshot rows to JSONL files per split, streamed, with row counts and sha256."""
+
+import hashlib
+import json
+from pathlib import Path
+
+
+class SplitFiles:
+    """One JSONL file per split under `folder`, named `<stem>-<split>.jsonl`."""
+
+    def __init__(self, folder: Path, stem: str):
+        self.folder, self.stem = folder, stem
+        self.handles, self.digests, self.rows = {}, {}, {}
+
+    def write(self, split: str, row: dict) -> None:
+        if split not in self.handles:
+            self.handles[split] = (self.folder / f"{self.stem}-{split}.jsonl").open("wb")
+            self.digests[split] = hashlib.sha256()
+            self.rows[split] = 0
+        data = json.dumps(row, ensure_ascii=False).encode() + b"\n"
+        self.handles[split].write(data)
+        self.digests[split].update(data)
+        self.rows[split] += 1
+
+    def close(self) -> list[dict]:
+        """Close the files; return their descriptions (name, split, rows, bytes, sha256)."""
+        described = []
+        for split, handle in sorted(self.handles.items()):
+            handle.close()
+            path = Path(handle.name)
+            described.append({
+                "name": path.name, "split": split, "rows": self.rows[split],
+                "bytes": path.stat().st_size, "sha256": self.digests[split].hexdigest(),
+            })
+        return described

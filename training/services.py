@@ -1,0 +1,74 @@
+"""Writes for training: dataset snapshots (and, later, runs and model versions)."""
+
+import shutil
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import Max
+
+from training.exporters import rows
+from training.exporters.files import SplitFiles
+from training.models import DatasetSnapshot, SnapshotKind
+
+SFT_FILTERS = ("accepted", "all")
+
+
+def snapshot_create(*, project, kind: str, by=None, demonstrations: str = "accepted") -> DatasetSnapshot:
+    """Export the project's data of one kind into a new immutable snapshot version.
+
+    The files are written first, into the version's own folder, and the row is registered
+    only when they are complete: a failed export leaves no snapshot behind.
+    """
+    if kind not in SnapshotKind.values:
+        raise ValidationError({"kind": f"kind must be one of {', '.join(SnapshotKind.values)}"})
+    if demonstrations not in SFT_FILTERS:
+        raise ValidationError({"demonstrations": f"use one of {', '.join(SFT_FILTERS)}"})
+    for _attempt in range(3):
+        version = (DatasetSnapshot.objects.filter(project=project, kind=kind).aggregate(v=Max("version"))["v"] or 0) + 1
+        relative = f"project-{project.id}/{kind}-v{version}"
+        folder = settings.SNAPSHOT_STORE / relative
+        try:
+            folder.mkdir(parents=True)
+        except FileExistsError:
+            continue  # another export took this version number; take the next
+        try:
+            described, counts = _write(project, kind, folder, demonstrations=demonstrations)
+            if not counts:
+                raise ValidationError({"kind": f"the project has no {SnapshotKind(kind).label.lower()} to export yet"})
+            with transaction.atomic():
+                return DatasetSnapshot.objects.create(
+                    project=project, kind=kind, version=version, filters={"demonstrations": demonstrations} if kind == SnapshotKind.SFT else {},
+                    rows=counts, files=described, folder=relative, created_by=by,
+                )
+        except IntegrityError:
+            shutil.rmtree(folder, ignore_errors=True)
+            continue
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+    raise ValidationError({"kind": "could not find a free version number; try again"})
+
+
+def _write(project, kind, folder, *, demonstrations):
+    main = SplitFiles(folder, kind)
+    side = {}
+    if kind == SnapshotKind.SFT:
+        produced = rows.sft_rows(project, demonstrations=demonstrations)
+    elif kind == SnapshotKind.PROMPTS:
+        produced = rows.prompt_rows(project)
+    elif kind == SnapshotKind.PRETRAINING:
+        produced = rows.pretraining_rows(project)
+    else:
+        produced = rows.preference_rows(project, side)
+    for split, row in produced:
+        main.write(split, row)
+    described = main.close()
+    counts = {item["split"]: item["rows"] for item in described}
+    for name in ("rankings", "consensus"):
+        extra = SplitFiles(folder, name)
+        for split, collected in side.items():
+            for row in collected[name]:
+                extra.write(split, row)
+        described += extra.close()
+    return described, counts
