@@ -4,6 +4,7 @@ from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 
 class TimeStamped(models.Model):
@@ -64,6 +65,11 @@ class Membership(TimeStamped):
 
 def _invite_token() -> str:
     return secrets.token_urlsafe(24)
+
+
+def plausible_invite_token(token: str) -> bool:
+    """Tokens are URL-safe base64; anything else (a NUL byte, say) cannot match one."""
+    return bool(token) and len(token) <= 64 and all(c.isalnum() or c in "-_" for c in token)
 
 
 class Invite(TimeStamped):
@@ -311,10 +317,8 @@ class Task(TimeStamped):
             ),
         ]
 
-    def is_expired(self, now=None) -> bool:
-        from django.utils import timezone
-
-        return self.state == TaskState.LEASED and self.lease_expires_at <= (now or timezone.now())
+    def is_expired(self) -> bool:
+        return self.state == TaskState.LEASED and self.lease_expires_at <= timezone.now()
 
 
 class Ranking(TimeStamped):

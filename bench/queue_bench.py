@@ -45,7 +45,6 @@ def seed(*, annotators: int, items: int, overlap: int) -> tuple[int, list[str]]:
     from annotate.models import Role
     from annotate.services import accounts as account_services
 
-    sys.path.insert(0, str(ROOT))
     from tests.annotate.factories import ranking_items
 
     call_command("migrate", verbosity=0)

@@ -12,9 +12,10 @@ from annotate.selectors import accounts as account_selectors
 
 
 class ImportCreateApi(APIView):
-    """Import a file into the project. A bad line refuses the whole file (400, naming the line);
-    the same file twice is refused too. Formats: prompts-jsonl, prompts-csv, messages, sharegpt,
-    pairs (chosen/rejected lists or Anthropic HH text), text (pretraining corpus)."""
+    __doc__ = (
+        "Import a file into the project (admins). A bad line refuses the whole file (400, naming "
+        "the line); the same file twice is refused too. Formats: " + ", ".join(FORMATS) + "."
+    )
 
     parser_classes = [MultiPartParser]
 

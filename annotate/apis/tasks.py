@@ -67,17 +67,17 @@ class TaskNextApi(APIView):
         )
 
 
-def own_task(request, task_id) -> tuple[Task, object]:
-    """Return the task and the asker's membership; outsiders to its project get 404."""
-    task = get_object_or_404(Task.objects.select_related("project"), pk=task_id)
-    membership = account_selectors.membership_for(user=request.user, project_id=task.project_id)
-    return task, membership
+def own_task(request, task_id) -> Task:
+    """Return the task if the asker is a member of its project; outsiders get 404."""
+    task = get_object_or_404(Task, pk=task_id)
+    account_selectors.membership_for(user=request.user, project_id=task.project_id)
+    return task
 
 
 class TaskDetailApi(APIView):
     @extend_schema(responses=TaskOutputSerializer)
     def get(self, request, task_id):
-        task, _ = own_task(request, task_id)
+        task = own_task(request, task_id)
         if task.annotator_id != request.user.id:
             return Response({"task": ["this task is someone else's"]}, status=status.HTTP_403_FORBIDDEN)
         return Response(TaskOutputSerializer(task_selectors.task_payload(task)).data)
@@ -135,8 +135,7 @@ class TaskSkipApi(APIView):
 
     @extend_schema(request=None, responses=TaskOutputSerializer)
     def post(self, request, task_id):
-        task, _ = own_task(request, task_id)
-        task = queue.task_skip(task=task, annotator=request.user)
+        task = queue.task_skip(task=own_task(request, task_id), annotator=request.user)
         return Response(TaskOutputSerializer(task_selectors.task_payload(task)).data)
 
 

@@ -1,4 +1,4 @@
-"""Import files into a project: one service behind the command, the API and the admin page.
+"""Import files into a project: one service behind `manage.py import_data` and the API.
 
     import_run(project=..., format="pairs", stream=open(path, "rb"), filename=..., by=user)
 

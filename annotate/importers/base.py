@@ -2,7 +2,8 @@
 
 An import runs in one transaction: the first bad line refuses the whole file, naming the line
 and the reason, and nothing is written. Files are read as streams and rows are written in
-chunks, so memory stays flat however large the file.
+chunks, so memory stays flat for the line-by-line formats; OASST keeps an id map of its
+messages and Cornell the lines of movie_lines.txt, as their references need.
 """
 
 import hashlib
@@ -24,7 +25,7 @@ from annotate.models import (
     MessageSource,
     Ranking,
 )
-from annotate.services.tree import MAX_TEXT
+from annotate.services.tree import text_problem
 
 CHUNK = 2000
 REMEMBERED_TURNS = 50_000
@@ -130,12 +131,9 @@ class TreeWriter:
             raise ImportRefused(line, "a conversation must start with a user message")
         if parent is not None and parent.role == role:
             raise ImportRefused(line, f"two {role} messages in a row; turns must alternate")
-        if not text.strip():
-            raise ImportRefused(line, f"an empty {role} message")
-        if len(text) > MAX_TEXT:
-            raise ImportRefused(line, f"a message is {len(text)} characters; at most {MAX_TEXT}")
-        if "\x00" in text:
-            raise ImportRefused(line, "a message contains a NUL character")
+        problem = text_problem(text, what=f"{role} message")
+        if problem:
+            raise ImportRefused(line, problem)
         key = (parent.id if parent else None, role, hashlib.blake2b(text.encode(), digest_size=16).digest())
         found = self.known.get(key) if merge else None
         if found is not None:

@@ -4,7 +4,7 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import Http404
 
-from annotate.models import ROLE_RANK, Invite, Membership, Project, ProjectSettings, Role
+from annotate.models import ROLE_RANK, Invite, Membership, Project, ProjectSettings, Role, plausible_invite_token
 from annotate.rows import columns, fetch_one
 
 
@@ -73,7 +73,7 @@ def members_of(*, project) -> QuerySet[Membership]:
 
 def invite_by_token(*, token: str) -> Invite:
     invite = None
-    if "\x00" not in token:
+    if plausible_invite_token(token):
         invite = Invite.objects.select_related("project").filter(token=token).first()
     if invite is None:
         raise Http404("this invite link is not valid")

@@ -10,10 +10,9 @@ from annotate import agreement
 from annotate.models import CandidateSet, Label, Message, Ranking, Review, Task, TaskState, WorkItem
 
 
-def _rankings_by_set(project, *, include_imported=False):
-    rankings = Ranking.objects.filter(candidate_set__project=project, all_bad=False)
-    if not include_imported:
-        rankings = rankings.filter(annotator__isnull=False)
+def _rankings_by_set(project):
+    """The project's own (not imported) rankings that order something, grouped by set."""
+    rankings = Ranking.objects.filter(candidate_set__project=project, all_bad=False, annotator__isnull=False)
     by_set = defaultdict(list)
     for set_id, annotator_id, tiers in rankings.values_list("candidate_set_id", "annotator_id", "tiers"):
         by_set[set_id].append((annotator_id, tiers))

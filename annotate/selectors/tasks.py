@@ -1,4 +1,4 @@
-"""Reads for the queue: what a task shows, a person's history, a tree."""
+"""Reads for the queue: what a task shows, a person's history."""
 
 import random
 
@@ -7,18 +7,6 @@ from django.db.models import QuerySet
 
 from annotate.models import Message, Task, TaskKind
 from annotate.services.judgements import compare_order
-
-
-def conversation(message: Message | None) -> list[Message]:
-    """Return the path from the root to `message`, inclusive (one query for the whole tree)."""
-    if message is None:
-        return []
-    by_id = {m.id: m for m in Message.objects.filter(root_id=message.root_id).only(*TURN_FIELDS)}
-    by_id.setdefault(message.id, message)
-    return _path(by_id, message.id)
-
-
-TURN_FIELDS = ("id", "parent_id", "root_id", "role", "text")
 
 
 def _path(by_id: dict, leaf_id: int) -> list:
@@ -88,7 +76,5 @@ def task_payload(task: Task) -> dict:
 def tasks_of(*, project, annotator) -> QuerySet[Task]:
     """Return the annotator's tasks in the project, newest first, with what came of them."""
     return (
-        Task.objects.filter(project=project, annotator=annotator)
-        .select_related("item__message", "item__candidate_set")
-        .order_by("-created_at", "-id")
+        Task.objects.filter(project=project, annotator=annotator).order_by("-created_at", "-id")
     )

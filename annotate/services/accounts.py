@@ -10,7 +10,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
-from annotate.models import Invite, Membership, Project, ProjectSettings, Role
+from annotate.models import Invite, Membership, Project, ProjectSettings, Role, plausible_invite_token
 
 User = get_user_model()
 
@@ -117,11 +117,6 @@ def invite_revoke(*, invite: Invite) -> Invite:
     return invite
 
 
-def _plausible_token(token: str) -> bool:
-    # Tokens are URL-safe base64; anything else (a NUL byte, say) cannot match one.
-    return bool(token) and len(token) <= 64 and all(c.isalnum() or c in "-_" for c in token)
-
-
 def invite_problem(invite: Invite) -> str | None:
     """Return why the invite cannot be used, or None if it can."""
     if invite.revoked_at is not None:
@@ -139,7 +134,7 @@ def invite_accept(*, token: str, user) -> Membership:
     # Lock the invite: two people opening the same link at once must not both get in.
     invite = (
         Invite.objects.select_for_update().select_related("project").filter(token=token).first()
-        if _plausible_token(token)
+        if plausible_invite_token(token)
         else None
     )
     if invite is None:

@@ -57,13 +57,17 @@ def task_with_item(task_id: int) -> Task | None:
     return task
 
 
+def _check_time_spent(time_spent_ms) -> None:
+    if time_spent_ms is not None and not 0 <= time_spent_ms <= MAX_TIME_SPENT_MS:
+        raise ValidationError({"time_spent_ms": "time spent must be between 0 and 24 hours, in ms"})
+
+
 def task_submit(*, task_id: int, annotator, submit_key: str, payload: dict, time_spent_ms: int | None = None) -> dict:
     """Submit the annotator's work on a leased task and return what it produced."""
     submit_key = (submit_key or "").strip()
     if not submit_key or len(submit_key) > 100:
         raise ValidationError({"submit_key": "send an idempotency key of 1 to 100 characters"})
-    if time_spent_ms is not None and not 0 <= time_spent_ms <= MAX_TIME_SPENT_MS:
-        raise ValidationError({"time_spent_ms": "time spent must be between 0 and 24 hours, in ms"})
+    _check_time_spent(time_spent_ms)
     task = task_with_item(task_id)
     if task is None:
         raise ValidationError({"task": "no such task"})
@@ -273,11 +277,13 @@ def label_save(*, message: Message, annotator, quality, flags, task=None, guidel
         raise ValidationError({"quality": "give a quality score, a flag, or both"})
     if message.author_id is not None and message.author_id == annotator.id:
         raise ValidationError({"message": "you cannot label or flag your own message"})
-    if time_spent_ms is not None and not 0 <= time_spent_ms <= MAX_TIME_SPENT_MS:
-        raise ValidationError({"time_spent_ms": "time spent must be between 0 and 24 hours, in ms"})
-    # Lock the message: flaggers arriving at once are counted one after the other, so the
-    # threshold cannot be missed by each seeing only their own flag.
-    Message.objects.select_for_update().filter(pk=message.pk).first()
+    _check_time_spent(time_spent_ms)
+    # Lock the message (after its parent: the order message_exclude and candidate_sets_form
+    # lock in): flaggers arriving at once are counted one after the other, so the threshold
+    # cannot be missed by each seeing only their own flag.
+    if message.parent_id:
+        Message.objects.select_for_update().filter(pk=message.parent_id).first()
+    message = Message.objects.select_for_update(of=("self",)).select_related("project__settings").get(pk=message.pk)
     label, _ = Label.objects.update_or_create(
         message=message,
         annotator=annotator,

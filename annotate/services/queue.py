@@ -9,6 +9,7 @@ No table lock, no global mutex.
 
 import random
 import time
+from contextlib import nullcontext
 from datetime import timedelta
 
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -178,14 +179,10 @@ def _lease(*, project, annotator, kind, settings) -> Task | None:
 def _run_one_statement(sql: str, params: dict):
     """Run one statement and return its first row. In autocommit it is its own transaction;
     inside a caller's transaction a savepoint keeps a failure from spoiling the caller's."""
-    if connection.in_atomic_block:
-        with transaction.atomic():
-            with connection.cursor() as cursor:
-                cursor.execute(sql, params)
-                return cursor.fetchone()
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchone()
+    with transaction.atomic() if connection.in_atomic_block else nullcontext():
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchone()
 
 
 @transaction.atomic
@@ -198,22 +195,19 @@ def task_skip(*, task: Task, annotator) -> Task:
         return task
     if task.state != TaskState.LEASED:
         raise Conflict({"task": f"this task is already {task.state}; it cannot be skipped"})
-    task.state = TaskState.SKIPPED
-    task.finished_at = timezone.now()
-    task.save(update_fields=["state", "finished_at", "updated_at"])
-    if task.item_id:
-        _return_slot(task.item_id)
+    _lease_close(task, TaskState.SKIPPED)
     return task
-
-
-def _return_slot(item_id: int) -> None:
-    WorkItem.objects.filter(pk=item_id, closed_reason="").update(open_slots=F("open_slots") + 1)
 
 
 def task_expire(task: Task) -> None:
     """Mark a lease that ran out as expired and give its slot back (caller holds the row lock)."""
-    task.state = TaskState.EXPIRED
+    _lease_close(task, TaskState.EXPIRED)
+
+
+def _lease_close(task: Task, state: str) -> None:
+    task.state = state
     task.finished_at = timezone.now()
     task.save(update_fields=["state", "finished_at", "updated_at"])
     if task.item_id:
-        _return_slot(task.item_id)
+        # A closed item (its message was excluded) keeps the slot closed.
+        WorkItem.objects.filter(pk=task.item_id, closed_reason="").update(open_slots=F("open_slots") + 1)

@@ -23,14 +23,22 @@ from annotate.models import (
 MAX_TEXT = 20_000
 
 
+def text_problem(text: str, *, what: str = "message") -> str | None:
+    """Say what is wrong with a message's text (for services and importers alike), or None."""
+    if not text.strip():
+        return f"the {what} is empty"
+    if len(text) > MAX_TEXT:
+        return f"the {what} is {len(text)} characters; at most {MAX_TEXT}"
+    if "\x00" in text:
+        return f"the {what} contains a NUL character"
+    return None
+
+
 def _clean_text(text: str, *, what: str) -> str:
     text = (text or "").strip()
-    if not text:
-        raise ValidationError({"text": f"the {what} is empty"})
-    if len(text) > MAX_TEXT:
-        raise ValidationError({"text": f"the {what} is {len(text)} characters; at most {MAX_TEXT}"})
-    if "\x00" in text:
-        raise ValidationError({"text": f"the {what} contains a NUL character"})
+    problem = text_problem(text, what=what)
+    if problem:
+        raise ValidationError({"text": problem})
     return text
 
 

@@ -9,7 +9,9 @@ def test_ranked_pairs_follows_the_majority_and_breaks_cycles_at_the_weakest_pair
     assert agreement.ranked_pairs([1, 2, 3], rankings) == [1, 2, 3]
     # A Condorcet cycle: a>b 2:1, b>c 2:1, c>a 2:1 with margins equal; no crash, a full order.
     cycle = [[[1], [2], [3]], [[2], [3], [1]], [[3], [1], [2]]]
-    assert sorted(agreement.ranked_pairs([1, 2, 3], cycle)) == [1, 2, 3]
+    # Equal margins: the pairs lock in id order (1>2, then 2>3; 3>1 would close a cycle).
+    assert agreement.ranked_pairs([1, 2, 3], cycle) == [1, 2, 3]
+    assert agreement.ranked_pairs([3, 1, 2], [[[2], [1], [3]]] * 2 + [[[1], [2], [3]]]) == [2, 1, 3]
 
 
 def test_ranked_pairs_with_ties_in_tiers():

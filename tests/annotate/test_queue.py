@@ -302,7 +302,6 @@ def test_guideline_version_in_force_when_leased_is_recorded(api_as, owner, membe
     account_services.project_update_guidelines(project=project, guidelines="New rules")
     submit(api_as(member), task, tiers=[[c["id"]] for c in task["candidates"]])
     assert Ranking.objects.get().guideline_version == 1
-    task2 = None
     ranking_items(project, 1)
     task2 = next_task(api_as(member), project)
     assert task2["guideline_version"] == 2

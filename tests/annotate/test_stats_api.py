@@ -11,10 +11,13 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def judged(project, make_user):
-    """One set of 4 replies ranked by three annotators: two agree fully, one swaps the top two."""
+    """One set of 4 replies ranked by four annotators: three agree, one swaps the top two."""
     candidate_set = ranking_items(project, 1)[0]
     a, b, c, d = candidate_set.message_ids
-    orders = {"r1": [[a], [b], [c], [d]], "r2": [[a], [b], [c], [d]], "r3": [[b], [a], [c], [d]]}
+    # The consensus (b, a, c, d) differs from the stored order, so echoing it back would fail.
+    orders = {
+        "r1": [[b], [a], [c], [d]], "r2": [[b], [a], [c], [d]], "r3": [[a], [b], [c], [d]], "r4": [[b], [a], [c], [d]],
+    }
     people = {}
     for name, tiers in orders.items():
         people[name] = make_user(name)
@@ -30,8 +33,9 @@ def test_consensus_is_for_reviewers(api_as, owner, member, reviewer, outsider, p
     assert api_as(member).get(url).status_code == 403
     assert api_as(outsider).get(url).status_code == 404
     body = api_as(reviewer).get(url).json()
-    assert body["consensus"] == candidate_set.message_ids
-    assert body["rankings"] == 4
+    b_first = candidate_set.message_ids
+    assert body["consensus"] == [b_first[1], b_first[0], b_first[2], b_first[3]]
+    assert body["rankings"] == 5
     assert api_as(owner).get(url).status_code == 200
 
 
@@ -41,12 +45,13 @@ def test_agreement_leaves_imported_rankings_out(api_as, reviewer, member, outsid
     assert api_as(member).get(url).status_code == 403
     assert api_as(outsider).get(url).status_code == 404
     body = api_as(reviewer).get(url).json()
-    # Ranks (a,b,c,d): r1, r2 = 1,2,3,4; r3 = 2,1,3,4. R = 4,5,9,12; S = 41; W = 12*41/(9*60).
-    assert body["mean_kendall_w"] == pytest.approx(12 * 41 / (9 * 60))
+    # Ranks (a,b,c,d): r1, r2, r4 = 2,1,3,4; r3 = 1,2,3,4. R = 7,5,12,16; mean 10; S = 74;
+    # W = 12 * 74 / (4^2 * (4^3 - 4)).
+    assert body["mean_kendall_w"] == pytest.approx(12 * 74 / (16 * 60))
     assert 0.8 < body["krippendorff_alpha"] < 1
     taus = {int(k): v["mean_tau"] for k, v in body["annotators"].items()}
     assert taus[people["r1"].id] == pytest.approx(1.0)
-    assert taus[people["r3"].id] == pytest.approx(4 / 6)  # one swapped pair of six
+    assert taus[people["r3"].id] == pytest.approx(4 / 6)  # one swapped pair of six against b, a, c, d
 
 
 def test_project_stats_are_for_admins(api_as, owner, member, outsider, project, judged):
@@ -105,8 +110,6 @@ def test_queue_endpoints_refuse_outsiders_and_anonymous(api_as, outsider, projec
 
 
 def test_throughput_and_time_on_task_per_annotator(api_as, owner, member, project):
-    from annotate.services import accounts as account_services
-
     account_services.project_settings_update(
         project=project, task_mix={"ranking": 1, "prompt": 0, "demonstration": 0, "compare": 0, "label": 0, "review": 0}
     )
