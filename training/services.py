@@ -60,15 +60,12 @@ def _write(project, kind, folder, *, demonstrations):
     elif kind == SnapshotKind.PRETRAINING:
         produced = rows.pretraining_rows(project)
     else:
+        side = {name: SplitFiles(folder, name) for name in ("rankings", "consensus")}
         produced = rows.preference_rows(project, side)
     for split, row in produced:
         main.write(split, row)
     described = main.close()
     counts = {item["split"]: item["rows"] for item in described}
-    for name in ("rankings", "consensus"):
-        extra = SplitFiles(folder, name)
-        for split, collected in side.items():
-            for row in collected[name]:
-                extra.write(split, row)
+    for extra in side.values():
         described += extra.close()
     return described, counts

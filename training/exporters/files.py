@@ -12,12 +12,13 @@ class SplitFiles:
         self.folder, self.stem = folder, stem
         self.handles, self.digests, self.rows = {}, {}, {}
 
-    def write(self, split: str, row: dict) -> None:
+    def write(self, split: str, row: dict | str) -> None:
+        """Write one row: a dict, or a line of JSON already encoded (without its newline)."""
         if split not in self.handles:
             self.handles[split] = (self.folder / f"{self.stem}-{split}.jsonl").open("wb")
             self.digests[split] = hashlib.sha256()
             self.rows[split] = 0
-        data = json.dumps(row, ensure_ascii=False).encode() + b"\n"
+        data = (row if isinstance(row, str) else json.dumps(row, ensure_ascii=False)).encode() + b"\n"
         self.handles[split].write(data)
         self.digests[split].update(data)
         self.rows[split] += 1

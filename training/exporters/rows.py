@@ -9,13 +9,15 @@ export. Every row carries provenance: pseudonymous annotator ids, where each rep
 
 import hashlib
 import hmac
+import json
 from collections.abc import Iterator
 from itertools import combinations
 
 from django.conf import settings
+from django.db import connection
 
 from annotate.agreement import ranked_pairs
-from annotate.models import CorpusText, Message, MessageRole, MessageSource, Ranking, ReviewState
+from annotate.models import CorpusText, MessageRole, MessageSource, Ranking, ReviewState
 
 CHUNK = 5000
 HELDOUT_PERCENT = 10
@@ -60,11 +62,11 @@ class Tree:
     def origin_of(self, message: dict) -> dict:
         """Where a reply came from, without naming anyone. The same keys in every row, so
         the column has one type for `datasets`."""
-        origin = message["origin"] or {}
+        origin = json.loads(message["origin"]) if message["origin"] else {}
         return {
             "message_id": message["id"],
             "source": message["source"],
-            "at": message["created_at"].isoformat(),
+            "at": message["created_at"],
             "annotator": pseudonym(self.project_id, message["author_id"])
             if message["source"] == MessageSource.ANNOTATOR
             else None,
@@ -78,19 +80,25 @@ def turns(path: list[dict]) -> list[dict]:
     return [{"role": message["role"], "content": message["text"]} for message in path]
 
 
+# Plain SQL through a server-side cursor: times come as ISO text and origins as JSON text,
+# decoded only for the replies that are exported (the ORM's converters cost more than the read).
+TREES = """
+SELECT id, parent_id, root_id, role, text, source, author_id, review_state, excluded,
+       to_json(created_at) #>> '{}', origin::text
+FROM annotate_message WHERE project_id = %s ORDER BY root_id, depth, id
+"""
+
+
 def trees(project) -> Iterator[Tree]:
-    rows = (
-        Message.objects.filter(project=project)
-        .order_by("root_id", "depth", "id")
-        .values_list(*MESSAGE_FIELDS)
-        .iterator(chunk_size=CHUNK)
-    )
     current = []
-    for row in rows:
-        if current and row[2] != current[0][2]:
-            yield Tree(project.id, current)
-            current = []
-        current.append(row)
+    with connection.chunked_cursor() as cursor:
+        cursor.execute(TREES, [project.id])
+        while batch := cursor.fetchmany(CHUNK):
+            for row in batch:
+                if current and row[2] != current[0][2]:
+                    yield Tree(project.id, current)
+                    current = []
+                current.append(row)
     if current:
         yield Tree(project.id, current)
 
@@ -129,11 +137,12 @@ def pretraining_rows(project) -> Iterator[tuple[str, dict]]:
         yield ("test" if is_heldout(project.id, document_id) else "train"), {"text": text}
 
 
-def preference_rows(project, side: dict) -> Iterator[tuple[str, dict]]:
+def preference_rows(project, side) -> Iterator[tuple[str, str]]:
     """(split, row) for every pair implied by each ranking: tier i above tier j gives a pair
     for each reply of i and each of j; ties give none, and "all bad" gives none.
 
-    `side` collects, per split, the raw per-annotator rankings and each set's consensus.
+    `side` maps "rankings" and "consensus" to files (SplitFiles) that get, as the pairs stream
+    by, the raw per-annotator rankings and each set's consensus order.
     """
     rankings = (
         Ranking.objects.filter(candidate_set__project=project)
@@ -160,35 +169,46 @@ def _pairs_of_set(tree: Tree, split: str, set_id: int, rows: list[tuple], side: 
     prompt = tree.path(parent_id)
     if prompt is None:
         return
-    usable = {m for m in message_ids if m in tree.messages and not tree.messages[m]["excluded"]}
+    usable = [m for m in message_ids if m in tree.messages and not tree.messages[m]["excluded"]]
+    # A set yields many pairs from few texts: encode each text and origin once and join the
+    # fragments per pair (a million pairs do not go through json.dumps a million times).
+    prompt_json = _json(turns(prompt))
+    reply_json = {m: f'[{{"role": "assistant", "content": {_string(tree.messages[m]["text"])}}}]' for m in usable}
+    origin_json = {m: _json(tree.origin_of(tree.messages[m])) for m in usable}
     ordered = []
     for _, _, _, _, ranking_id, annotator_id, external, tiers, all_bad, guideline_version, created_at in rows:
         who = pseudonym(tree.project_id, annotator_id) if annotator_id else external
-        side.setdefault(split, {"rankings": [], "consensus": []})["rankings"].append(
+        at = created_at.isoformat()
+        side["rankings"].write(
+            split,
             {"candidate_set_id": set_id, "ranking_id": ranking_id, "annotator": who, "imported": annotator_id is None,
-             "tiers": tiers, "all_bad": all_bad, "guideline_version": guideline_version, "at": created_at.isoformat()}
+             "tiers": tiers, "all_bad": all_bad, "guideline_version": guideline_version, "at": at},
         )
         if all_bad:
             continue
-        tiers = [[m for m in tier if m in usable] for tier in tiers]
+        tiers = [[m for m in tier if m in reply_json] for tier in tiers]
         tiers = [tier for tier in tiers if tier]
         ordered.append(tiers)
+        provenance = _json({
+            "root_id": tree.root_id, "candidate_set_id": set_id, "ranking_id": ranking_id, "annotator": who,
+            "imported": annotator_id is None, "guideline_version": guideline_version, "at": at,
+        })[:-1]  # left open: the two replies' origins follow
         for upper, lower in combinations(range(len(tiers)), 2):
             for better in tiers[upper]:
                 for worse in tiers[lower]:
-                    yield split, {
-                        "prompt": turns(prompt),
-                        "chosen": [{"role": "assistant", "content": tree.messages[better]["text"]}],
-                        "rejected": [{"role": "assistant", "content": tree.messages[worse]["text"]}],
-                        "provenance": {
-                            "root_id": tree.root_id, "candidate_set_id": set_id, "ranking_id": ranking_id,
-                            "annotator": who, "imported": annotator_id is None,
-                            "guideline_version": guideline_version, "at": created_at.isoformat(),
-                            "chosen": tree.origin_of(tree.messages[better]),
-                            "rejected": tree.origin_of(tree.messages[worse]),
-                        },
-                    }
+                    yield split, (
+                        f'{{"prompt": {prompt_json}, "chosen": {reply_json[better]}, "rejected": {reply_json[worse]}, '
+                        f'"provenance": {provenance}, "chosen": {origin_json[better]}, "rejected": {origin_json[worse]}}}}}'
+                    )
     if ordered:
-        side[split]["consensus"].append(
-            {"candidate_set_id": set_id, "order": ranked_pairs(sorted(usable), ordered), "rankings": len(ordered)}
-        )
+        # One ranking is its own consensus; several are combined by ranked pairs.
+        order = [m for tier in ordered[0] for m in tier] if len(ordered) == 1 else ranked_pairs(sorted(usable), ordered)
+        side["consensus"].write(split, {"candidate_set_id": set_id, "order": order, "rankings": len(ordered)})
+
+
+def _json(value) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+# The standard library's C encoder for one JSON string (what json.dumps uses inside).
+_string = json.encoder.encode_basestring
