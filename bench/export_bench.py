@@ -105,7 +105,7 @@ def main():
     started = time.perf_counter()
     child = subprocess.run(
         [sys.executable, str(ROOT / "manage.py"), "export_snapshot", "--project", str(project_id),
-         "--kind", "preference", "-v", "2"],
+         "--kind", "preference", "--no-parquet", "-v", "2"],
         capture_output=True, text=True,
     )
     export_s = time.perf_counter() - started

@@ -8,13 +8,16 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 
 from training.exporters import rows
-from training.exporters.files import SplitFiles
+from training.exporters.files import SplitFiles, describe
+from training.exporters.parquet import jsonl_to_parquet
 from training.models import DatasetSnapshot, SnapshotKind
 
 SFT_FILTERS = ("accepted", "all")
 
 
-def snapshot_create(*, project, kind: str, by=None, demonstrations: str = "accepted") -> DatasetSnapshot:
+def snapshot_create(
+    *, project, kind: str, by=None, demonstrations: str = "accepted", parquet: bool = True
+) -> DatasetSnapshot:
     """Export the project's data of one kind into a new immutable snapshot version.
 
     The files are written first, into the version's own folder, and the row is registered
@@ -33,7 +36,7 @@ def snapshot_create(*, project, kind: str, by=None, demonstrations: str = "accep
         except FileExistsError:
             continue  # another export took this version number; take the next
         try:
-            described, counts = _write(project, kind, folder, demonstrations=demonstrations)
+            described, counts = _write(project, kind, folder, demonstrations=demonstrations, parquet=parquet)
             if not counts:
                 raise ValidationError({"kind": f"the project has no {SnapshotKind(kind).label.lower()} to export yet"})
             with transaction.atomic():
@@ -50,7 +53,7 @@ def snapshot_create(*, project, kind: str, by=None, demonstrations: str = "accep
     raise ValidationError({"kind": "could not find a free version number; try again"})
 
 
-def _write(project, kind, folder, *, demonstrations):
+def _write(project, kind, folder, *, demonstrations, parquet):
     main = SplitFiles(folder, kind)
     side = {}
     if kind == SnapshotKind.SFT:
@@ -64,8 +67,12 @@ def _write(project, kind, folder, *, demonstrations):
         produced = rows.preference_rows(project, side)
     for split, row in produced:
         main.write(split, row)
+    paths = main.paths()
     described = main.close()
     counts = {item["split"]: item["rows"] for item in described}
+    for path, item in zip(paths, list(described) if parquet else []):
+        converted = jsonl_to_parquet(path, kind)
+        described.append(describe(converted, split=item["split"], rows=item["rows"], format="parquet"))
     for extra in side.values():
         described += extra.close()
     return described, counts

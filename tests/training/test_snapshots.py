@@ -126,3 +126,22 @@ def test_files_are_described_and_load_with_datasets(project, member):
     assert loaded["train"].num_rows == snapshot.rows["train"] and loaded["test"].num_rows == snapshot.rows["test"]
     assert {"prompt", "chosen", "rejected"} <= set(loaded["train"].column_names)
     assert loaded["train"][0]["chosen"][0]["role"] == "assistant"
+
+
+def test_every_kind_is_also_written_as_parquet_with_the_same_rows(project, member, reviewer):
+    from annotate.importers import import_run
+
+    for candidate_set in ranking_items(project, 12, k=3):
+        Ranking.objects.create(candidate_set=candidate_set, annotator=member, tiers=[[m] for m in candidate_set.message_ids])
+        Message.objects.filter(pk=candidate_set.message_ids[0]).update(review_state="accepted", source="annotator", author=member)
+    with (Path(__file__).parent.parent / "annotate" / "fixtures" / "corpus.txt").open("rb") as stream:
+        import_run(project=project, format="text", stream=stream)
+    for kind in ("sft", "preference", "prompts", "pretraining"):
+        snapshot = services.snapshot_create(project=project, kind=kind)
+        folder = settings.SNAPSHOT_STORE / snapshot.folder
+        for split, count in snapshot.rows.items():
+            parquet = datasets.load_dataset("parquet", data_files=str(folder / f"{kind}-{split}.parquet"), split="train")
+            jsonl = read(snapshot, split)
+            assert parquet.num_rows == count == len(jsonl)
+            assert parquet[0] == jsonl[0], kind
+        assert {f["format"] for f in snapshot.files if f["name"].startswith(kind)} == {"jsonl", "parquet"}

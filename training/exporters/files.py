@@ -23,6 +23,9 @@ class SplitFiles:
         self.digests[split].update(data)
         self.rows[split] += 1
 
+    def paths(self) -> list[Path]:
+        return [Path(handle.name) for _, handle in sorted(self.handles.items())]
+
     def close(self) -> list[dict]:
         """Close the files; return their descriptions (name, split, rows, bytes, sha256)."""
         described = []
@@ -30,7 +33,17 @@ class SplitFiles:
             handle.close()
             path = Path(handle.name)
             described.append({
-                "name": path.name, "split": split, "rows": self.rows[split],
+                "name": path.name, "split": split, "rows": self.rows[split], "format": "jsonl",
                 "bytes": path.stat().st_size, "sha256": self.digests[split].hexdigest(),
             })
         return described
+
+
+def describe(path: Path, *, split: str, rows: int, format: str) -> dict:
+    """Describe a file written some other way (its sha256 read back from disk)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return {"name": path.name, "split": split, "rows": rows, "format": format,
+            "bytes": path.stat().st_size, "sha256": digest.hexdigest()}

@@ -70,7 +70,7 @@ class Tree:
             "annotator": pseudonym(self.project_id, message["author_id"])
             if message["source"] == MessageSource.ANNOTATOR
             else None,
-            "model_version": origin.get("model_version"),
+            "model_version": None if origin.get("model_version") is None else str(origin["model_version"]),
             "model_name": origin.get("model_name"),
             "source_user": origin.get("source_user"),
         }

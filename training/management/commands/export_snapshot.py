@@ -11,19 +11,22 @@ from training.models import SnapshotKind
 
 
 class Command(BaseCommand):
-    help = "Export a dataset snapshot (JSONL per split) and print where its files are."
+    help = "Export a dataset snapshot (JSONL and Parquet per split) and print where its files are."
 
     def add_arguments(self, parser):
         parser.add_argument("--project", type=int, required=True)
         parser.add_argument("--kind", required=True, choices=SnapshotKind.values)
         parser.add_argument("--demonstrations", choices=services.SFT_FILTERS, default="accepted")
+        parser.add_argument("--no-parquet", action="store_true", help="JSONL only")
 
-    def handle(self, *args, project, kind, demonstrations, **options):
+    def handle(self, *args, project, kind, demonstrations, no_parquet, **options):
         found = Project.objects.filter(pk=project).first()
         if found is None:
             raise CommandError(f"no project with id {project}")
         try:
-            snapshot = services.snapshot_create(project=found, kind=kind, demonstrations=demonstrations)
+            snapshot = services.snapshot_create(
+                project=found, kind=kind, demonstrations=demonstrations, parquet=not no_parquet
+            )
         except ValidationError as error:
             raise CommandError("; ".join(error.messages)) from None
         rows = ", ".join(f"{count} {split}" for split, count in sorted(snapshot.rows.items()))

@@ -1,0 +1,48 @@
+"""Parquet copies of a snapshot's JSONL files, converted in streamed record batches.
+
+Explicit schemas: a column whose first rows are all null must not be typed as null and then
+refuse a later value, and a field a row should not have is an error rather than a new column.
+"""
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.json as pa_json
+import pyarrow.parquet as pq
+
+TURNS = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
+ORIGIN = pa.struct([
+    ("message_id", pa.int64()), ("source", pa.string()), ("at", pa.string()), ("annotator", pa.string()),
+    ("model_version", pa.string()), ("model_name", pa.string()), ("source_user", pa.string()),
+])
+
+SCHEMAS = {
+    "sft": pa.schema([("messages", TURNS), ("provenance", pa.struct([("root_id", pa.int64()), ("reply", ORIGIN)]))]),
+    "preference": pa.schema([
+        ("prompt", TURNS), ("chosen", TURNS), ("rejected", TURNS),
+        ("provenance", pa.struct([
+            ("root_id", pa.int64()), ("candidate_set_id", pa.int64()), ("ranking_id", pa.int64()),
+            ("annotator", pa.string()), ("imported", pa.bool_()), ("guideline_version", pa.int64()),
+            ("at", pa.string()), ("chosen", ORIGIN), ("rejected", ORIGIN),
+        ])),
+    ]),
+    "prompts": pa.schema([("prompt", TURNS), ("provenance", pa.struct([("root_id", pa.int64()), ("message_id", pa.int64())]))]),
+    "pretraining": pa.schema([("text", pa.string())]),
+}
+
+BLOCK_BYTES = 8 << 20
+
+
+def jsonl_to_parquet(source: Path, kind: str) -> Path:
+    """Write `source` (.jsonl) as Parquet beside it; memory holds one block at a time."""
+    schema = SCHEMAS[kind]
+    target = source.with_suffix(".parquet")
+    reader = pa_json.open_json(
+        source,
+        read_options=pa_json.ReadOptions(block_size=BLOCK_BYTES),
+        parse_options=pa_json.ParseOptions(explicit_schema=schema, unexpected_field_behavior="error"),
+    )
+    with pq.ParquetWriter(target, schema) as writer:
+        for batch in reader:
+            writer.write_batch(batch)
+    return target
