@@ -16,7 +16,7 @@ SFT_FILTERS = ("accepted", "all")
 
 
 def snapshot_create(
-    *, project, kind: str, by=None, demonstrations: str = "accepted", parquet: bool = True
+    *, project, kind: str, by=None, by_id: int | None = None, demonstrations: str = "accepted", parquet: bool = True
 ) -> DatasetSnapshot:
     """Export the project's data of one kind into a new immutable snapshot version.
 
@@ -42,7 +42,7 @@ def snapshot_create(
             with transaction.atomic():
                 return DatasetSnapshot.objects.create(
                     project=project, kind=kind, version=version, filters={"demonstrations": demonstrations} if kind == SnapshotKind.SFT else {},
-                    rows=counts, files=described, folder=relative, created_by=by,
+                    rows=counts, files=described, folder=relative, created_by_id=by.id if by else by_id,
                 )
         except IntegrityError:
             shutil.rmtree(folder, ignore_errors=True)
@@ -51,6 +51,21 @@ def snapshot_create(
             shutil.rmtree(folder, ignore_errors=True)
             raise
     raise ValidationError({"kind": "could not find a free version number; try again"})
+
+
+def snapshot_export_enqueue(*, project, kind: str, by, demonstrations: str = "accepted", parquet: bool = True) -> None:
+    """Queue an export for a worker, once the caller's transaction has committed."""
+    if kind not in SnapshotKind.values:
+        raise ValidationError({"kind": f"kind must be one of {', '.join(SnapshotKind.values)}"})
+    if demonstrations not in SFT_FILTERS:
+        raise ValidationError({"demonstrations": f"use one of {', '.join(SFT_FILTERS)}"})
+    from training.tasks import snapshot_export
+
+    transaction.on_commit(
+        lambda: snapshot_export.defer(
+            project_id=project.id, kind=kind, demonstrations=demonstrations, parquet=parquet, requested_by=by.id
+        )
+    )
 
 
 def _write(project, kind, folder, *, demonstrations, parquet):
