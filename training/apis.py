@@ -43,6 +43,10 @@ class SnapshotExportApi(APIView):
         kind = serializers.ChoiceField(choices=SnapshotKind.choices)
         demonstrations = serializers.ChoiceField(choices=services.SFT_FILTERS, default="accepted")
         parquet = serializers.BooleanField(default=True)
+        filters = serializers.DictField(
+            required=False, default=dict,
+            help_text="since, until (ISO 8601), annotator_id, model_version, min_quality (SFT)",
+        )
 
     @extend_schema(request=InputSerializer, responses={202: inline_serializer("ExportQueued", {"detail": serializers.CharField()})})
     def post(self, request, project_id):

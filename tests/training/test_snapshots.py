@@ -145,3 +145,52 @@ def test_every_kind_is_also_written_as_parquet_with_the_same_rows(project, membe
             assert parquet.num_rows == count == len(jsonl)
             assert parquet[0] == jsonl[0], kind
         assert {f["format"] for f in snapshot.files if f["name"].startswith(kind)} == {"jsonl", "parquet"}
+
+
+def test_filters_by_time_annotator_model_version_and_quality(project, member, make_user):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from annotate.models import Label
+
+    other = make_user("other")
+    sets = ranking_items(project, 4, k=2)
+    for index, candidate_set in enumerate(sets):
+        who = member if index % 2 == 0 else other
+        ranking = Ranking.objects.create(candidate_set=candidate_set, annotator=who, tiers=[[m] for m in candidate_set.message_ids])
+        if index == 0:
+            Ranking.objects.filter(pk=ranking.pk).update(created_at=timezone.now() - timedelta(days=30))
+    Message.objects.filter(pk=sets[3].message_ids[0]).update(origin={"model_version": 7})
+
+    def pairs(**filters):
+        return sum(services.snapshot_create(project=project, kind="preference", filters=filters).rows.values())
+
+    assert pairs() == 4
+    assert pairs(since=(timezone.now() - timedelta(days=1)).isoformat()) == 3
+    assert pairs(annotator_id=member.id) == 2
+    assert pairs(model_version="7") == 1
+    snapshot = services.snapshot_create(project=project, kind="preference", filters={"annotator_id": member.id})
+    assert snapshot.filters == {"annotator_id": member.id}
+
+    reply = Message.objects.get(pk=sets[1].message_ids[0])
+    Message.objects.filter(pk=reply.pk).update(review_state="accepted", source="annotator", author=member)
+    Label.objects.create(message=reply, annotator=other, quality=2)
+    assert sum(services.snapshot_create(project=project, kind="sft", filters={"min_quality": 2}).rows.values()) == 1
+    with pytest.raises(ValidationError, match="no sft conversations"):
+        services.snapshot_create(project=project, kind="sft", filters={"min_quality": 4})
+    with pytest.raises(ValidationError, match="do not apply to prompts"):
+        services.snapshot_create(project=project, kind="prompts", filters={"annotator_id": 1})
+    with pytest.raises(ValidationError, match="not a date"):
+        services.snapshot_create(project=project, kind="preference", filters={"since": "last week"})
+
+
+def test_export_command_prints_rows_and_refuses_bad_filters(project, member, capsys):
+    from django.core.management import CommandError, call_command
+
+    for candidate_set in ranking_items(project, 3, k=2):
+        Ranking.objects.create(candidate_set=candidate_set, annotator=member, tiers=[[m] for m in candidate_set.message_ids])
+    call_command("export_snapshot", "--project", str(project.id), "--kind", "preference", "--filter", f"annotator_id={member.id}")
+    assert "Snapshot preference v1" in capsys.readouterr().out
+    with pytest.raises(CommandError, match="unknown filters"):
+        call_command("export_snapshot", "--project", str(project.id), "--kind", "preference", "--filter", "colour=red")

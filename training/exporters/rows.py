@@ -10,19 +10,79 @@ export. Every row carries provenance: pseudonymous annotator ids, where each rep
 import hashlib
 import hmac
 import json
+from dataclasses import asdict, dataclass, fields
+from datetime import UTC, datetime
 from collections.abc import Iterator
 from itertools import combinations
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db.models import Avg
+from django.utils.dateparse import parse_datetime
 from django.db import connection
 
 from annotate.agreement import ranked_pairs
-from annotate.models import CorpusText, MessageRole, MessageSource, Ranking, ReviewState
+from annotate.models import CorpusText, Label, MessageRole, MessageSource, Ranking, ReviewState
 
 CHUNK = 5000
 HELDOUT_PERCENT = 10
 MESSAGE_FIELDS = ("id", "parent_id", "root_id", "role", "text", "source", "author_id", "review_state",
                   "excluded", "created_at", "origin")
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What a snapshot keeps, beyond the rule that excluded content never leaves: a time range
+    (of the reply for SFT, of the judgement for preference, of the prompt for prompts), one
+    annotator (author of the reply, or of the ranking), one model version (of the reply, or of
+    either reply of a pair), and, for SFT, a minimum mean label quality of the reply."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+    annotator_id: int | None = None
+    model_version: str | None = None
+    min_quality: float | None = None
+
+    APPLIES = {
+        "sft": {"since", "until", "annotator_id", "model_version", "min_quality"},
+        "preference": {"since", "until", "annotator_id", "model_version"},
+        "prompts": {"since", "until"},
+        "pretraining": set(),
+    }
+
+    @classmethod
+    def parse(cls, raw: dict | None, *, kind: str) -> "Filters":
+        raw = {key: value for key, value in (raw or {}).items() if value not in (None, "")}
+        unknown = set(raw) - {field.name for field in fields(cls)}
+        if unknown:
+            raise ValidationError({"filters": f"unknown filters {sorted(unknown)}"})
+        wrong = set(raw) - cls.APPLIES[kind]
+        if wrong:
+            raise ValidationError({"filters": f"{sorted(wrong)} do not apply to {kind} snapshots"})
+        values = {}
+        for name in ("since", "until"):
+            if name in raw:
+                when = raw[name] if isinstance(raw[name], datetime) else parse_datetime(str(raw[name]))
+                if when is None:
+                    raise ValidationError({name: f"{raw[name]!r} is not a date and time (ISO 8601)"})
+                values[name] = when if when.tzinfo else when.replace(tzinfo=UTC)
+        try:
+            if "annotator_id" in raw:
+                values["annotator_id"] = int(raw["annotator_id"])
+            if "min_quality" in raw:
+                values["min_quality"] = float(raw["min_quality"])
+        except (TypeError, ValueError):
+            raise ValidationError({"filters": "annotator_id is a user id and min_quality a number"}) from None
+        if "model_version" in raw:
+            values["model_version"] = str(raw["model_version"])
+        return cls(**values)
+
+    def as_dict(self) -> dict:
+        return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in asdict(self).items() if v is not None}
+
+    def in_time(self, when) -> bool:
+        when = datetime.fromisoformat(when) if isinstance(when, str) else when
+        return (self.since is None or when >= self.since) and (self.until is None or when < self.until)
 
 
 def is_heldout(project_id: int, key: int) -> bool:
@@ -103,9 +163,15 @@ def trees(project) -> Iterator[Tree]:
         yield Tree(project.id, current)
 
 
-def sft_rows(project, *, demonstrations: str = "accepted") -> Iterator[tuple[str, dict]]:
+def sft_rows(project, *, demonstrations: str = "accepted", filters: Filters = Filters()) -> Iterator[tuple[str, dict]]:
     """(split, row) for each whole conversation that ends in a reply worth imitating:
     accepted human demonstrations by default, or every non-excluded reply (`all`)."""
+    quality = {}
+    if filters.min_quality is not None:
+        quality = dict(
+            Label.objects.filter(message__project=project, quality__isnull=False)
+            .values_list("message_id").annotate(mean=Avg("quality"))
+        )
     for tree in trees(project):
         split = "test" if is_heldout(project.id, tree.root_id) else "train"
         for message in tree.messages.values():
@@ -113,18 +179,30 @@ def sft_rows(project, *, demonstrations: str = "accepted") -> Iterator[tuple[str
                 continue
             if demonstrations == "accepted" and message["review_state"] != ReviewState.ACCEPTED:
                 continue
+            if not _reply_kept(tree, message, filters, quality):
+                continue
             path = tree.path(message["id"])
             if path is None:
                 continue
             yield split, {"messages": turns(path), "provenance": {"root_id": tree.root_id, "reply": tree.origin_of(message)}}
 
 
-def prompt_rows(project) -> Iterator[tuple[str, dict]]:
+def _reply_kept(tree, message, filters: Filters, quality: dict) -> bool:
+    if not filters.in_time(message["created_at"]):
+        return False
+    if filters.annotator_id is not None and message["author_id"] != filters.annotator_id:
+        return False
+    if filters.model_version is not None and tree.origin_of(message)["model_version"] != filters.model_version:
+        return False
+    return filters.min_quality is None or quality.get(message["id"], 0) >= filters.min_quality
+
+
+def prompt_rows(project, *, filters: Filters = Filters()) -> Iterator[tuple[str, dict]]:
     """(split, row) for every user turn, with the conversation before it, for PPO/RLOO."""
     for tree in trees(project):
         split = "test" if is_heldout(project.id, tree.root_id) else "train"
         for message in tree.messages.values():
-            if message["role"] != MessageRole.USER:
+            if message["role"] != MessageRole.USER or not filters.in_time(message["created_at"]):
                 continue
             path = tree.path(message["id"])
             if path is not None:
@@ -137,16 +215,22 @@ def pretraining_rows(project) -> Iterator[tuple[str, dict]]:
         yield ("test" if is_heldout(project.id, document_id) else "train"), {"text": text}
 
 
-def preference_rows(project, side) -> Iterator[tuple[str, str]]:
+def preference_rows(project, side, *, filters: Filters = Filters()) -> Iterator[tuple[str, str]]:
     """(split, row) for every pair implied by each ranking: tier i above tier j gives a pair
     for each reply of i and each of j; ties give none, and "all bad" gives none.
 
     `side` maps "rankings" and "consensus" to files (SplitFiles) that get, as the pairs stream
     by, the raw per-annotator rankings and each set's consensus order.
     """
+    chosen = Ranking.objects.filter(candidate_set__project=project)
+    if filters.since:
+        chosen = chosen.filter(created_at__gte=filters.since)
+    if filters.until:
+        chosen = chosen.filter(created_at__lt=filters.until)
+    if filters.annotator_id is not None:
+        chosen = chosen.filter(annotator_id=filters.annotator_id)
     rankings = (
-        Ranking.objects.filter(candidate_set__project=project)
-        .order_by("candidate_set__parent__root_id", "candidate_set_id", "id")
+        chosen.order_by("candidate_set__parent__root_id", "candidate_set_id", "id")
         .values_list("candidate_set__parent__root_id", "candidate_set_id", "candidate_set__parent_id",
                      "candidate_set__message_ids", "id", "annotator_id", "external_annotator", "tiers", "all_bad",
                      "guideline_version", "created_at")
@@ -161,10 +245,10 @@ def preference_rows(project, side) -> Iterator[tuple[str, str]]:
                 by_set.setdefault(pending[1], []).append(pending)
             pending = next(rankings, None)
         for set_id, rows in by_set.items():
-            yield from _pairs_of_set(tree, split, set_id, rows, side)
+            yield from _pairs_of_set(tree, split, set_id, rows, side, filters.model_version)
 
 
-def _pairs_of_set(tree: Tree, split: str, set_id: int, rows: list[tuple], side: dict):
+def _pairs_of_set(tree: Tree, split: str, set_id: int, rows: list[tuple], side: dict, model_version: str | None):
     _, _, parent_id, message_ids, *_ = rows[0]
     prompt = tree.path(parent_id)
     if prompt is None:
@@ -174,7 +258,9 @@ def _pairs_of_set(tree: Tree, split: str, set_id: int, rows: list[tuple], side: 
     # fragments per pair (a million pairs do not go through json.dumps a million times).
     prompt_json = _json(turns(prompt))
     reply_json = {m: f'[{{"role": "assistant", "content": {_string(tree.messages[m]["text"])}}}]' for m in usable}
-    origin_json = {m: _json(tree.origin_of(tree.messages[m])) for m in usable}
+    origins = {m: tree.origin_of(tree.messages[m]) for m in usable}
+    origin_json = {m: _json(origin) for m, origin in origins.items()}
+    versions = {m: origin["model_version"] for m, origin in origins.items()}
     ordered = []
     for _, _, _, _, ranking_id, annotator_id, external, tiers, all_bad, guideline_version, created_at in rows:
         who = pseudonym(tree.project_id, annotator_id) if annotator_id else external
@@ -196,6 +282,8 @@ def _pairs_of_set(tree: Tree, split: str, set_id: int, rows: list[tuple], side: 
         for upper, lower in combinations(range(len(tiers)), 2):
             for better in tiers[upper]:
                 for worse in tiers[lower]:
+                    if model_version is not None and model_version not in (versions[better], versions[worse]):
+                        continue
                     yield split, (
                         f'{{"prompt": {prompt_json}, "chosen": {reply_json[better]}, "rejected": {reply_json[worse]}, '
                         f'"provenance": {provenance}, "chosen": {origin_json[better]}, "rejected": {origin_json[worse]}}}}}'
