@@ -199,15 +199,6 @@ def _end_sessions(user) -> None:
 
 
 @transaction.atomic
-def user_reactivate(*, user, by):
-    if not by.is_staff:
-        raise PermissionDenied("only site staff can reactivate accounts")
-    user.is_active = True
-    user.save(update_fields=["is_active"])
-    return user
-
-
-@transaction.atomic
 def token_create(*, user) -> Token:
     """Return the user's API token, making a new one if they have none (or revoked theirs)."""
     token, _ = Token.objects.get_or_create(user=user)

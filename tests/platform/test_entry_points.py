@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO_ROOT, child_env, free_port, run_python, stop, wait_for_http
+from tests.helpers import REPO_ROOT, child_env, free_port, stop, wait_for_http
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"]).resolve()
 CHECK = (
