@@ -11,16 +11,25 @@ from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
 PAD, EOS, UNK, USER, ASSISTANT = "<|pad|>", "<|end|>", "<|unk|>", "<|user|>", "<|assistant|>"
 
-# Assistant turns sit inside {% generation %} so TRL's assistant_only_loss can mask the rest.
+
+def chat_template(*, eos: str = EOS, user: str = USER, assistant: str = ASSISTANT) -> str:
+    """Return a chat template that ends every turn with `eos` and marks assistant turns.
+
+    Assistant turns sit inside {% generation %} so TRL's assistant_only_loss can mask the rest.
+    A system message is written like a user turn: these small models know no system role.
+    """
+    return (
+        "{% for message in messages %}"
+        "{% if message['role'] == 'assistant' %}" + assistant + "{% generation %}{{ message['content'] }}" + eos
+        + "{% endgeneration %}"
+        "{% else %}" + user + "{{ message['content'] }}" + eos + "{% endif %}"
+        "{% endfor %}"
+        "{% if add_generation_prompt %}" + assistant + "{% endif %}"
+    )
+
+
 # The pad token differs from EOS, as TRL's PPO requires.
-CHAT_TEMPLATE = (
-    "{% for message in messages %}"
-    "{% if message['role'] == 'assistant' %}" + ASSISTANT + "{% generation %}{{ message['content'] }}" + EOS
-    + "{% endgeneration %}"
-    "{% else %}" + USER + "{{ message['content'] }}" + EOS + "{% endif %}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}" + ASSISTANT + "{% endif %}"
-)
+CHAT_TEMPLATE = chat_template()
 
 
 def tokenizer_train(texts: Iterable[str], *, vocab_size: int = 8192) -> PreTrainedTokenizerFast:
@@ -39,7 +48,9 @@ def tokenizer_train(texts: Iterable[str], *, vocab_size: int = 8192) -> PreTrain
     return fast
 
 
-def gpt_from_config(tokenizer, *, layers: int = 4, heads: int = 4, width: int = 256, context: int = 512) -> GPT2LMHeadModel:
+def gpt_from_config(tokenizer, *, layers: int = 4, heads: int = 4, width: int = 256, context: int = 512,
+                    attn_implementation: str | None = None) -> GPT2LMHeadModel:
+    """Return a GPT-2-shaped model with fresh weights, sized to `tokenizer` and the given shape."""
     config = GPT2Config(
         vocab_size=len(tokenizer),
         n_positions=context,
@@ -50,4 +61,6 @@ def gpt_from_config(tokenizer, *, layers: int = 4, heads: int = 4, width: int = 
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
+    if attn_implementation:
+        config._attn_implementation = attn_implementation
     return GPT2LMHeadModel(config)

@@ -1,0 +1,264 @@
+"""What every stage shares: the run's settings, device choices, the progress callback,
+checkpoint bookkeeping, and publishing the finished model atomically."""
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import TrainerCallback
+
+from .config import AUTO
+from .progress import Progress, numeric
+
+CHECKPOINTS = "checkpoints"
+SUMMARY_FILE = "platform_training.json"
+
+
+@dataclass
+class Job:
+    """One stage's spec, read from the spec file, with its merged config."""
+
+    stage: str
+    out_dir: Path
+    work_dir: Path
+    train_path: str
+    eval_path: str | None
+    config: dict
+    progress: Progress
+    seed: int = 0
+    resume: bool = False
+    base_model: str | None = None
+    reward_model: str | None = None
+    previous_policy: str | None = None
+    texts_for_tokenizer: list[str] = field(default_factory=list)
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.work_dir / CHECKPOINTS
+
+    @property
+    def cuda(self) -> bool:
+        return torch.cuda.is_available()
+
+    def setting(self, key: str) -> bool:
+        """Resolve a true/false/"auto" setting: "auto" means on when CUDA is present."""
+        value = self.config[key]
+        if value != AUTO:
+            return bool(value)
+        if key == "bf16":
+            return self.cuda and torch.cuda.is_bf16_supported()
+        return self.cuda
+
+    @property
+    def optim(self) -> str:
+        if self.config["optim"] != AUTO:
+            return self.config["optim"]
+        return "adamw_torch_fused" if self.cuda else "adamw_torch"
+
+    @property
+    def model_dtype(self) -> torch.dtype:
+        # Weights stay float32 for training (bf16 is autocast over them); inference-only copies may be bf16.
+        return torch.float32
+
+
+def training_arguments(job: Job, cls, **extra):
+    """Build a TRL config (a TrainingArguments) from the job's config, for the HF-Trainer stages."""
+    c = job.config
+    if job.setting("tf32"):
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    kwargs = dict(
+        output_dir=str(job.checkpoints),
+        learning_rate=c["learning_rate"],
+        num_train_epochs=c["num_train_epochs"],
+        max_steps=c["max_steps"],
+        per_device_train_batch_size=c["per_device_train_batch_size"],
+        per_device_eval_batch_size=c["per_device_eval_batch_size"],
+        gradient_accumulation_steps=c["gradient_accumulation_steps"],
+        logging_steps=c["logging_steps"],
+        save_strategy="steps",
+        save_steps=c["save_every"],
+        save_total_limit=c["save_total_limit"],
+        weight_decay=c["weight_decay"],
+        warmup_steps=c["warmup_steps"],
+        lr_scheduler_type=c["lr_scheduler_type"],
+        optim=job.optim,
+        bf16=job.setting("bf16"),
+        torch_compile=job.setting("torch_compile"),
+        gradient_checkpointing=c["gradient_checkpointing"],
+        use_cpu=not job.cuda,
+        seed=job.seed + c["seed_offset"],
+        report_to=[],
+        disable_tqdm=True,
+        dataloader_num_workers=0,  # no worker processes: a cancelled run must die with its process group
+        eval_strategy="no",
+        save_only_model=False,
+    )
+    kwargs.update(extra)
+    return cls(**kwargs)
+
+
+# Our names for the figures the job layer charts, from the names each trainer logs.
+_ALIASES = {
+    "learning_rate": ("learning_rate", "lr"),
+    "reward_accuracy": ("accuracy",),
+    "mean_reward": ("objective/scores", "reward"),
+    "kl": ("objective/kl", "kl"),
+}
+
+
+def normalise(logs: dict, *, vf_coef: float | None = None) -> dict:
+    """Return the trainer's numeric logs plus our names (loss, learning_rate, reward_accuracy, mean_reward, kl)."""
+    metrics = numeric(logs)
+    for ours, theirs in _ALIASES.items():
+        for name in theirs:
+            if name in metrics and ours not in metrics:
+                metrics[ours] = metrics[name]
+    if "loss" not in metrics and "loss/policy_avg" in metrics:  # PPO: the objective it minimises
+        metrics["loss"] = metrics["loss/policy_avg"] + (vf_coef or 0.0) * metrics.get("loss/value_avg", 0.0)
+    return metrics
+
+
+class ProgressCallback(TrainerCallback):
+    """Report steps, metrics and checkpoints to the progress file as a Trainer runs.
+
+    `step_offset` and `episode_offset` shift PPO's counters, which restart at 0 on every
+    `train()`, so that a resumed run reports its true global step.
+    """
+
+    def __init__(self, job: Job, *, step_offset: int = 0, episode_offset: int = 0, logs_every_step: bool = False,
+                 vf_coef: float | None = None, start_fields: dict | None = None):
+        self.job = job
+        self.step_offset = step_offset
+        self.episode_offset = episode_offset
+        self.logs_every_step = logs_every_step
+        self.vf_coef = vf_coef
+        self.start_fields = start_fields or {}
+        self.summary: dict = {}
+        self.last_metrics: dict = {}
+        self._last_emit = 0.0
+        self.total = 0
+
+    def step_of(self, state) -> int:
+        return self.step_offset + state.global_step
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.total = self.step_offset + state.max_steps
+        ranks = [args.process_index]
+        if args.world_size > 1:
+            from accelerate.utils import gather_object
+
+            # Every process answers: proof in the progress file that all of them joined the run.
+            ranks = gather_object([args.process_index])
+        self.job.progress.start(stage=self.job.stage, total=self.total, step=self.step_of(state),
+                                world_size=args.world_size, ranks=ranks, **self.start_fields)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        step = self.step_of(state)
+        logged = self.logs_every_step or (args.logging_steps and state.global_step % args.logging_steps == 0)
+        if not logged and (time.time() - self._last_emit >= 1.0 or state.global_step >= state.max_steps):
+            self._emit(step, {})
+        if self.job.config["step_delay_s"]:
+            time.sleep(self.job.config["step_delay_s"])
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        logs = dict(logs or {})
+        if "train_runtime" in logs:  # the summary Trainer logs once training is over
+            self.summary = numeric(logs)
+            return
+        if "episode" in logs:
+            logs["episode"] = self.episode_offset + logs["episode"]
+        self.last_metrics = normalise(logs, vf_coef=self.vf_coef)
+        self._emit(self.step_of(state), self.last_metrics)
+
+    def on_save(self, args, state, control, **kwargs):
+        path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        self.job.progress.checkpoint(step=self.step_of(state), path=str(path))
+
+    def _emit(self, step: int, metrics: dict) -> None:
+        self._last_emit = time.time()
+        self.job.progress.step(step=step, total=self.total, metrics=metrics)
+
+
+def is_complete_checkpoint(path: Path) -> bool:
+    # Trainer writes trainer_state.json last: a checkpoint without it was cut short by a kill.
+    return (path / "trainer_state.json").exists()
+
+
+def last_checkpoint(folder: Path) -> Path | None:
+    """Return the newest complete HF checkpoint in `folder`, removing any cut short after it."""
+    if not folder.is_dir():
+        return None
+    found = sorted(
+        (p for p in folder.glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()),
+        key=lambda p: int(p.name.split("-")[-1]),
+    )
+    while found and not is_complete_checkpoint(found[-1]):
+        shutil.rmtree(found.pop(), ignore_errors=True)
+    return found[-1] if found else None
+
+
+def prepare_work_dir(job: Job, main: bool) -> None:
+    """Create the work dir; a run that does not resume starts with no checkpoints of an earlier try."""
+    if main:
+        job.work_dir.mkdir(parents=True, exist_ok=True)
+        if not job.resume:
+            shutil.rmtree(job.checkpoints, ignore_errors=True)
+
+
+def start_work(job: Job, args) -> str | None:
+    """Prepare work_dir (main process first) and return the checkpoint to resume from, if any."""
+    with args.main_process_first(desc="work dir"):
+        main = args.process_index == 0
+        prepare_work_dir(job, main)
+        checkpoint = last_checkpoint(job.checkpoints) if job.resume else None
+    return str(checkpoint) if checkpoint else None
+
+
+def partial_dir(out_dir: Path) -> Path:
+    """The sibling folder a model is written to before it is renamed into place (same filesystem)."""
+    return out_dir.parent / f".{out_dir.name}.partial"
+
+
+def publish(job: Job, *, main: bool, wait: Callable[[], None], save: Callable[[Path], None],
+            evaluate: Callable[[Path], dict], train_metrics: dict) -> dict | None:
+    """Save the model beside out_dir, evaluate it, then rename it into place and report done.
+
+    `save` runs in every process (DeepSpeed gathers weights collectively); evaluation and the
+    rename only in the main one. A run killed before the rename leaves no out_dir.
+    """
+    partial = partial_dir(job.out_dir)
+    if main:
+        job.out_dir.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(partial, ignore_errors=True)
+    wait()
+    save(partial)
+    wait()
+    if not main:
+        return None
+    metrics = evaluate(partial)
+    job.progress.eval(metrics)
+    everything = {**train_metrics, **metrics}
+    (partial / SUMMARY_FILE).write_text(json.dumps(
+        {"stage": job.stage, "config": job.config, "seed": job.seed, "metrics": numeric(everything),
+         "data": {"train": job.train_path, "eval": job.eval_path}, "base_model": job.base_model,
+         "reward_model": job.reward_model, "previous_policy": job.previous_policy},
+        indent=2, default=str,
+    ))
+    if job.out_dir.exists():
+        # A finished model is already there (an earlier try that died before reporting done):
+        # swap it out so the rename below still lands whole.
+        stale = job.out_dir.parent / f".{job.out_dir.name}.replaced"
+        shutil.rmtree(stale, ignore_errors=True)
+        os.replace(job.out_dir, stale)
+        os.replace(partial, job.out_dir)
+        shutil.rmtree(stale, ignore_errors=True)
+    else:
+        os.replace(partial, job.out_dir)
+    job.progress.done(out_dir=str(job.out_dir), metrics=everything)
+    return everything

@@ -1,0 +1,89 @@
+"""Read snapshot files (JSONL, as the exporters write them) into the rows each stage trains on.
+
+Rows carry provenance and other keys the trainers do not use; only the columns a stage needs
+are kept, so that `datasets` never has to infer a schema for the rest.
+"""
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+COLUMNS = {
+    "base": ("text",),
+    "sft": ("messages",),
+    "reward": ("prompt", "chosen", "rejected"),
+    "ppo": ("prompt",),
+    "rloo": ("prompt",),
+}
+
+
+class DataError(ValueError):
+    """A data file the stage cannot use; the message names the file and line."""
+
+
+def read_jsonl(path: str | Path) -> Iterator[dict]:
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError as error:
+                raise DataError(f"{path}, line {number}: not JSON ({error})") from None
+            if not isinstance(row, dict):
+                raise DataError(f"{path}, line {number}: a row must be a JSON object")
+            yield row
+
+
+def count_rows(path: str | Path | None) -> int:
+    """Count the non-blank lines of a JSONL file (0 for no file): cheap, for the checks before a run."""
+    if not path:
+        return 0
+    with open(path, "rb") as f:
+        return sum(1 for line in f if line.strip())
+
+
+def stage_rows(stage: str, path: str | Path, *, limit: int | None = None) -> list[dict]:
+    """Return the rows of `path` with only the columns `stage` trains on, checking each is there."""
+    columns = COLUMNS[stage]
+    rows = []
+    for number, row in enumerate(read_jsonl(path), 1):
+        if limit is not None and len(rows) >= limit:
+            break
+        missing = [c for c in columns if c not in row]
+        if missing:
+            raise DataError(f"{path}, row {number}: no {', '.join(missing)} (the {stage} stage reads "
+                            f"{', '.join(columns)})")
+        for column in columns:
+            value = row[column]
+            if column == "text" and not isinstance(value, str):
+                raise DataError(f"{path}, row {number}: text must be a string")
+            if column != "text" and not _is_chat(value):
+                raise DataError(f"{path}, row {number}: {column} must be a list of {{role, content}} messages")
+        rows.append({c: _plain_chat(row[c]) if c != "text" else row[c] for c in columns})
+    return rows
+
+
+def _is_chat(value) -> bool:
+    return isinstance(value, list) and all(
+        isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in value
+    )
+
+
+def _plain_chat(messages: list[dict]) -> list[dict]:
+    return [{"role": m["role"], "content": m["content"]} for m in messages]
+
+
+def texts_of(path: str | Path) -> Iterator[str]:
+    """Yield the text in a file for tokenizer training: JSONL rows of text or chats, or plain text lines."""
+    path = Path(path)
+    if path.suffix != ".jsonl":
+        with open(path, encoding="utf-8") as f:
+            yield from (line for line in f if line.strip())
+        return
+    for row in read_jsonl(path):
+        if isinstance(row.get("text"), str):
+            yield row["text"]
+        for key in ("messages", "prompt", "chosen", "rejected"):
+            if _is_chat(row.get(key)):
+                yield from (m["content"] for m in row[key])

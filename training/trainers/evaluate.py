@@ -1,0 +1,251 @@
+"""Evaluate a finished model on the held-out split, in the main process after training.
+
+- base: held-out loss and perplexity of the text.
+- sft: held-out loss on assistant tokens, and BLEU, ROUGE-L and exact match of greedy replies
+  against the held-out demonstrations (sacrebleu and rouge-score directly: `evaluate.load()`
+  would fetch metric code from a hub).
+- reward: accuracy on held-out pairs (chosen scored above rejected) and the mean margin.
+- ppo / rloo: mean reward of the policy's sampled replies to held-out prompts, their KL against
+  the SFT (reference) model, and win rates against the SFT model and the previous policy as
+  judged by the reward model. The win rates are labelled optimistic: the policy was optimised
+  against that very reward model.
+
+Every function caps the rows it reads at `eval_max_rows` and returns {"eval_rows": 0} without
+a held-out file.
+"""
+
+import math
+
+import torch
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+
+from .data import stage_rows
+
+
+def _device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _batches(items: list, size: int):
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def _pad_right(sequences: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for i, s in enumerate(sequences):
+        ids[i, :len(s)] = torch.tensor(s)
+        mask[i, :len(s)] = 1
+    return ids.to(device), mask.to(device)
+
+
+def _causal_lm(model_dir: str, device):
+    return AutoModelForCausalLM.from_pretrained(model_dir).to(device).eval()
+
+
+def _tokenizer(model_dir: str):
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    tokenizer.padding_side = "left"
+    return tokenizer
+
+
+@torch.no_grad()
+def masked_nll(model, sequences: list[list[int]], masks: list[list[int]], *, pad_id: int, batch_size: int,
+               temperature: float = 1.0) -> list[tuple[float, int]]:
+    """Return (summed negative log-likelihood, token count) per sequence over the tokens its mask marks."""
+    device = next(model.parameters()).device
+    out = []
+    for chunk in _batches(list(zip(sequences, masks)), batch_size):
+        ids, attention = _pad_right([s for s, _ in chunk], pad_id, device)
+        target_mask, _ = _pad_right([m for _, m in chunk], 0, device)
+        logits = model(input_ids=ids, attention_mask=attention).logits[:, :-1].float() / temperature
+        logprobs = torch.log_softmax(logits, dim=-1).gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+        keep = target_mask[:, 1:].bool()
+        for row in range(len(chunk)):
+            out.append((-logprobs[row][keep[row]].sum().item(), int(keep[row].sum().item())))
+    return out
+
+
+def _loss_metrics(nll: list[tuple[float, int]]) -> dict:
+    tokens = sum(n for _, n in nll)
+    if not tokens:
+        return {}
+    loss = sum(s for s, _ in nll) / tokens
+    return {"eval_loss": loss, "perplexity": math.exp(min(loss, 50.0)), "eval_tokens": tokens}
+
+
+@torch.no_grad()
+def generate(model, tokenizer, prompts: list[list[int]], *, max_new_tokens: int, batch_size: int,
+             sample: bool, temperature: float = 1.0, seed: int = 0) -> list[list[int]]:
+    """Return each prompt's reply tokens, cut after the first EOS (kept), left-padded batches."""
+    device = next(model.parameters()).device
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    torch.manual_seed(seed)
+    replies = []
+    for chunk in _batches(prompts, batch_size):
+        width = max(len(p) for p in chunk)
+        ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for i, p in enumerate(chunk):
+            ids[i, width - len(p):] = torch.tensor(p)
+            mask[i, width - len(p):] = 1
+        kwargs = {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0} if sample else {
+            "do_sample": False}
+        output = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device),
+                                max_new_tokens=max_new_tokens, eos_token_id=eos, pad_token_id=pad, **kwargs)
+        for row in output[:, width:].tolist():
+            reply = []
+            for token in row:
+                reply.append(token)
+                if token == eos:
+                    break
+            while reply and reply[-1] == pad:
+                reply.pop()
+            replies.append(reply)
+    return replies
+
+
+def evaluate_base(model_dir: str, eval_path: str | None, config: dict) -> dict:
+    if not eval_path:
+        return {"eval_rows": 0}
+    rows = stage_rows("base", eval_path, limit=config["eval_max_rows"])
+    tokenizer, model = _tokenizer(model_dir), _causal_lm(model_dir, _device())
+    context = min(config["max_length"], model.config.max_position_embeddings)
+    sequences = [tokenizer(r["text"])["input_ids"][:context] for r in rows]
+    sequences = [s for s in sequences if len(s) > 1]
+    nll = masked_nll(model, sequences, [[1] * len(s) for s in sequences], pad_id=tokenizer.pad_token_id,
+                     batch_size=config["per_device_eval_batch_size"]) if sequences else []
+    return {"eval_rows": len(rows), **_loss_metrics(nll)}
+
+
+def evaluate_sft(model_dir: str, eval_path: str | None, config: dict, *, seed: int = 0) -> dict:
+    import sacrebleu
+    from rouge_score import rouge_scorer
+
+    if not eval_path:
+        return {"eval_rows": 0}
+    rows = stage_rows("sft", eval_path, limit=config["eval_max_rows"])
+    tokenizer, model = _tokenizer(model_dir), _causal_lm(model_dir, _device())
+    context = min(config["max_length"], model.config.max_position_embeddings)
+    sequences, masks, prompts, references = [], [], [], []
+    for row in rows:
+        encoded = tokenizer.apply_chat_template(row["messages"], tokenize=True, return_dict=True,
+                                                return_assistant_tokens_mask=True)
+        sequences.append(list(encoded["input_ids"])[:context])
+        masks.append(list(encoded["assistant_masks"])[:context])
+        last = max((i for i, m in enumerate(row["messages"]) if m["role"] == "assistant"), default=None)
+        if last is None:
+            continue
+        prompt = tokenizer.apply_chat_template(row["messages"][:last], tokenize=True, add_generation_prompt=True,
+                                               return_dict=False)
+        new_tokens = config["eval_max_new_tokens"]
+        if len(prompt) + new_tokens <= model.config.max_position_embeddings:
+            prompts.append(prompt)
+            references.append(row["messages"][last]["content"])
+    pad = tokenizer.pad_token_id
+    metrics = {"eval_rows": len(rows), **_loss_metrics(
+        masked_nll(model, sequences, masks, pad_id=pad, batch_size=config["per_device_eval_batch_size"]))}
+    if prompts:
+        replies = generate(model, tokenizer, prompts, max_new_tokens=config["eval_max_new_tokens"],
+                           batch_size=config["per_device_eval_batch_size"], sample=False, seed=seed)
+        hypotheses = [tokenizer.decode(r, skip_special_tokens=True).strip() for r in replies]
+        scorer = rouge_scorer.RougeScorer(["rougeL"])
+        metrics.update({
+            "bleu": sacrebleu.corpus_bleu(hypotheses, [references]).score,
+            "rouge_l": sum(scorer.score(ref, hyp)["rougeL"].fmeasure for ref, hyp in zip(references, hypotheses))
+            / len(references),
+            "exact_match": sum(h == r.strip() for h, r in zip(hypotheses, references)) / len(references),
+            "generated_rows": len(references),
+        })
+    return metrics
+
+
+class RewardScorer:
+    """Score chats with a reward model: the chat template, right padding, the head's one logit."""
+
+    def __init__(self, model_dir: str, *, max_length: int, batch_size: int):
+        self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        self.model = AutoModelForSequenceClassification.from_pretrained(model_dir).to(_device()).eval()
+        self.model.config.pad_token_id = self.tokenizer.pad_token_id
+        self.max_length = min(max_length, getattr(self.model.config, "max_position_embeddings", max_length))
+        self.batch_size = batch_size
+
+    @torch.no_grad()
+    def __call__(self, chats: list[list[dict]]) -> list[float]:
+        device = next(self.model.parameters()).device
+        # Keep the end of a long chat: the reward is read at its last token.
+        sequences = [self.tokenizer.apply_chat_template(c, tokenize=True, return_dict=False)[-self.max_length:]
+                     for c in chats]
+        scores = []
+        for chunk in _batches(sequences, self.batch_size):
+            ids, mask = _pad_right(chunk, self.tokenizer.pad_token_id, device)
+            scores += self.model(input_ids=ids, attention_mask=mask).logits[:, 0].float().tolist()
+        return scores
+
+
+def evaluate_reward(model_dir: str, eval_path: str | None, config: dict) -> dict:
+    if not eval_path:
+        return {"eval_rows": 0}
+    rows = stage_rows("reward", eval_path, limit=config["eval_max_rows"])
+    score = RewardScorer(model_dir, max_length=config["max_length"], batch_size=config["per_device_eval_batch_size"])
+    chosen = score([r["prompt"] + r["chosen"] for r in rows])
+    rejected = score([r["prompt"] + r["rejected"] for r in rows])
+    pairs = list(zip(chosen, rejected))
+    return {
+        "eval_rows": len(rows),
+        "reward_accuracy": sum(c > r for c, r in pairs) / len(pairs),
+        "mean_margin": sum(c - r for c, r in pairs) / len(pairs),
+    }
+
+
+def _win_rate(ours: list[float], theirs: list[float]) -> float:
+    return sum(1.0 if a > b else 0.5 if a == b else 0.0 for a, b in zip(ours, theirs)) / len(ours)
+
+
+def evaluate_policy(policy_dir: str, eval_path: str | None, config: dict, *, reference_dir: str,
+                    reward_dir: str, previous_dir: str | None = None, seed: int = 0) -> dict:
+    """Mean reward, KL against the reference, and optimistic win rates, on held-out prompts."""
+    if not eval_path:
+        return {"eval_rows": 0}
+    rows = stage_rows("ppo", eval_path, limit=config["eval_max_rows"])
+    device, batch = _device(), config["per_device_eval_batch_size"]
+    length, temperature = config["response_length"], config["temperature"]
+    score = RewardScorer(reward_dir, max_length=config["max_length"], batch_size=batch)
+
+    def replies_of(model_dir: str, *, with_kl: bool = False):
+        tokenizer, model = _tokenizer(model_dir), _causal_lm(model_dir, device)
+        room = model.config.max_position_embeddings - length
+        prompts = [tokenizer.apply_chat_template(r["prompt"], tokenize=True, add_generation_prompt=True,
+                                                 return_dict=False)[-room:] for r in rows]
+        replies = generate(model, tokenizer, prompts, max_new_tokens=length, batch_size=batch, sample=True,
+                           temperature=temperature, seed=seed)
+        texts = [tokenizer.decode(r, skip_special_tokens=True) for r in replies]
+        chats = [r["prompt"] + [{"role": "assistant", "content": t}] for r, t in zip(rows, texts)]
+        kl = None
+        if with_kl:
+            # KL(policy || reference) on the policy's own samples, both at the sampling temperature,
+            # as PPO's objective/kl measures it: sum over reply tokens of log p - log p_ref.
+            reference = _causal_lm(reference_dir, device)
+            sequences = [p + r for p, r in zip(prompts, replies)]
+            masks = [[0] * len(p) + [1] * len(r) for p, r in zip(prompts, replies)]
+            pad = tokenizer.pad_token_id
+            ours = masked_nll(model, sequences, masks, pad_id=pad, batch_size=batch, temperature=temperature)
+            theirs = masked_nll(reference, sequences, masks, pad_id=pad, batch_size=batch, temperature=temperature)
+            kl = sum(t[0] - o[0] for o, t in zip(ours, theirs)) / len(rows)
+            del reference
+        del model
+        return score(chats), kl, sum(len(r) for r in replies) / len(replies)
+
+    rewards, kl, mean_length = replies_of(policy_dir, with_kl=True)
+    metrics = {"eval_rows": len(rows), "mean_reward": sum(rewards) / len(rewards), "kl": kl,
+               "mean_reply_tokens": mean_length}
+    reference_rewards, _, _ = replies_of(reference_dir)
+    metrics["mean_reward_sft"] = sum(reference_rewards) / len(reference_rewards)
+    metrics["win_rate_vs_sft_optimistic"] = _win_rate(rewards, reference_rewards)
+    if previous_dir:
+        previous_rewards, _, _ = replies_of(previous_dir)
+        metrics["mean_reward_previous"] = sum(previous_rewards) / len(previous_rewards)
+        metrics["win_rate_vs_previous_optimistic"] = _win_rate(rewards, previous_rewards)
+    return metrics

@@ -1,0 +1,228 @@
+"""Stage 3: PPO against the reward model with `trl.experimental.ppo.PPOTrainer` (trl 1.12).
+
+The policy and the frozen reference both start from the SFT model; the reward model and the
+value model both from the reward model. Around the traps of trl 1.12's PPO:
+
+- Reward and value models are read through `.score` and `base_model_prefix` (PPO calls the
+  backbone and the head itself), and get the policy's token ids: both must be sequence
+  classifiers with a `.score` head and the policy's tokenizer (checked before training).
+- Replies are cut at the first EOS and their ends found by the pad token, so pad must differ
+  from EOS (refused otherwise); `stop_token="eos"` is set, as TRL's default is no stop at all.
+- The dataset is pre-tokenized `input_ids` only: the prompt through the chat template with
+  `add_generation_prompt=True`, left-truncated to leave room for the reply.
+- The global batch must divide by `num_mini_batches`, and a dataset smaller than one batch makes
+  its endless data loader wait forever: both refused by config.config_problems.
+- It builds its own `Accelerator()`, which ignores `args.bf16`: with bf16 on, the mixed precision
+  is handed to it through ACCELERATE_MIXED_PRECISION.
+- `train()` cannot resume, restarts `global_step` at 0 and never checks `should_training_stop`.
+  So a run is a child process that is killed to cancel it; every `save_every` updates the policy
+  and value weights, the optimizer state and the update count are saved (atomically) under
+  work_dir/checkpoints/update-N; a resumed run loads them, trains only the updates left (with the
+  learning-rate schedule of the whole run, moved on to where it stopped) and reports its steps
+  and episodes offset by what was done before.
+"""
+
+import json
+import math
+import os
+import shutil
+import warnings
+from pathlib import Path
+
+import torch
+from datasets import Dataset
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer, TrainerCallback
+from trl.experimental.ppo import PPOConfig, PPOTrainer
+
+from . import evaluate
+from .common import Job, ProgressCallback, prepare_work_dir, publish
+from .data import stage_rows
+
+STATE_FILE = "ppo_state.json"
+
+
+class ResumablePPOTrainer(PPOTrainer):
+    """PPOTrainer whose optimizer and LR schedule can continue a run cut short.
+
+    PPO sizes its schedule by the updates of this `train()` call; a resumed run instead keeps the
+    schedule of the whole run and steps it on past the updates already done.
+    """
+
+    def __init__(self, *args, updates_done: int = 0, updates_total: int | None = None,
+                 optimizer_state: dict | None = None, **kwargs):
+        self._updates_done = updates_done
+        self._updates_total = updates_total
+        self._optimizer_state = optimizer_state
+        super().__init__(*args, **kwargs)
+
+    def create_optimizer(self, model=None):
+        optimizer = super().create_optimizer(model)
+        if self._optimizer_state is not None:
+            optimizer.load_state_dict(self._optimizer_state)
+        return optimizer
+
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        scheduler = super().create_scheduler(self._updates_total or num_training_steps, optimizer)
+        with warnings.catch_warnings():  # stepping a scheduler before its optimizer: intended here
+            warnings.simplefilter("ignore")
+            for _ in range(self._updates_done):
+                scheduler.step()
+        return scheduler
+
+
+def last_update_checkpoint(folder: Path) -> Path | None:
+    found = [p for p in folder.glob("update-*") if (p / STATE_FILE).exists() and p.name.split("-")[-1].isdigit()]
+    return max(found, key=lambda p: int(p.name.split("-")[-1]), default=None)
+
+
+class UpdateCheckpoints(TrainerCallback):
+    """Save policy, value model, optimizer and progress every `save_every` PPO updates."""
+
+    def __init__(self, job: Job, *, updates_done: int, updates_total: int, batch_size: int):
+        self.job = job
+        self.updates_done = updates_done
+        self.updates_total = updates_total
+        self.batch_size = batch_size
+        self.trainer = None  # set once the trainer exists
+
+    def on_step_end(self, args, state, control, **kwargs):
+        update = self.updates_done + state.global_step
+        if update % self.job.config["save_every"] == 0 and update < self.updates_total:
+            self.save(update)
+
+    def save(self, update: int) -> None:
+        trainer = self.trainer
+        accelerator = trainer.accelerator
+        # Every process takes part: under DeepSpeed ZeRO-3 the weights are gathered collectively.
+        weights = accelerator.get_state_dict(trainer.model)
+        if accelerator.is_main_process:
+            folder = self.job.checkpoints / f"update-{update}"
+            partial = folder.with_name(folder.name + ".partial")
+            shutil.rmtree(partial, ignore_errors=True)
+            wrapper = accelerator.unwrap_model(trainer.model)
+            for name, module, prefix in (("policy", wrapper.policy, "policy."),
+                                         ("value", wrapper.value_model, "value_model.")):
+                module.save_pretrained(partial / name, state_dict={
+                    k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)})
+            if not trainer.is_deepspeed_enabled:  # DeepSpeed shards its optimizer: resumed runs start it afresh
+                torch.save(trainer.optimizer.state_dict(), partial / "optimizer.pt")
+            (partial / STATE_FILE).write_text(json.dumps({
+                "update": update, "episodes": update * self.batch_size, "updates_total": self.updates_total,
+                "batch_size": self.batch_size,
+            }))
+            shutil.rmtree(folder, ignore_errors=True)
+            os.replace(partial, folder)  # whole or absent: a kill mid-save leaves only a .partial
+            older = sorted((p for p in self.job.checkpoints.glob("update-*") if p.name.split("-")[-1].isdigit()),
+                           key=lambda p: int(p.name.split("-")[-1]))
+            for stale in older[:-self.job.config["save_total_limit"]]:
+                shutil.rmtree(stale, ignore_errors=True)
+            self.job.progress.checkpoint(step=update, path=str(folder))
+        accelerator.wait_for_everyone()
+
+
+def prompt_ids(tokenizer, rows: list[dict], *, room: int) -> list[list[int]]:
+    """Tokenize prompts as the policy will see them, ending in the assistant marker; keep their last `room` tokens."""
+    return [tokenizer.apply_chat_template(r["prompt"], tokenize=True, add_generation_prompt=True,
+                                          return_dict=False)[-room:] for r in rows]
+
+
+def scored_model(path: str, *, pad_token_id: int, attn_implementation: str):
+    """Load a reward-shaped model and check it has what PPO reads: a backbone and a `.score` head."""
+    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1,
+                                                               attn_implementation=attn_implementation)
+    if not isinstance(getattr(model, "score", None), torch.nn.Module) or not hasattr(model, model.base_model_prefix):
+        raise ValueError(f"{path}: {type(model).__name__} has no `.score` head; TRL's PPO reads rewards and values "
+                         "through `.score`")
+    model.config.pad_token_id = pad_token_id
+    return model
+
+
+def policy_tokenizer(job: Job):
+    """Return the policy's tokenizer, left-padding prompts, with pad and EOS checked apart."""
+    tokenizer = AutoTokenizer.from_pretrained(job.base_model, padding_side="left")
+    if tokenizer.pad_token_id is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
+        raise ValueError("the policy's pad token must exist and differ from its EOS token")
+    return tokenizer
+
+
+def train(job: Job) -> None:
+    c = job.config
+    bf16 = job.setting("bf16")
+    if bf16:
+        os.environ["ACCELERATE_MIXED_PRECISION"] = "bf16"  # PPOTrainer's own Accelerator() reads only this
+    args = PPOConfig(
+        output_dir=str(job.work_dir / "ppo-trainer"), learning_rate=c["learning_rate"],
+        per_device_train_batch_size=c["per_device_train_batch_size"],
+        per_device_eval_batch_size=c["per_device_eval_batch_size"],
+        gradient_accumulation_steps=c["gradient_accumulation_steps"], num_ppo_epochs=c["num_ppo_epochs"],
+        num_mini_batches=c["num_mini_batches"], kl_coef=c["kl_coef"], kl_estimator=c["kl_estimator"],
+        response_length=c["response_length"], temperature=c["temperature"], stop_token="eos",
+        missing_eos_penalty=c["missing_eos_penalty"], cliprange=c["cliprange"], cliprange_value=c["cliprange_value"],
+        vf_coef=c["vf_coef"], gamma=c["gamma"], lam=c["lam"], whiten_rewards=c["whiten_rewards"],
+        local_rollout_forward_batch_size=c["local_rollout_forward_batch_size"], num_sample_generations=0,
+        lr_scheduler_type=c["lr_scheduler_type"], warmup_steps=c["warmup_steps"], weight_decay=c["weight_decay"],
+        optim=job.optim, bf16=bf16, use_cpu=not job.cuda, report_to=[], save_strategy="no", logging_steps=1,
+        disable_tqdm=True, dataloader_num_workers=0, seed=job.seed + c["seed_offset"],
+    )
+    main = args.process_index == 0
+    # PPOConfig's own `world_size` field (None until the trainer fills it) hides TrainingArguments'
+    # property, which args.main_process_first() needs: ask accelerate's state instead.
+    world = args.distributed_state.num_processes
+    with args.distributed_state.main_process_first():
+        prepare_work_dir(job, main)
+        resume_from = last_update_checkpoint(job.checkpoints) if job.resume else None
+    state = json.loads((resume_from / STATE_FILE).read_text()) if resume_from else {"update": 0}
+
+    tokenizer = policy_tokenizer(job)
+    policy = AutoModelForCausalLM.from_pretrained(resume_from / "policy" if resume_from else job.base_model,
+                                                  attn_implementation=c["attn_implementation"])
+    room = policy.config.max_position_embeddings - c["response_length"]
+    rows = stage_rows("ppo", job.train_path)
+    train_set = Dataset.from_dict({"input_ids": prompt_ids(tokenizer, rows, room=room)})
+    eval_rows = stage_rows("ppo", job.eval_path, limit=c["eval_max_rows"]) if job.eval_path else rows[:8]
+    eval_set = Dataset.from_dict({"input_ids": prompt_ids(tokenizer, eval_rows, room=room)})
+
+    batch_size = c["per_device_train_batch_size"] * c["gradient_accumulation_steps"] * world
+    total_episodes = c["total_episodes"] or max(1, int(c["num_train_epochs"] * len(rows)))
+    updates_total = math.ceil(total_episodes / batch_size)
+    done = state["update"]
+    if resume_from and state.get("batch_size") != batch_size:
+        raise ValueError(f"cannot resume: the checkpoint was made with batch {state.get('batch_size')}, "
+                         f"this run has {batch_size}")
+    args.total_episodes = (updates_total - done) * batch_size
+    args.seed += done  # a resumed run draws fresh prompt orders, not those of the updates already done
+
+    optimizer_file = resume_from / "optimizer.pt" if resume_from else None
+    callback = ProgressCallback(job, step_offset=done, episode_offset=done * batch_size, logs_every_step=True,
+                                vf_coef=c["vf_coef"],
+                                start_fields={"episodes_total": updates_total * batch_size,
+                                              "resumed_from_step": done})
+    saver = UpdateCheckpoints(job, updates_done=done, updates_total=updates_total, batch_size=batch_size)
+    pad = tokenizer.pad_token_id
+    trainer = ResumablePPOTrainer(
+        args=args, processing_class=tokenizer, model=policy,
+        ref_model=AutoModelForCausalLM.from_pretrained(job.base_model, attn_implementation=c["attn_implementation"]),
+        reward_model=scored_model(job.reward_model, pad_token_id=pad, attn_implementation=c["attn_implementation"]),
+        value_model=scored_model(resume_from / "value" if resume_from else job.reward_model, pad_token_id=pad,
+                                 attn_implementation=c["attn_implementation"]),
+        train_dataset=train_set, eval_dataset=eval_set, callbacks=[callback, saver],
+        updates_done=done, updates_total=updates_total,
+        optimizer_state=torch.load(optimizer_file, weights_only=True) if optimizer_file and optimizer_file.exists()
+        else None,
+    )
+    saver.trainer = trainer
+    if done < updates_total:
+        trainer.train()
+
+    def save(folder: Path) -> None:
+        trainer.save_model(str(folder))
+        if main:
+            tokenizer.save_pretrained(folder)
+
+    publish(job, main=main, wait=trainer.accelerator.wait_for_everyone, save=save,
+            evaluate=lambda folder: evaluate.evaluate_policy(
+                str(folder), job.eval_path, c, reference_dir=job.base_model, reward_dir=job.reward_model,
+                previous_dir=job.previous_policy, seed=job.seed),
+            train_metrics={"episodes": updates_total * batch_size, "updates": updates_total,
+                           "resumed_from_step": done, **{f"last_{k}": v for k, v in callback.last_metrics.items()
+                                                         if k in ("mean_reward", "kl", "loss")}})

@@ -1,0 +1,33 @@
+"""Stage 2: the reward model, trained on preference pairs with TRL's RewardTrainer.
+
+A sequence classifier with one label, started from the SFT model and sharing its tokenizer
+(PPO hands the reward model the policy's token ids). Its `config.pad_token_id` is the
+tokenizer's pad: the head reads the score at the last token that is not padding.
+"""
+
+from datasets import Dataset
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from trl import RewardConfig, RewardTrainer
+
+from . import evaluate
+from .common import Job, ProgressCallback, publish, start_work, training_arguments
+from .data import stage_rows
+
+
+def train(job: Job) -> None:
+    c = job.config
+    args = training_arguments(job, RewardConfig, max_length=c["max_length"])
+    main = args.process_index == 0
+    checkpoint = start_work(job, args)
+    tokenizer = AutoTokenizer.from_pretrained(job.base_model)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        job.base_model, num_labels=1, attn_implementation=c["attn_implementation"], dtype=job.model_dtype)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    callback = ProgressCallback(job)
+    trainer = RewardTrainer(model=model, args=args,
+                            train_dataset=Dataset.from_list(stage_rows("reward", job.train_path)),
+                            processing_class=tokenizer, callbacks=[callback])
+    trainer.train(resume_from_checkpoint=checkpoint)
+    publish(job, main=main, wait=trainer.accelerator.wait_for_everyone, save=trainer.save_model,
+            evaluate=lambda folder: evaluate.evaluate_reward(str(folder), job.eval_path, c),
+            train_metrics=callback.summary)
