@@ -194,3 +194,57 @@ def test_export_command_prints_rows_and_refuses_bad_filters(project, member, cap
     assert "Snapshot preference v1" in capsys.readouterr().out
     with pytest.raises(CommandError, match="unknown filters"):
         call_command("export_snapshot", "--project", str(project.id), "--kind", "preference", "--filter", "colour=red")
+
+
+def test_preference_rows_are_what_json_dumps_would_write_with_every_provenance_field(project, member, make_user):
+    """The preference rows are joined from fragments, not json.dumps'd: every line must still be
+    exactly the standard encoding of the row, with each field's value."""
+    from datetime import UTC, datetime
+
+    from annotate.models import CandidateSet
+
+    odd = 'Quote " backslash \\ tab\t newline\n\x01 é 中文 🙂'
+    root = tree.message_create(project=project, parent=None, role="user", text=f"First {odd}", source="import")
+    answer = tree.message_create(project=project, parent=root, role="assistant", text="An answer", source="import")
+    prompt = tree.message_create(project=project, parent=answer, role="user", text="And then?", source="import")
+    by_model = tree.message_create(project=project, parent=prompt, role="assistant", text=f"Model {odd}", source="model",
+                                   origin={"model_version": 7, "model_name": "tiny-gpt"})
+    by_member = tree.message_create(project=project, parent=prompt, role="assistant", text="Member's", source="annotator",
+                                    author=member)
+    imported = tree.message_create(project=project, parent=prompt, role="assistant", text="Imported", source="import",
+                                   origin={"source_user": "oasst-user-1"})
+    replies = [by_model.id, by_member.id, imported.id]
+    candidate_set = CandidateSet.objects.create(project=project, parent=prompt, kind="ranking", message_ids=replies)
+    first = Ranking.objects.create(candidate_set=candidate_set, annotator=member, tiers=[[r] for r in replies],
+                                   guideline_version=3)
+    second = Ranking.objects.create(candidate_set=candidate_set, annotator=None, external_annotator="oasst:42",
+                                    tiers=[[imported.id], [by_model.id, by_member.id]])
+    Ranking.objects.filter(pk=second.pk).update(created_at=datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC))  # no microseconds
+    snapshot = services.snapshot_create(project=project, kind="preference", parquet=False)
+
+    folder = settings.SNAPSHOT_STORE / snapshot.folder
+    lines = [line for path in sorted(folder.glob("*.jsonl")) for line in path.read_text().splitlines()]
+    assert lines and all(line == json.dumps(json.loads(line), ensure_ascii=False) for line in lines)
+    rows = all_rows(snapshot)
+    assert len(rows) == 3 + 2
+    assert rows[0]["prompt"] == [{"role": "user", "content": f"First {odd}"}, {"role": "assistant", "content": "An answer"},
+                                 {"role": "user", "content": "And then?"}]
+    origins = {row["provenance"][side]["message_id"]: row["provenance"][side] for row in rows for side in ("chosen", "rejected")}
+    assert origins[by_model.id] == {
+        "message_id": by_model.id, "source": "model", "at": origins[by_model.id]["at"], "annotator": None,
+        "model_version": "7", "model_name": "tiny-gpt", "source_user": None,
+    }
+    assert origins[by_member.id]["annotator"].startswith("a-") and origins[imported.id]["source_user"] == "oasst-user-1"
+    first.refresh_from_db()
+    second.refresh_from_db()
+    side = {r["ranking_id"]: r for r in all_rows(snapshot, "rankings")}
+    assert side[first.id]["at"] == first.created_at.isoformat() and side[first.id]["guideline_version"] == 3
+    assert side[second.id] == {
+        "candidate_set_id": candidate_set.id, "ranking_id": second.id, "annotator": "oasst:42", "imported": True,
+        "tiers": [[imported.id], [by_model.id, by_member.id]], "all_bad": False, "guideline_version": None,
+        "at": "2024-05-06T07:08:09+00:00",
+    }
+    by_ranking = {row["provenance"]["ranking_id"]: row["provenance"] for row in rows}
+    assert by_ranking[second.id]["annotator"] == "oasst:42" and by_ranking[second.id]["imported"] is True
+    assert by_ranking[first.id]["annotator"] == side[first.id]["annotator"] != "oasst:42"
+    assert {r["candidate_set_id"]: r["rankings"] for r in all_rows(snapshot, "consensus")} == {candidate_set.id: 2}

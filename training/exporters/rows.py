@@ -10,9 +10,11 @@ export. Every row carries provenance: pseudonymous annotator ids, where each rep
 import hashlib
 import hmac
 import json
+import re
+from collections import namedtuple
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
-from collections.abc import Iterator
 from itertools import combinations
 
 from django.conf import settings
@@ -22,7 +24,7 @@ from django.utils.dateparse import parse_datetime
 from django.db import connection
 
 from annotate.agreement import ranked_pairs
-from annotate.models import CorpusText, Label, MessageRole, MessageSource, Ranking, ReviewState
+from annotate.models import CorpusText, Label, MessageRole, MessageSource, ReviewState
 
 CHUNK = 5000
 HELDOUT_PERCENT = 10
@@ -101,42 +103,82 @@ def pseudonym(project_id: int, user_id: int | None) -> str | None:
     return "a-" + mac.hexdigest()[:12]
 
 
-class Tree:
-    def __init__(self, project_id: int, rows: list[tuple]):
-        self.project_id = project_id
-        self.messages = {row[0]: dict(zip(MESSAGE_FIELDS, row)) for row in rows}
-        self.root_id = rows[0][2]
+# One message as the exporters read it: a tuple (cheaper than a dict for a million rows).
+MessageRow = namedtuple("MessageRow", MESSAGE_FIELDS)
 
-    def path(self, message_id: int) -> list[dict] | None:
+
+class Tree:
+    def __init__(self, project_id: int, rows: list[tuple], pseudonyms: dict):
+        self.project_id = project_id
+        self.messages = {row[0]: MessageRow._make(row) for row in rows}
+        self.root_id = rows[0][2]
+        self.pseudonyms = pseudonyms
+        self.encoded = {}
+
+    def path(self, message_id: int) -> list[MessageRow] | None:
         """Root-to-message path, or None when any message on it is excluded or missing."""
         path, node = [], self.messages.get(message_id)
         while node is not None:
-            if node["excluded"]:
+            if node.excluded:
                 return None
             path.append(node)
-            node = self.messages.get(node["parent_id"]) if node["parent_id"] else None
-        if not path or path[-1]["parent_id"] is not None:
+            node = self.messages.get(node.parent_id) if node.parent_id else None
+        if not path or path[-1].parent_id is not None:
             return None
         return path[::-1]
 
-    def origin_of(self, message: dict) -> dict:
+    def annotator_of(self, message: MessageRow) -> str | None:
+        if message.source != MessageSource.ANNOTATOR:
+            return None
+        return self.pseudonym(message.author_id)
+
+    def pseudonym(self, user_id: int | None) -> str | None:
+        # One HMAC per person per export, not one per row.
+        if user_id not in self.pseudonyms:
+            self.pseudonyms[user_id] = pseudonym(self.project_id, user_id)
+        return self.pseudonyms[user_id]
+
+    def origin_of(self, message: MessageRow) -> dict:
         """Where a reply came from, without naming anyone. The same keys in every row, so
         the column has one type for `datasets`."""
         return {
-            "message_id": message["id"],
-            "source": message["source"],
-            "at": message["created_at"],
-            "annotator": pseudonym(self.project_id, message["author_id"])
-            if message["source"] == MessageSource.ANNOTATOR
-            else None,
-            "model_version": message["model_version"],
-            "model_name": message["model_name"],
-            "source_user": message["source_user"],
+            "message_id": message.id,
+            "source": message.source,
+            "at": message.created_at,
+            "annotator": self.annotator_of(message),
+            "model_version": message.model_version,
+            "model_name": message.model_name,
+            "source_user": message.source_user,
         }
 
+    def origin_json(self, message: MessageRow) -> str:
+        """`origin_of(message)` as JSON, written directly (json.dumps costs ~6 us a call)."""
+        return (
+            f'{{"message_id": {message.id}, "source": {_text(message.source)}, "at": {_text(message.created_at)}, '
+            f'"annotator": {_text(self.annotator_of(message))}, "model_version": {_text(message.model_version)}, '
+            f'"model_name": {_text(message.model_name)}, "source_user": {_text(message.source_user)}}}'
+        )
 
-def turns(path: list[dict]) -> list[dict]:
-    return [{"role": message["role"], "content": message["text"]} for message in path]
+    def reply_json(self, message_id: int) -> tuple[str, str]:
+        """The reply as a one-turn message list and its origin, both as JSON, encoded once
+        however many pairs and sets the reply appears in."""
+        if message_id not in self.encoded:
+            message = self.messages[message_id]
+            self.encoded[message_id] = (
+                f'[{{"role": "assistant", "content": {_string(message.text)}}}]', self.origin_json(message)
+            )
+        return self.encoded[message_id]
+
+
+def turns(path: list[MessageRow]) -> list[dict]:
+    return [{"role": message.role, "content": message.text} for message in path]
+
+
+def turns_json(path: list[MessageRow]) -> str:
+    """`turns(path)` as JSON, written directly."""
+    return "[" + ", ".join(
+        f'{{"role": {_string(message.role)}, "content": {_string(message.text)}}}' for message in path
+    ) + "]"
 
 
 # Plain SQL through a server-side cursor: times come as ISO text and the origin's few exported
@@ -149,17 +191,17 @@ FROM annotate_message WHERE project_id = %s ORDER BY root_id, depth, id
 
 
 def trees(project) -> Iterator[Tree]:
-    current = []
+    current, pseudonyms = [], {}
     with connection.chunked_cursor() as cursor:
         cursor.execute(TREES, [project.id])
         while batch := cursor.fetchmany(CHUNK):
             for row in batch:
                 if current and row[2] != current[0][2]:
-                    yield Tree(project.id, current)
+                    yield Tree(project.id, current, pseudonyms)
                     current = []
                 current.append(row)
     if current:
-        yield Tree(project.id, current)
+        yield Tree(project.id, current, pseudonyms)
 
 
 def sft_rows(project, *, demonstrations: str = "accepted", filters: Filters = Filters()) -> Iterator[tuple[str, dict]]:
@@ -174,26 +216,26 @@ def sft_rows(project, *, demonstrations: str = "accepted", filters: Filters = Fi
     for tree in trees(project):
         split = "test" if is_heldout(project.id, tree.root_id) else "train"
         for message in tree.messages.values():
-            if message["role"] != MessageRole.ASSISTANT:
+            if message.role != MessageRole.ASSISTANT:
                 continue
-            if demonstrations == "accepted" and message["review_state"] != ReviewState.ACCEPTED:
+            if demonstrations == "accepted" and message.review_state != ReviewState.ACCEPTED:
                 continue
             if not _reply_kept(tree, message, filters, quality):
                 continue
-            path = tree.path(message["id"])
+            path = tree.path(message.id)
             if path is None:
                 continue
             yield split, {"messages": turns(path), "provenance": {"root_id": tree.root_id, "reply": tree.origin_of(message)}}
 
 
 def _reply_kept(tree, message, filters: Filters, quality: dict) -> bool:
-    if not filters.in_time(message["created_at"]):
+    if not filters.in_time(message.created_at):
         return False
-    if filters.annotator_id is not None and message["author_id"] != filters.annotator_id:
+    if filters.annotator_id is not None and message.author_id != filters.annotator_id:
         return False
-    if filters.model_version is not None and tree.origin_of(message)["model_version"] != filters.model_version:
+    if filters.model_version is not None and message.model_version != filters.model_version:
         return False
-    return filters.min_quality is None or quality.get(message["id"], 0) >= filters.min_quality
+    return filters.min_quality is None or quality.get(message.id, 0) >= filters.min_quality
 
 
 def prompt_rows(project, *, filters: Filters = Filters()) -> Iterator[tuple[str, dict]]:
@@ -201,17 +243,47 @@ def prompt_rows(project, *, filters: Filters = Filters()) -> Iterator[tuple[str,
     for tree in trees(project):
         split = "test" if is_heldout(project.id, tree.root_id) else "train"
         for message in tree.messages.values():
-            if message["role"] != MessageRole.USER or not filters.in_time(message["created_at"]):
+            if message.role != MessageRole.USER or not filters.in_time(message.created_at):
                 continue
-            path = tree.path(message["id"])
+            path = tree.path(message.id)
             if path is not None:
-                yield split, {"prompt": turns(path), "provenance": {"root_id": tree.root_id, "message_id": message["id"]}}
+                yield split, {"prompt": turns(path), "provenance": {"root_id": tree.root_id, "message_id": message.id}}
 
 
 def pretraining_rows(project) -> Iterator[tuple[str, dict]]:
     documents = CorpusText.objects.filter(project=project).order_by("id").values_list("id", "text").iterator(chunk_size=CHUNK)
     for document_id, text in documents:
         yield ("test" if is_heldout(project.id, document_id) else "train"), {"text": text}
+
+
+# The pairs' rankings, in the trees' order, by plain SQL (as TREES): the ORM's converters cost more
+# than the read. The time comes as UTC text, because Django's timestamptz loader parses in Python
+# (about 10 us a value) and datetime.isoformat() costs as much again; `_isoformat` finishes it.
+RANKINGS = """
+SELECT parent.root_id, cs.id, cs.parent_id, cs.message_ids, r.id, r.annotator_id, r.external_annotator,
+       r.tiers, r.all_bad, r.guideline_version, to_char(r.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US')
+FROM annotate_ranking r
+JOIN annotate_candidateset cs ON cs.id = r.candidate_set_id
+JOIN annotate_message parent ON parent.id = cs.parent_id
+WHERE cs.project_id = %s{conditions}
+ORDER BY parent.root_id, cs.id, r.id
+"""
+
+
+def rankings(project, filters: Filters) -> Iterator[tuple]:
+    """(root_id, set_id, parent_id, message_ids, ranking_id, annotator_id, external_annotator,
+    tiers, all_bad, guideline_version, created_at as ISO text) for each ranking the filters keep."""
+    conditions, params = [], [project.id]
+    for sql, value in (("r.created_at >= %s", filters.since), ("r.created_at < %s", filters.until),
+                       ("r.annotator_id = %s", filters.annotator_id)):
+        if value is not None:
+            conditions.append(f" AND {sql}")
+            params.append(value)
+    with connection.chunked_cursor() as cursor:
+        cursor.execute(RANKINGS.format(conditions="".join(conditions)), params)
+        while batch := cursor.fetchmany(CHUNK):
+            for *row, tiers, all_bad, guideline_version, at in batch:
+                yield *row, json.loads(tiers), all_bad, guideline_version, _isoformat(at)
 
 
 def preference_rows(project, side, *, filters: Filters = Filters()) -> Iterator[tuple[str, str]]:
@@ -221,28 +293,15 @@ def preference_rows(project, side, *, filters: Filters = Filters()) -> Iterator[
     `side` maps "rankings" and "consensus" to files (SplitFiles) that get, as the pairs stream
     by, the raw per-annotator rankings and each set's consensus order.
     """
-    chosen = Ranking.objects.filter(candidate_set__project=project)
-    if filters.since:
-        chosen = chosen.filter(created_at__gte=filters.since)
-    if filters.until:
-        chosen = chosen.filter(created_at__lt=filters.until)
-    if filters.annotator_id is not None:
-        chosen = chosen.filter(annotator_id=filters.annotator_id)
-    rankings = (
-        chosen.order_by("candidate_set__parent__root_id", "candidate_set_id", "id")
-        .values_list("candidate_set__parent__root_id", "candidate_set_id", "candidate_set__parent_id",
-                     "candidate_set__message_ids", "id", "annotator_id", "external_annotator", "tiers", "all_bad",
-                     "guideline_version", "created_at")
-        .iterator(chunk_size=CHUNK)
-    )
-    pending = next(rankings, None)
+    ranked = rankings(project, filters)
+    pending = next(ranked, None)
     for tree in trees(project):
         split = "test" if is_heldout(project.id, tree.root_id) else "train"
         by_set = {}
         while pending is not None and pending[0] <= tree.root_id:
             if pending[0] == tree.root_id:
                 by_set.setdefault(pending[1], []).append(pending)
-            pending = next(rankings, None)
+            pending = next(ranked, None)
         for set_id, rows in by_set.items():
             yield from _pairs_of_set(tree, split, set_id, rows, side, filters.model_version)
 
@@ -252,45 +311,48 @@ def _pairs_of_set(tree: Tree, split: str, set_id: int, rows: list[tuple], side: 
     prompt = tree.path(parent_id)
     if prompt is None:
         return
-    usable = [m for m in message_ids if m in tree.messages and not tree.messages[m]["excluded"]]
-    # A set yields many pairs from few texts: encode each text and origin once and join the
-    # fragments per pair (a million pairs do not go through json.dumps a million times).
-    prompt_json = _json(turns(prompt))
-    reply_json = {m: f'[{{"role": "assistant", "content": {_string(tree.messages[m]["text"])}}}]' for m in usable}
-    origins = {m: tree.origin_of(tree.messages[m]) for m in usable}
-    origin_json = {m: _json(origin) for m, origin in origins.items()}
-    versions = {m: origin["model_version"] for m, origin in origins.items()}
+    usable = [m for m in message_ids if m in tree.messages and not tree.messages[m].excluded]
+    # A million pairs come from far fewer texts: each text and origin is encoded once (per
+    # tree) and the rows are joined from those fragments, with no json.dumps per pair.
+    head = f'{{"prompt": {turns_json(prompt)}, "chosen": '
+    replies = {m: tree.reply_json(m) for m in usable}
+    versions = {m: tree.messages[m].model_version for m in usable}
     ordered = []
     for _, _, _, _, ranking_id, annotator_id, external, tiers, all_bad, guideline_version, created_at in rows:
-        who = pseudonym(tree.project_id, annotator_id) if annotator_id else external
-        at = created_at.isoformat()
-        side["rankings"].write(
-            split,
-            {"candidate_set_id": set_id, "ranking_id": ranking_id, "annotator": who, "imported": annotator_id is None,
-             "tiers": tiers, "all_bad": all_bad, "guideline_version": guideline_version, "at": at},
-        )
+        who = _text(tree.pseudonym(annotator_id) if annotator_id else external)
+        imported = _scalar(annotator_id is None)
+        at = _text(created_at)
+        side["rankings"].write(split, (
+            f'{{"candidate_set_id": {set_id}, "ranking_id": {ranking_id}, "annotator": {who}, "imported": {imported}, '
+            f'"tiers": {_ids(tiers)}, "all_bad": {_scalar(all_bad)}, "guideline_version": {_scalar(guideline_version)}, '
+            f'"at": {at}}}'
+        ))
         if all_bad:
             continue
-        tiers = [[m for m in tier if m in reply_json] for tier in tiers]
+        tiers = [[m for m in tier if m in replies] for tier in tiers]
         tiers = [tier for tier in tiers if tier]
         ordered.append(tiers)
-        provenance = _json({
-            "root_id": tree.root_id, "candidate_set_id": set_id, "ranking_id": ranking_id, "annotator": who,
-            "imported": annotator_id is None, "guideline_version": guideline_version, "at": at,
-        })[:-1]  # left open: the two replies' origins follow
-        for upper, lower in combinations(range(len(tiers)), 2):
-            for better in tiers[upper]:
-                for worse in tiers[lower]:
+        provenance = (
+            f'{{"root_id": {tree.root_id}, "candidate_set_id": {set_id}, "ranking_id": {ranking_id}, "annotator": {who}, '
+            f'"imported": {imported}, "guideline_version": {_scalar(guideline_version)}, "at": {at}'
+        )  # left open: the two replies' origins follow
+        for upper, lower in combinations(tiers, 2):
+            for better in upper:
+                chosen, chosen_origin = replies[better]
+                for worse in lower:
                     if model_version is not None and model_version not in (versions[better], versions[worse]):
                         continue
+                    rejected, rejected_origin = replies[worse]
                     yield split, (
-                        f'{{"prompt": {prompt_json}, "chosen": {reply_json[better]}, "rejected": {reply_json[worse]}, '
-                        f'"provenance": {provenance}, "chosen": {origin_json[better]}, "rejected": {origin_json[worse]}}}}}'
+                        f'{head}{chosen}, "rejected": {rejected}, "provenance": {provenance}, '
+                        f'"chosen": {chosen_origin}, "rejected": {rejected_origin}}}}}'
                     )
     if ordered:
         # One ranking is its own consensus; several are combined by ranked pairs.
         order = [m for tier in ordered[0] for m in tier] if len(ordered) == 1 else ranked_pairs(sorted(usable), ordered)
-        side["consensus"].write(split, {"candidate_set_id": set_id, "order": order, "rankings": len(ordered)})
+        side["consensus"].write(
+            split, f'{{"candidate_set_id": {set_id}, "order": {_ids(order)}, "rankings": {len(ordered)}}}'
+        )
 
 
 def _json(value) -> str:
@@ -299,3 +361,38 @@ def _json(value) -> str:
 
 # The standard library's C encoder for one JSON string (what json.dumps uses inside).
 _string = json.encoder.encode_basestring
+
+
+def _text(value: str | None) -> str:
+    return "null" if value is None else _string(value)
+
+
+# What str() writes for a list of ints (or of lists of ints), which is also what json.dumps writes.
+_IDS = re.compile(r"[\[\]\d, -]*")
+
+
+def _ids(value: list) -> str:
+    """A list of message ids (or of tiers of them) as JSON; str() is a third of json.dumps's
+    cost, and anything str() would not write as JSON goes to json.dumps."""
+    text = str(value)
+    return text if _IDS.fullmatch(text) else _json(value)
+
+
+def _isoformat(utc: str) -> str:
+    """What datetime.isoformat() writes for a UTC time given as 'YYYY-MM-DDTHH:MM:SS.ffffff'."""
+    return (utc[:-7] if utc.endswith(".000000") else utc) + "+00:00"
+
+
+def _scalar(value) -> str:
+    """One JSON scalar, as json.dumps writes it, without json.dumps's cost per call."""
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if type(value) is str:
+        return _string(value)
+    if type(value) is int:
+        return str(value)
+    return _json(value)
