@@ -10,4 +10,12 @@ urlpatterns = [
         apis.SnapshotFileApi.as_view(),
         name="api-snapshot-file",
     ),
+    path("projects/<int:project_id>/runs/", apis.RunListApi.as_view(), name="api-run-list"),
+    path("projects/<int:project_id>/runs/create/", apis.RunCreateApi.as_view(), name="api-run-create"),
+    path("runs/<int:run_id>/", apis.RunDetailApi.as_view(), name="api-run-detail"),
+    path("runs/<int:run_id>/metrics/", apis.RunMetricsApi.as_view(), name="api-run-metrics"),
+    path("runs/<int:run_id>/cancel/", apis.RunCancelApi.as_view(), name="api-run-cancel"),
+    path("runs/<int:run_id>/resume/", apis.RunResumeApi.as_view(), name="api-run-resume"),
+    path("runs/<int:run_id>/retry/", apis.RunRetryApi.as_view(), name="api-run-retry"),
+    path("projects/<int:project_id>/models/", apis.ModelVersionListApi.as_view(), name="api-model-list"),
 ]

@@ -35,3 +35,151 @@ class DatasetSnapshot(TimeStamped):
 
     def __str__(self):
         return f"{self.project} {self.kind} v{self.version}"
+
+
+class ModelKind(models.TextChoices):
+    BASE = "base", "Base model"
+    SFT = "sft", "SFT model"
+    REWARD = "reward", "Reward model"
+    POLICY = "policy", "RL policy"
+
+
+class ModelVersion(TimeStamped):
+    """A registered model: a complete directory under the model store, never a partial one.
+
+    It is created only after its training stage has written the whole directory, so a failed
+    or cancelled run leaves no version behind.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="model_versions")
+    kind = models.CharField(max_length=16, choices=ModelKind.choices)
+    version = models.PositiveIntegerField()
+    folder = models.CharField(max_length=300, help_text="relative to the model store")
+    run = models.ForeignKey("TrainingRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="versions")
+    # What it was trained from (base for SFT, SFT for reward and policy) and, for a policy, with.
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="children")
+    reward_model = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    snapshot = models.ForeignKey(DatasetSnapshot, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    algorithm = models.CharField(max_length=16, blank=True, help_text="ppo or rloo, for a policy")
+    metrics = models.JSONField(default=dict, blank=True, help_text="evaluation on the held-out split")
+    config = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "kind", "version"], name="model_version_once"),
+        ]
+        ordering = ["project", "kind", "-version"]
+
+    @property
+    def name(self) -> str:
+        return f"{self.kind}-v{self.version}"
+
+    def __str__(self):
+        return f"{self.project} {self.name}"
+
+
+class RunStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+FINISHED = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
+
+
+class Algorithm(models.TextChoices):
+    PPO = "ppo", "PPO"
+    RLOO = "rloo", "RLOO"
+
+
+class TrainingRun(TimeStamped):
+    """One training round: its stages run in order in a worker, each writing a model version."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="training_runs")
+    number = models.PositiveIntegerField(help_text="the project's round number")
+    status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.QUEUED)
+    preset = models.CharField(max_length=16, default="tiny")
+    algorithm = models.CharField(max_length=16, choices=Algorithm.choices, default=Algorithm.PPO)
+    # Per stage overrides of the preset, as given (validated when the run was created).
+    config = models.JSONField(default=dict, blank=True)
+    base_source = models.CharField(max_length=500, blank=True, help_text="a local model directory; empty: from scratch")
+    processes = models.PositiveSmallIntegerField(default=1, help_text="processes per stage (accelerate launch)")
+    seed = models.IntegerField(default=0)
+    error = models.TextField(blank=True)
+    cancel_requested = models.BooleanField(default=False)
+    # Written by the worker every few seconds; a running run whose heartbeat stops is lost.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    worker = models.CharField(max_length=200, blank=True, help_text="host and pid of the worker running it")
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    retry_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "number"], name="run_number_once"),
+            models.CheckConstraint(condition=models.Q(status__in=RunStatus.values), name="run_status_valid"),
+        ]
+        ordering = ["project", "-number"]
+
+    def __str__(self):
+        return f"{self.project} round {self.number}"
+
+    def is_finished(self) -> bool:
+        return self.status in FINISHED
+
+
+class StageName(models.TextChoices):
+    BASE = "base", "Base model"
+    SFT = "sft", "Supervised fine-tuning"
+    REWARD = "reward", "Reward model"
+    PPO = "ppo", "PPO"
+    RLOO = "rloo", "RLOO"
+
+
+class StageStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class RunStage(TimeStamped):
+    run = models.ForeignKey(TrainingRun, on_delete=models.CASCADE, related_name="stages")
+    order = models.PositiveSmallIntegerField()
+    name = models.CharField(max_length=16, choices=StageName.choices)
+    status = models.CharField(max_length=16, choices=StageStatus.choices, default=StageStatus.PENDING)
+    snapshot = models.ForeignKey(DatasetSnapshot, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    step = models.PositiveIntegerField(default=0)
+    total = models.PositiveIntegerField(default=0)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # Set when a resumed stage should continue from its last checkpoint.
+    resume = models.BooleanField(default=False)
+    last_checkpoint = models.CharField(max_length=500, blank=True)
+    model_version = models.OneToOneField(ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="stage")
+    metrics = models.JSONField(default=dict, blank=True, help_text="latest training metrics")
+    error = models.TextField(blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "order"], name="stage_order_once")]
+        ordering = ["run", "order"]
+
+    def __str__(self):
+        return f"{self.run} {self.name}"
+
+
+class MetricPoint(models.Model):
+    """Training metrics at one step of a stage, as the trainer reported them."""
+
+    stage = models.ForeignKey(RunStage, on_delete=models.CASCADE, related_name="points")
+    step = models.PositiveIntegerField()
+    values = models.JSONField()
+    reported_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["stage", "step"])]
+        ordering = ["stage", "step", "id"]

@@ -21,3 +21,24 @@ def snapshot_export(*, project_id: int, kind: str, demonstrations: str = "accept
     )
     logger.info("exported %s", snapshot)
     return snapshot.id
+
+
+@app.task(name="training.run_execute", queue="training")
+def run_execute(*, run_id: int) -> str:
+    """Run a training round's stages (minutes to hours); return its final status."""
+    from training.services import runs
+
+    status = runs.run_execute(run_id=run_id)
+    logger.info("training round %s: %s", run_id, status)
+    return status
+
+
+# Every 30 seconds: a worker that died mid-round leaves it visibly failed, never running forever.
+@app.periodic(cron="* * * * * */30", periodic_id="reap-lost-runs")
+@app.task(name="training.runs_reap_lost", queue="training-maintenance", queueing_lock="reap-lost-runs")
+def runs_reap_lost(timestamp: int) -> None:
+    from training.services import runs
+
+    lost = runs.runs_reap_lost()
+    if lost:
+        logger.warning("marked training rounds %s failed: worker lost", lost)

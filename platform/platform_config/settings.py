@@ -180,6 +180,10 @@ MODEL_STORE = Path(os.environ.get("MODEL_STORE") or DATA_DIR / "models")
 
 # https://procrastinate.readthedocs.io/en/stable/howto/django/configuration.html
 PROCRASTINATE_WORKER_DEFAULTS = {"concurrency": 1}
+# `manage.py serve` starts one worker per entry (comma-separated queue names): training rounds
+# take minutes to hours, so they get a worker of their own and exports or generation never wait
+# behind one. On several machines, run `manage.py procrastinate worker -q QUEUES` per entry.
+SERVE_WORKER_QUEUES = ["training", "default,exports,generation,training-maintenance"]
 
 # A worker that has not sent a heartbeat for this long counts as lost.
 WORKER_LOST_AFTER_SECONDS = env.integer("WORKER_LOST_AFTER_SECONDS", 60, minimum=5)

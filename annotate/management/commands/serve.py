@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 
+from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
@@ -23,9 +24,10 @@ def start_web(*, bind: str, workers: int | None = None) -> subprocess.Popen:
     )
 
 
-def start_worker() -> subprocess.Popen:
+def start_worker(queues: str = "") -> subprocess.Popen:
+    """Start a job worker for the given comma-separated queues (all queues when empty)."""
     return subprocess.Popen(
-        [sys.executable, str(REPO_ROOT / "manage.py"), "procrastinate", "worker"], cwd=REPO_ROOT
+        [sys.executable, str(REPO_ROOT / "manage.py"), "procrastinate", "worker", "--queues", queues], cwd=REPO_ROOT
     )
 
 
@@ -59,7 +61,7 @@ def serve(*, bind: str, workers: int | None, with_worker: bool, out, banner: str
     """Start web and worker, print where they are, and supervise them until a signal."""
     processes = [start_web(bind=bind, workers=workers)]
     if with_worker:
-        processes.append(start_worker())
+        processes += [start_worker(queues) for queues in settings.SERVE_WORKER_QUEUES]
     stopping = False
 
     def on_signal(signum, frame):

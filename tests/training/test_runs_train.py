@@ -1,0 +1,130 @@
+"""Real training rounds on a tiny model, run by real workers: every stage registers a model with
+its held-out evaluation; a killed worker leaves the round failed (worker lost) and it resumes from
+its checkpoint; a cancel stops PPO within seconds and registers nothing."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from django.conf import settings
+
+from training import selectors
+from training.models import MetricPoint, ModelKind, ModelVersion, RunStage, RunStatus, StageStatus, TrainingRun
+from training.services import runs
+from tests.helpers import REPO_ROOT, child_env, stop
+from tests.training.factories import arithmetic_project
+
+pytestmark = [pytest.mark.slow, pytest.mark.training, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture(autouse=True)
+def stores(tmp_path, settings):
+    settings.SNAPSHOT_STORE = tmp_path / "snapshots"
+    settings.MODEL_STORE = tmp_path / "models"
+    return tmp_path
+
+
+def worker(stores):
+    """A real worker, as `manage.py procrastinate worker` runs in production."""
+    env = child_env(SNAPSHOT_STORE=str(stores / "snapshots"), MODEL_STORE=str(stores / "models"))
+    return subprocess.Popen(
+        [sys.executable, "manage.py", "procrastinate", "worker", "--queues", "training"],
+        cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+
+
+def wait_for(predicate, *, timeout, what, run=None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = predicate()
+        if found:
+            return found
+        if run is not None:
+            run.refresh_from_db()
+            assert not run.is_finished(), f"round {run.number} {run.status} while waiting for {what}: {run.error}"
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def stage_children(spec_folder) -> list[int]:
+    """Pids of trainer processes still running for a stage."""
+    found = subprocess.run(["pgrep", "-f", f"{spec_folder}/spec.json"], capture_output=True, text=True)
+    return [int(pid) for pid in found.stdout.split()]
+
+
+def test_a_round_survives_its_worker_being_killed_and_a_second_round_is_cancelled_mid_ppo(
+    project, member, owner, stores
+):
+    arithmetic_project(project, member, prompts=40)
+    run = runs.run_create(project=project, by=owner, preset="tiny", seed=1)
+    process = worker(stores)
+    try:
+        # Kill the worker once PPO has saved a checkpoint and made progress.
+        ppo = wait_for(
+            lambda: RunStage.objects.filter(run=run, name="ppo", status=StageStatus.RUNNING)
+            .exclude(last_checkpoint="").first(),
+            timeout=400, what="PPO to save its first checkpoint", run=run,
+        )
+        steps_before = RunStage.objects.get(pk=ppo.pk).step
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    finally:
+        stop(process)
+    work_dir = settings.MODEL_STORE / f"project-{project.id}/run-1/ppo.work"
+    # The trainer dies with its worker: nothing keeps training unseen.
+    wait_for(lambda: not stage_children(work_dir), timeout=15, what="the orphaned trainer to die")
+    assert not (settings.MODEL_STORE / f"project-{project.id}/run-1/ppo").exists()
+
+    assert runs.runs_reap_lost(older_than_s=0) == [run.id]
+    run.refresh_from_db()
+    assert run.status == RunStatus.FAILED and run.error.startswith("worker lost")
+    assert not ModelVersion.objects.filter(kind=ModelKind.POLICY).exists()
+
+    runs.run_resume(run=run)
+    assert runs.run_execute(run_id=run.id) == RunStatus.SUCCEEDED
+    run.refresh_from_db()
+    payload = selectors.run_payload(run)
+    assert [(s["name"], s["status"]) for s in payload["stages"]] == [
+        ("base", "succeeded"), ("sft", "succeeded"), ("reward", "succeeded"), ("ppo", "succeeded")
+    ]
+    ppo = RunStage.objects.get(run=run, name="ppo")
+    assert ppo.step == ppo.total > steps_before > 0
+    # After the resume the steps continued from the checkpoint instead of starting again at 1.
+    resumed_steps = list(MetricPoint.objects.filter(stage=ppo).values_list("step", flat=True))
+    assert resumed_steps == sorted(resumed_steps) and max(resumed_steps) == ppo.total
+
+    versions = {v.kind: v for v in ModelVersion.objects.filter(project=project)}
+    assert set(versions) == {"base", "sft", "reward", "policy"}
+    assert versions["sft"].parent == versions["base"] and versions["policy"].parent == versions["sft"]
+    assert versions["policy"].reward_model == versions["reward"]
+    for version in versions.values():
+        assert (settings.MODEL_STORE / version.folder / "config.json").is_file()
+    assert {"bleu", "rouge_l", "eval_loss"} <= set(versions["sft"].metrics)
+    assert 0 <= versions["reward"].metrics["reward_accuracy"] <= 1
+    assert {"mean_reward", "kl"} <= set(versions["policy"].metrics)
+    curves = selectors.run_curves(run)
+    assert {"base", "sft", "reward", "ppo"} <= set(curves) and "loss" in curves["sft"]
+
+    # Round 2 reuses the base; cancel it while PPO trains.
+    second = runs.run_create(project=project, by=owner, preset="tiny", seed=2)
+    assert list(second.stages.values_list("name", flat=True)) == ["sft", "reward", "ppo"]
+    process = worker(stores)
+    try:
+        wait_for(
+            lambda: RunStage.objects.filter(run=second, name="ppo", status=StageStatus.RUNNING, step__gte=1).exists(),
+            timeout=400, what="round 2's PPO to make progress", run=second,
+        )
+        asked = time.monotonic()
+        runs.run_cancel(run=second)
+        wait_for(lambda: TrainingRun.objects.get(pk=second.pk).is_finished(), timeout=30, what="the cancel")
+        took = time.monotonic() - asked
+    finally:
+        stop(process)
+    second.refresh_from_db()
+    assert second.status == RunStatus.CANCELLED and took < 15, took
+    assert RunStage.objects.get(run=second, name="ppo").status == StageStatus.CANCELLED
+    assert ModelVersion.objects.filter(kind=ModelKind.POLICY).count() == 1  # nothing registered by round 2's PPO
+    assert not stage_children(settings.MODEL_STORE / f"project-{project.id}/run-2/ppo.work")

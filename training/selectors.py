@@ -1,0 +1,98 @@
+"""Reads for training rounds and models: what the pages and the API show."""
+
+from django.db.models import QuerySet
+from django.shortcuts import get_object_or_404
+from django.utils import timezone
+
+from annotate.models import Role
+from annotate.selectors.accounts import project_for_member
+from training.models import MetricPoint, ModelVersion, RunStage, RunStatus, TrainingRun
+
+# How many of the latest points the ETA looks at: recent speed, not the warm-up's.
+ETA_WINDOW = 20
+
+
+def run_for_member(*, user, run_id: int, role: str = Role.ADMIN) -> TrainingRun:
+    """Return the round if the user has `role` in its project (404 for outsiders, 403 too low)."""
+    run = get_object_or_404(TrainingRun.objects.select_related("project"), pk=run_id)
+    project_for_member(user=user, project_id=run.project_id, role=role)
+    return run
+
+
+def runs_of(*, project) -> QuerySet[TrainingRun]:
+    return TrainingRun.objects.filter(project=project).prefetch_related("stages").order_by("-number")
+
+
+def stage_eta_seconds(stage: RunStage) -> float | None:
+    """Seconds left in a running stage, from the pace of its latest reported steps."""
+    if stage.status != "running" or not stage.total or stage.step >= stage.total:
+        return None
+    points = list(MetricPoint.objects.filter(stage=stage).order_by("-step", "-id")[:ETA_WINDOW])
+    if len(points) >= 2:
+        newest, oldest = points[0], points[-1]
+        steps, seconds = newest.step - oldest.step, (newest.reported_at - oldest.reported_at).total_seconds()
+    elif stage.started_at and stage.step:
+        steps, seconds = stage.step, (timezone.now() - stage.started_at).total_seconds()
+    else:
+        return None
+    if steps <= 0 or seconds <= 0:
+        return None
+    return round((stage.total - stage.step) * seconds / steps, 1)
+
+
+def run_payload(run: TrainingRun) -> dict:
+    """The round as the page and the API show it: status, each stage's progress, ETA and metrics."""
+    stages = []
+    for stage in run.stages.select_related("model_version", "snapshot").order_by("order"):
+        version = stage.model_version
+        stages.append({
+            "name": stage.name, "status": stage.status, "step": stage.step, "total": stage.total,
+            "eta_seconds": stage_eta_seconds(stage), "metrics": stage.metrics, "error": stage.error,
+            "snapshot": f"{stage.snapshot.kind} v{stage.snapshot.version}" if stage.snapshot else None,
+            "model_version": {"id": version.id, "name": version.name, "metrics": version.metrics} if version else None,
+            "started_at": stage.started_at, "finished_at": stage.finished_at,
+        })
+    current = next((s for s in stages if s["status"] == "running"), None)
+    return {
+        "id": run.id, "project_id": run.project_id, "number": run.number, "status": run.status,
+        "preset": run.preset, "algorithm": run.algorithm, "config": run.config, "base_source": run.base_source,
+        "processes": run.processes, "seed": run.seed, "error": run.error, "cancel_requested": run.cancel_requested,
+        "stage": current["name"] if current else None, "heartbeat_at": run.heartbeat_at, "worker": run.worker,
+        "created_at": run.created_at, "started_at": run.started_at, "finished_at": run.finished_at,
+        "retry_of": run.retry_of_id, "stages": stages,
+        "can_cancel": run.status in (RunStatus.QUEUED, RunStatus.RUNNING) and not run.cancel_requested,
+        "can_resume": run.status == RunStatus.FAILED,
+        "can_retry": run.status in (RunStatus.FAILED, RunStatus.CANCELLED),
+    }
+
+
+def run_curves(run: TrainingRun) -> dict[str, dict[str, list]]:
+    """Every metric of every stage as a series of (step, value): {stage: {metric: [[step, value], ...]}}."""
+    curves: dict[str, dict[str, list]] = {}
+    for stage_name, step, values in (
+        MetricPoint.objects.filter(stage__run=run).order_by("stage__order", "step", "id")
+        .values_list("stage__name", "step", "values")
+    ):
+        for metric, value in values.items():
+            curves.setdefault(stage_name, {}).setdefault(metric, []).append([step, value])
+    return curves
+
+
+def model_versions_of(*, project) -> QuerySet[ModelVersion]:
+    return ModelVersion.objects.filter(project=project).select_related("run", "parent").order_by("kind", "-version")
+
+
+def model_comparison(*, project) -> dict[str, dict]:
+    """Per model kind, the metric names and every version's values, newest first, side by side."""
+    table: dict[str, dict] = {}
+    for version in model_versions_of(project=project):
+        entry = table.setdefault(version.kind, {"label": version.get_kind_display(), "metrics": [], "versions": []})
+        for name in version.metrics:
+            if name not in entry["metrics"]:
+                entry["metrics"].append(name)
+        entry["versions"].append(version)
+    for entry in table.values():
+        entry["rows"] = [
+            {"version": v, "values": [v.metrics.get(name) for name in entry["metrics"]]} for v in entry["versions"]
+        ]
+    return table
