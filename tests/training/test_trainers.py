@@ -277,3 +277,37 @@ def test_sft_runs_in_two_processes_under_accelerate_launch(root, data, base):
     # 4 steps of 4 rows per process and 2 processes: 32 rows seen, 0.4 of an epoch of 80.
     assert [e["metrics"]["epoch"] for e in stream if e["event"] == "progress"][-1] == pytest.approx(0.4)
     loads(check_events(stream, "sft")["out_dir"])
+
+
+def test_base_adopts_a_local_model_and_repairs_its_pad_token_and_chat_template(tmp_path, data):
+    """A GPT-2-style directory (no pad token, no chat template) becomes a base SFT can train."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    from training.trainers import run as run_module
+    from training.trainers.config import config_problems, stage_config
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer, bpe.decoder = pre_tokenizers.ByteLevel(add_prefix_space=False), decoders.ByteLevel()
+    bpe.train_from_iterator([question(a, b) for a in range(10) for b in range(10)], trainers.BpeTrainer(
+        vocab_size=300, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>", bos_token="<|endoftext|>")
+    eos = tokenizer.eos_token_id
+    GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_positions=128, n_embd=32, n_layer=1, n_head=2,
+                               bos_token_id=eos, eos_token_id=eos)).save_pretrained(tmp_path / "gpt2-like")
+    tokenizer.save_pretrained(tmp_path / "gpt2-like")
+    refused = config_problems("sft", stage_config("sft", "tiny", {}), train_rows=80, model_dir=str(tmp_path / "gpt2-like"))
+    assert "the base model's tokenizer has no pad token" in refused
+
+    spec = spec_file(tmp_path, "adopted", "base", data["text", "train"], data["text", "eval"],
+                     base_model=str(tmp_path / "gpt2-like"), config={"max_length": 64})
+    assert run_module.main([str(spec)]) == 0  # in this process: adopting trains nothing
+    stream = events(spec)
+    assert [e["event"] for e in stream] == ["start", "eval", "done"] and stream[0]["total"] == 0
+    done = stream[-1]
+    assert done["metrics"]["pad_token_added"] == 1 and done["metrics"]["chat_template_set"] == 1
+    model, adopted = loads(done["out_dir"])
+    assert adopted.eos_token == "<|endoftext|>" and model.get_input_embeddings().num_embeddings >= len(adopted)
+    assert adopted.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False,
+                                       add_generation_prompt=True) == "<|user|>hi<|endoftext|><|assistant|>"
+    assert config_problems("sft", stage_config("sft", "tiny", {}), train_rows=80, model_dir=done["out_dir"]) == []
