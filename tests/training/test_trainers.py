@@ -244,6 +244,8 @@ def test_ppo_killed_mid_run_resumes_with_the_episodes_left(ppo, root):
     progress = [e for e in second if e["event"] == "progress"]
     assert [e["step"] for e in progress] == [3, 4, 5, 6]
     assert [e["metrics"]["episode"] for e in progress] == [12, 16, 20, 24]
+    # The learning rate goes on down the whole run's linear schedule (1e-4 over 6 updates), not restarted.
+    assert [e["metrics"]["learning_rate"] for e in progress] == pytest.approx([1e-4 * (6 - k) / 6 for k in (2, 3, 4, 5)])
     assert all({"mean_reward", "kl", "loss", "learning_rate"} <= e["metrics"].keys() for e in progress)
     done = check_events(second, "ppo")
     metrics = done["metrics"]

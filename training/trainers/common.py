@@ -90,7 +90,6 @@ def training_arguments(job: Job, cls, **extra):
         optim=job.optim,
         bf16=job.setting("bf16"),
         torch_compile=job.setting("torch_compile"),
-        gradient_checkpointing=c["gradient_checkpointing"],
         use_cpu=not job.cuda,
         seed=job.seed + c["seed_offset"],
         report_to=[],
@@ -99,6 +98,8 @@ def training_arguments(job: Job, cls, **extra):
         eval_strategy="no",
         save_only_model=False,
     )
+    if c["gradient_checkpointing"]:
+        kwargs["activation_checkpointing"] = True  # transformers 5's name; `gradient_checkpointing` warns
     kwargs.update(extra)
     return cls(**kwargs)
 

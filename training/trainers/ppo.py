@@ -92,18 +92,12 @@ class UpdateCheckpoints(TrainerCallback):
 
     def save(self, update: int) -> None:
         trainer = self.trainer
-        accelerator = trainer.accelerator
-        # Every process takes part: under DeepSpeed ZeRO-3 the weights are gathered collectively.
-        weights = accelerator.get_state_dict(trainer.model)
-        if accelerator.is_main_process:
-            folder = self.job.checkpoints / f"update-{update}"
-            partial = folder.with_name(folder.name + ".partial")
+        folder = self.job.checkpoints / f"update-{update}"
+        partial = folder.with_name(folder.name + ".partial")
+        if trainer.accelerator.is_main_process:
             shutil.rmtree(partial, ignore_errors=True)
-            wrapper = accelerator.unwrap_model(trainer.model)
-            for name, module, prefix in (("policy", wrapper.policy, "policy."),
-                                         ("value", wrapper.value_model, "value_model.")):
-                module.save_pretrained(partial / name, state_dict={
-                    k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)})
+        save_weights(trainer, partial, value=True)
+        if trainer.accelerator.is_main_process:
             if not trainer.is_deepspeed_enabled:  # DeepSpeed shards its optimizer: resumed runs start it afresh
                 torch.save(trainer.optimizer.state_dict(), partial / "optimizer.pt")
             (partial / STATE_FILE).write_text(json.dumps({
@@ -117,7 +111,26 @@ class UpdateCheckpoints(TrainerCallback):
             for stale in older[:-self.job.config["save_total_limit"]]:
                 shutil.rmtree(stale, ignore_errors=True)
             self.job.progress.checkpoint(step=update, path=str(folder))
-        accelerator.wait_for_everyone()
+        trainer.accelerator.wait_for_everyone()
+
+
+def save_weights(trainer, folder: Path, *, value: bool) -> None:
+    """Save the policy (into `folder`, or `folder`/policy with the value model beside it in `folder`/value).
+
+    Not PPOTrainer.save_model: under DDP it looks for `.policy` on the DDP wrapper, misses it, and
+    saves the whole wrapper, whose tied embeddings safetensors refuses; and its other processes fail
+    on an attribute `Trainer.__init__` would have set. Every process must call this: under DeepSpeed
+    ZeRO-3 the weights are gathered collectively.
+    """
+    accelerator = trainer.accelerator
+    weights = accelerator.get_state_dict(trainer.model)
+    if not accelerator.is_main_process:
+        return
+    wrapper = accelerator.unwrap_model(trainer.model)
+    parts = [("policy", wrapper.policy, "policy.")] + ([("value", wrapper.value_model, "value_model.")] if value else [])
+    for name, module, prefix in parts:
+        module.save_pretrained(folder / name if value else folder,
+                               state_dict={k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)})
 
 
 def prompt_ids(tokenizer, rows: list[dict], *, room: int) -> list[list[int]]:
@@ -215,7 +228,7 @@ def train(job: Job) -> None:
         trainer.train()
 
     def save(folder: Path) -> None:
-        trainer.save_model(str(folder))
+        save_weights(trainer, folder, value=False)
         if main:
             tokenizer.save_pretrained(folder)
 
