@@ -10,7 +10,6 @@ export. Every row carries provenance: pseudonymous annotator ids, where each rep
 import hashlib
 import hmac
 import json
-import re
 from collections import namedtuple
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
@@ -324,7 +323,7 @@ def _pairs_of_set(tree: Tree, split: str, set_id: int, rows: list[tuple], side: 
         at = _text(created_at)
         side["rankings"].write(split, (
             f'{{"candidate_set_id": {set_id}, "ranking_id": {ranking_id}, "annotator": {who}, "imported": {imported}, '
-            f'"tiers": {_ids(tiers)}, "all_bad": {_scalar(all_bad)}, "guideline_version": {_scalar(guideline_version)}, '
+            f'"tiers": {_json(tiers)}, "all_bad": {_scalar(all_bad)}, "guideline_version": {_scalar(guideline_version)}, '
             f'"at": {at}}}'
         ))
         if all_bad:
@@ -351,31 +350,32 @@ def _pairs_of_set(tree: Tree, split: str, set_id: int, rows: list[tuple], side: 
         # One ranking is its own consensus; several are combined by ranked pairs.
         order = [m for tier in ordered[0] for m in tier] if len(ordered) == 1 else ranked_pairs(sorted(usable), ordered)
         side["consensus"].write(
-            split, f'{{"candidate_set_id": {set_id}, "order": {_ids(order)}, "rankings": {len(ordered)}}}'
+            split, f'{{"candidate_set_id": {set_id}, "order": {_json(order)}, "rankings": {len(ordered)}}}'
         )
 
 
-def _json(value) -> str:
-    return json.dumps(value, ensure_ascii=False)
+def _unencodable(value):
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
-# The standard library's C encoder for one JSON string (what json.dumps uses inside).
+# The standard library's C encoders, made once: json.dumps builds an encoder on every call,
+# which costs several times what encoding a short list does. The same output as
+# json.dumps(value, ensure_ascii=False), without its check for circular references (rows are
+# read from the database, so they have none).
 _string = json.encoder.encode_basestring
+_encoder = json.encoder.c_make_encoder and json.encoder.c_make_encoder(
+    None, _unencodable, _string, None, ": ", ", ", False, False, True
+)
+
+
+def _json(value) -> str:
+    if _encoder is None:  # no C accelerator (not CPython)
+        return json.dumps(value, ensure_ascii=False)
+    return "".join(_encoder(value, 0))
 
 
 def _text(value: str | None) -> str:
     return "null" if value is None else _string(value)
-
-
-# What str() writes for a list of ints (or of lists of ints), which is also what json.dumps writes.
-_IDS = re.compile(r"[\[\]\d, -]*")
-
-
-def _ids(value: list) -> str:
-    """A list of message ids (or of tiers of them) as JSON; str() is a third of json.dumps's
-    cost, and anything str() would not write as JSON goes to json.dumps."""
-    text = str(value)
-    return text if _IDS.fullmatch(text) else _json(value)
 
 
 def _isoformat(utc: str) -> str:
