@@ -1,6 +1,6 @@
 """Export 1,000,000 preference pairs and compare with PostgreSQL's own COPY of the same pairs.
 
-    .venv/bin/python bench/export_bench.py [--pairs 1000000]
+    .venv/bin/python bench/export_bench.py [--pairs 1000000] [--project ID]
 
 Builds a project whose rankings imply the pairs (sets of K=4 replies, each ranked once
 without ties: 6 pairs a ranking), then in one run:
@@ -8,6 +8,9 @@ without ties: 6 pairs a ranking), then in one run:
      (the export writes JSON from Python, streamed, and imports no torch);
   2. `COPY (SELECT prompt, chosen, rejected text of the same pairs) TO STDOUT` into a file.
 Target (issue 5): the export within 3x of COPY's time, peak memory under 300 MB.
+
+`--project ID` measures again on a project an earlier run built (its id is printed), without
+building another (keep PLATFORM_DATA_DIR the same between the runs).
 """
 
 import argparse
@@ -85,6 +88,7 @@ def seed(pairs: int) -> int:
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", type=int, default=1_000_000)
+    parser.add_argument("--project", type=int, help="export this project, built by an earlier run, instead of building one")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="export-bench-"))
     os.environ.setdefault("PLATFORM_DATA_DIR", str(folder / "data"))
@@ -96,11 +100,14 @@ def main():
     django.setup()
     from django.db import connection
 
-    started = time.perf_counter()
-    project_id = seed(args.pairs)
-    with connection.cursor() as cursor:
-        cursor.execute("ANALYZE")
-    print(f"built {args.pairs} pairs' worth of rankings in {time.perf_counter() - started:.0f} s")
+    if args.project:
+        project_id = args.project
+    else:
+        started = time.perf_counter()
+        project_id = seed(args.pairs)
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE")
+        print(f"built {args.pairs} pairs' worth of rankings in {time.perf_counter() - started:.0f} s (project {project_id})")
 
     started = time.perf_counter()
     child = subprocess.run(
