@@ -3,6 +3,7 @@
 import json
 import re
 import subprocess
+import time
 import sys
 from pathlib import Path
 
@@ -152,3 +153,18 @@ def test_child_command_for_one_process_several_cpus_and_gpus():
     config = Path(gpus[gpus.index("--config_file") + 1])
     assert config.name == "zero3.yaml" and config.exists() and gpus[gpus.index("--num_processes") + 1] == "4"
     assert child_command("/s.json", gpus=1) == [sys.executable, "-m", "training.trainers.run", "/s.json"]
+
+
+def test_the_child_names_a_bad_line_before_loading_torch(models, tmp_path):
+    train = tmp_path / "sft.jsonl"
+    good = json.dumps({"messages": [{"role": "user", "content": "What is 1 + 1?"}, {"role": "assistant", "content": "2"}]})
+    train.write_text("\n".join([good] * 5 + ['{"messages": "2"}', good]) + "\n")
+    spec = {"stage": "sft", "out_dir": str(tmp_path / "out"), "work_dir": str(tmp_path / "work"),
+            "data": {"train": str(train), "eval": None}, "base_model": models["sft"],
+            "progress_file": str(tmp_path / "p.jsonl")}
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    started = time.time()
+    result = subprocess.run(child_command(str(tmp_path / "spec.json")), cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 2 and time.time() - started < 5
+    [event] = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert event["message"] == f"refused: {train}, line 6: messages must be a list of {{role, content}} messages"

@@ -22,6 +22,12 @@ class DataError(ValueError):
 
 
 def read_jsonl(path: str | Path) -> Iterator[dict]:
+    for _, row in _numbered(path):
+        yield row
+
+
+def _numbered(path: str | Path) -> Iterator[tuple[int, dict]]:
+    """Yield (line number, row) for each non-blank line."""
     with open(path, encoding="utf-8") as f:
         for number, line in enumerate(f, 1):
             if not line.strip():
@@ -32,7 +38,7 @@ def read_jsonl(path: str | Path) -> Iterator[dict]:
                 raise DataError(f"{path}, line {number}: not JSON ({error})") from None
             if not isinstance(row, dict):
                 raise DataError(f"{path}, line {number}: a row must be a JSON object")
-            yield row
+            yield number, row
 
 
 def count_rows(path: str | Path | None) -> int:
@@ -45,23 +51,33 @@ def count_rows(path: str | Path | None) -> int:
 
 def stage_rows(stage: str, path: str | Path, *, limit: int | None = None) -> list[dict]:
     """Return the rows of `path` with only the columns `stage` trains on, checking each is there."""
+    return list(_rows(stage, path, limit=limit))
+
+
+def check_rows(stage: str, path: str | Path) -> None:
+    """Raise DataError naming the first row `stage` cannot use; cheap enough to run before torch loads."""
+    for _ in _rows(stage, path):
+        pass
+
+
+def _rows(stage: str, path: str | Path, *, limit: int | None = None) -> Iterator[dict]:
     columns = COLUMNS[stage]
-    rows = []
-    for number, row in enumerate(read_jsonl(path), 1):
-        if limit is not None and len(rows) >= limit:
+    kept = 0
+    for number, row in _numbered(path):
+        if limit is not None and kept >= limit:
             break
         missing = [c for c in columns if c not in row]
         if missing:
-            raise DataError(f"{path}, row {number}: no {', '.join(missing)} (the {stage} stage reads "
+            raise DataError(f"{path}, line {number}: no {', '.join(missing)} (the {stage} stage reads "
                             f"{', '.join(columns)})")
         for column in columns:
             value = row[column]
             if column == "text" and not isinstance(value, str):
-                raise DataError(f"{path}, row {number}: text must be a string")
+                raise DataError(f"{path}, line {number}: text must be a string")
             if column != "text" and not _is_chat(value):
-                raise DataError(f"{path}, row {number}: {column} must be a list of {{role, content}} messages")
-        rows.append({c: _plain_chat(row[c]) if c != "text" else row[c] for c in columns})
-    return rows
+                raise DataError(f"{path}, line {number}: {column} must be a list of {{role, content}} messages")
+        kept += 1
+        yield {c: _plain_chat(row[c]) if c != "text" else row[c] for c in columns}
 
 
 def _is_chat(value) -> bool:

@@ -51,7 +51,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 
 from .config import PRESETS, STAGES, config_problems, stage_config  # noqa: E402
-from .data import DataError, count_rows  # noqa: E402
+from .data import DataError, check_rows, count_rows  # noqa: E402
 from .progress import Progress, world_size  # noqa: E402
 
 REFUSED, FAILED = 2, 1
@@ -100,6 +100,13 @@ def main(argv: list[str] | None = None) -> int:
                 stage, config, train_rows=count_rows(data["train"]), eval_rows=count_rows(data.get("eval")),
                 model_dir=spec.get("base_model"), reward_model_dir=spec.get("reward_model"), processes=world_size(),
             )
+        if not problems:
+            # Every row is read once before torch loads: a bad line fails the run in a second, by number.
+            try:
+                for path in filter(None, (data["train"], data.get("eval"))):
+                    check_rows(stage, path)
+            except DataError as error:
+                problems.append(str(error))
         if problems:
             message = "refused: " + "; ".join(problems)
             print(message, file=sys.stderr)
