@@ -5,6 +5,18 @@ from annotate import views
 app_name = "annotate"
 
 urlpatterns = [
+    path("projects/new/", views.project_create, name="project-create"),
     path("projects/<int:project_id>/", views.project_page, name="project"),
+    path("projects/<int:project_id>/work/", views.work_start, name="work"),
+    path("projects/<int:project_id>/history/", views.history_page, name="history"),
+    path("tasks/<int:task_id>/", views.task_page, name="task"),
+    path("tasks/<int:task_id>/submit/", views.task_submit, name="task-submit"),
+    path("tasks/<int:task_id>/skip/", views.task_skip, name="task-skip"),
+    path("projects/<int:project_id>/admin/", views.admin_settings, name="admin-settings"),
+    path("projects/<int:project_id>/admin/members/", views.admin_members, name="admin-members"),
+    path("projects/<int:project_id>/admin/progress/", views.admin_progress, name="admin-progress"),
+    path("projects/<int:project_id>/admin/progress/<str:name>.svg", views.admin_plot, name="admin-plot"),
+    path("projects/<int:project_id>/admin/imports/", views.admin_imports, name="admin-imports"),
+    path("projects/<int:project_id>/admin/flagged/", views.admin_excluded, name="admin-excluded"),
     path("invite/<str:token>/", views.invite_page, name="invite"),
 ]

@@ -1,25 +1,512 @@
-"""Annotator-facing pages: home, project page, invites."""
+"""Pages: annotators' home, task and history pages; project admins' settings, members, progress,
+imports and flagged content. Views parse the request, call a selector or service, render.
+
+Every page finds its project through annotate.selectors.accounts: outsiders get 404, members
+whose role is too low 403. Task pages post plain forms (the page's JavaScript only adds keyboard
+shortcuts, drafts and the drag-and-drop ranking), and a submit answers with the next task.
+"""
+
+import json
+import uuid
 
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.shortcuts import redirect, render
+from django.http import Http404, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_POST
 
+from annotate import forms, plots
+from annotate.errors import Conflict, NotYours
+from annotate.importers import ImportRefused, import_run
+from annotate.models import Flag, Invite, Message, Role, TaskKind, TaskState
 from annotate.selectors import accounts as account_selectors
+from annotate.selectors import history as history_selectors
+from annotate.selectors import progress as progress_selectors
+from annotate.selectors import stats as stat_selectors
+from annotate.selectors import tasks as task_selectors
+from annotate.selectors import work as work_selectors
 from annotate.services import accounts as account_services
+from annotate.services import judgements, queue, tree
+
+# ---------------------------------------------------------------------------------------------
+# Helpers
+
+
+def _int(value) -> int | None:
+    """A posted id, or None (which matches nothing) when it is not a number."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _errors(error: ValidationError) -> dict[str, list[str]]:
+    return error.message_dict if hasattr(error, "error_dict") else {"__all__": error.messages}
+
+
+def _error_text(error: ValidationError) -> str:
+    return "; ".join(message for messages_ in _errors(error).values() for message in messages_)
+
+
+def _drafts_done(request) -> list[int]:
+    """Return (and forget) the tasks submitted or skipped since the last page: the browser
+    deletes their saved drafts. Kept until the server confirmed, so a lost connection never
+    loses what was typed."""
+    return request.session.pop("drafts_done", [])
+
+
+def _remember_done(request, task_id: int) -> None:
+    request.session["drafts_done"] = [*request.session.get("drafts_done", [])[-20:], task_id]
+
+
+def _work_kind(request, project_id) -> str | None:
+    """The kind the annotator chose to work on in this project, or None for the project's mix."""
+    return request.session.get("work_kind", {}).get(str(project_id))
+
+
+def _next_task(request, membership):
+    """Lease the annotator's next task and show it, or go home when nothing is waiting."""
+    project = membership.project
+    kind = _work_kind(request, project.id)
+    try:
+        task = queue.task_next(project=project, annotator=request.user, role=membership.role, kind=kind)
+    except ValidationError as error:  # the chosen kind was turned off meanwhile
+        request.session.setdefault("work_kind", {}).pop(str(project.id), None)
+        request.session.modified = True
+        messages.warning(request, _error_text(error))
+        return redirect("annotate:project", project_id=project.id)
+    if task is None:
+        what = f"{TaskKind(kind).label.lower()} tasks" if kind else "tasks"
+        messages.info(request, f"No more {what} are waiting for you right now. Thank you! Check back later.")
+        return redirect("annotate:project", project_id=project.id)
+    return redirect("annotate:task", task_id=task.id)
+
+
+# ---------------------------------------------------------------------------------------------
+# Home and projects
 
 
 @login_required
 def home(request):
     projects = account_selectors.projects_for_user(user=request.user).order_by("name")
-    return render(request, "annotate/home.html", {"projects": projects})
+    form = forms.ProjectCreateForm() if request.user.is_staff else None
+    return render(request, "annotate/home.html", {"projects": projects, "form": form})
+
+
+@login_required
+@require_POST
+def project_create(request):
+    form = forms.ProjectCreateForm(request.POST)
+    if form.is_valid():
+        try:
+            project = account_services.project_create(created_by=request.user, **form.cleaned_data)
+        except ValidationError as error:
+            form.add_error(None, _error_text(error))
+        else:
+            messages.success(request, f"Project {project.name} created. Write its guidelines and invite people.")
+            return redirect("annotate:admin-settings", project_id=project.id)
+    projects = account_selectors.projects_for_user(user=request.user).order_by("name")
+    return render(request, "annotate/home.html", {"projects": projects, "form": form}, status=400)
 
 
 @login_required
 def project_page(request, project_id):
     membership = account_selectors.membership_for(user=request.user, project_id=project_id)
-    return render(request, "annotate/project.html", {"project": membership.project, "membership": membership})
+    project = membership.project
+    return render(
+        request,
+        "annotate/project.html",
+        {
+            "project": project,
+            "membership": membership,
+            "waiting": work_selectors.waiting_for(membership=membership),
+            "counts": stat_selectors.annotator_counts(project=project, annotator=request.user),
+            "held": work_selectors.held_task(membership=membership),
+            "work_kind": _work_kind(request, project.id),
+            "drafts_done": _drafts_done(request),
+        },
+    )
+
+
+@login_required
+@require_POST
+def work_start(request, project_id):
+    """Start (or go on) working: the project's mix of kinds, or only the kind chosen."""
+    membership = account_selectors.membership_for(user=request.user, project_id=project_id)
+    kind = request.POST.get("kind") or None
+    if kind is not None and kind not in TaskKind.values:
+        kind = None
+    chosen = request.session.setdefault("work_kind", {})
+    chosen[str(project_id)] = kind
+    request.session.modified = True
+    return _next_task(request, membership)
+
+
+# ---------------------------------------------------------------------------------------------
+# Tasks
+
+
+@login_required
+def task_page(request, task_id):
+    task, membership = work_selectors.task_for_annotator(user=request.user, task_id=task_id)
+    if task.state != TaskState.LEASED or task.is_expired():
+        return _render_closed(request, task, membership)
+    return _render_task(request, task, membership)
+
+
+def _render_task(request, task, membership, *, errors=None, values=None, status=200):
+    payload = task_selectors.task_payload(task)
+    conversation = payload["conversation"]
+    context = {
+        "task": task,
+        "project": membership.project,
+        "membership": membership,
+        "conversation": conversation,
+        # The turn the task is about (a label or review's message), shown apart from the rest.
+        "context_turns": conversation[:-1] if task.kind in (TaskKind.LABEL, TaskKind.REVIEW) else conversation,
+        "target": conversation[-1] if conversation else None,
+        "candidates": payload["candidates"],
+        "kind_label": TaskKind(task.kind).label,
+        "work_kind": _work_kind(request, task.project_id),
+        # A fresh idempotency key per page: a double click or a resent form writes once.
+        "submit_key": uuid.uuid4().hex,
+        "errors": errors or {},
+        "values": values or {},
+        "checked_flags": values.getlist("flags") if values else [],
+        "flags": Flag.choices,
+        "flag_keys": FLAG_KEYS,
+        "qualities": QUALITIES,
+        "drafts_done": _drafts_done(request),
+    }
+    return render(request, f"annotate/task_{task.kind}.html", context, status=status)
+
+
+FLAG_KEYS = {"toxic": "t", "personal_data": "p", "spam": "m", "off_task": "o"}
+QUALITIES = [(5, "Excellent"), (4, "Good"), (3, "Acceptable"), (2, "Poor"), (1, "Unusable")]
+
+
+def _render_closed(request, task, membership, *, text="", status=200):
+    return render(
+        request,
+        "annotate/task_closed.html",
+        {
+            "task": task,
+            "project": membership.project,
+            "membership": membership,
+            "kind_label": TaskKind(task.kind).label,
+            "expired": task.state == TaskState.EXPIRED or task.is_expired(),
+            "work_kind": _work_kind(request, task.project_id),
+            "text": text,
+            "drafts_done": _drafts_done(request),
+        },
+        status=status,
+    )
+
+
+def _submitted_payload(kind: str, post) -> dict:
+    """Turn the task form into what judgements.task_submit takes for the kind."""
+    if kind in (TaskKind.PROMPT, TaskKind.DEMONSTRATION):
+        return {"text": post.get("text", "")}
+    if kind == TaskKind.RANKING:
+        if post.get("all_bad"):
+            return {"all_bad": True}
+        raw = post.get("tiers", "").strip()
+        if not raw:
+            raise ValidationError({"tiers": "place every reply in your ranking first (or mark them all bad)"})
+        try:
+            return {"tiers": json.loads(raw)}
+        except json.JSONDecodeError:
+            raise ValidationError({"tiers": "the ranking could not be read; reload the page and try again"}) from None
+    if kind == TaskKind.COMPARE:
+        if not post.get("choice"):
+            raise ValidationError({"choice": "choose A, B, a tie or both bad"})
+        return {"choice": post.get("choice")}
+    if kind == TaskKind.LABEL:
+        quality = post.get("quality") or None
+        return {"quality": quality, "flags": post.getlist("flags")}
+    if kind == TaskKind.REVIEW:
+        decision = post.get("decision")
+        if decision not in ("accept", "reject"):
+            raise ValidationError({"decision": "accept or reject the reply"})
+        return {"accepted": decision == "accept", "comment": post.get("comment", "")}
+    raise ValidationError({"kind": f"unknown task kind {kind}"})
+
+
+@login_required
+@require_POST
+def task_submit(request, task_id):
+    task, membership = work_selectors.task_for_annotator(user=request.user, task_id=task_id)
+    # Time on task: from the lease to this submit, as the server saw it.
+    spent = int((timezone.now() - task.created_at).total_seconds() * 1000)
+    try:
+        payload = _submitted_payload(task.kind, request.POST)
+        judgements.task_submit(
+            task_id=task.id,
+            annotator=request.user,
+            submit_key=request.POST.get("submit_key", ""),
+            payload=payload,
+            time_spent_ms=max(0, min(spent, judgements.MAX_TIME_SPENT_MS)),
+        )
+    except NotYours:
+        raise Http404("no such task") from None
+    except Conflict as error:
+        task.refresh_from_db()
+        messages.warning(request, _error_text(error).capitalize() + ".")
+        return _render_closed(request, task, membership, text=request.POST.get("text", ""), status=409)
+    except ValidationError as error:
+        return _render_task(request, task, membership, errors=_errors(error), values=request.POST, status=400)
+    _remember_done(request, task.id)
+    return _next_task(request, membership)
+
+
+@login_required
+@require_POST
+def task_skip(request, task_id):
+    task, membership = work_selectors.task_for_annotator(user=request.user, task_id=task_id)
+    try:
+        queue.task_skip(task=task, annotator=request.user)
+    except Conflict as error:
+        messages.warning(request, _error_text(error).capitalize() + ".")
+    else:
+        messages.info(request, "Skipped. You will not get that one again.")
+    _remember_done(request, task.id)
+    return _next_task(request, membership)
+
+
+@login_required
+def history_page(request, project_id):
+    membership = account_selectors.membership_for(user=request.user, project_id=project_id)
+    page, entries = history_selectors.history_page(
+        project=membership.project, annotator=request.user, page_number=request.GET.get("page")
+    )
+    return render(
+        request,
+        "annotate/history.html",
+        {"project": membership.project, "membership": membership, "page": page, "entries": entries},
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Admin pages
+
+
+def _admin_project(request, project_id):
+    return account_selectors.membership_with_role(user=request.user, project_id=project_id, role=Role.ADMIN)
+
+
+@login_required
+def admin_settings(request, project_id):
+    membership = _admin_project(request, project_id)
+    project = membership.project
+    settings_form = forms.SettingsForm(initial=forms.SettingsForm.initial_from(project.settings))
+    guidelines_form = forms.GuidelinesForm(initial={"guidelines": project.guidelines})
+    status = 200
+    if request.method == "POST" and request.POST.get("form") == "settings":
+        settings_form = forms.SettingsForm(request.POST)
+        if settings_form.is_valid():
+            try:
+                account_services.project_settings_update(project=project, **settings_form.changes())
+            except ValidationError as error:
+                settings_form.add_error(None, _error_text(error))
+            else:
+                messages.success(request, "Queue settings saved. Items already made keep their K and overlap.")
+                return redirect("annotate:admin-settings", project_id=project.id)
+        status = 400
+    elif request.method == "POST" and request.POST.get("form") == "guidelines":
+        guidelines_form = forms.GuidelinesForm(request.POST)
+        if guidelines_form.is_valid():
+            before = project.guideline_version
+            project = account_services.project_update_guidelines(
+                project=project, guidelines=guidelines_form.cleaned_data["guidelines"]
+            )
+            if project.guideline_version != before:
+                messages.success(request, f"Guidelines saved as version {project.guideline_version}.")
+            else:
+                messages.info(request, "The guidelines did not change.")
+            return redirect("annotate:admin-settings", project_id=project.id)
+        status = 400
+    elif request.method == "POST":
+        return HttpResponse("unknown form", status=400)
+    return render(
+        request,
+        "annotate/admin_settings.html",
+        {"project": project, "membership": membership, "settings_form": settings_form, "guidelines_form": guidelines_form},
+        status=status,
+    )
+
+
+@login_required
+def admin_members(request, project_id):
+    membership = _admin_project(request, project_id)
+    project = membership.project
+    invite_form = forms.InviteForm()
+    status = 200
+    if request.method == "POST":
+        action = request.POST.get("action")
+        try:
+            if action == "invite":
+                invite_form = forms.InviteForm(request.POST)
+                if not invite_form.is_valid():
+                    raise ValidationError("check the invite's fields")
+                invite = account_services.invite_create(project=project, created_by=request.user, **invite_form.cleaned_data)
+                link = request.build_absolute_uri(reverse("annotate:invite", args=[invite.token]))
+                messages.success(request, f"Invite link for a new {invite.get_role_display().lower()}: {link}")
+            elif action in ("role", "remove"):
+                member = get_object_or_404(account_selectors.members_of(project=project), user_id=_int(request.POST.get("user_id")))
+                if action == "role":
+                    account_services.membership_set(project=project, user=member.user, role=request.POST.get("role", ""))
+                    messages.success(request, f"{member.user.username} is now {request.POST['role']}.")
+                else:
+                    account_services.membership_remove(project=project, user=member.user)
+                    messages.success(request, f"{member.user.username} was removed from the project; their work stays.")
+            elif action == "revoke":
+                invite = get_object_or_404(Invite, pk=_int(request.POST.get("invite_id")), project=project)
+                account_services.invite_revoke(invite=invite)
+                messages.success(request, "Invite revoked.")
+            else:
+                raise ValidationError("unknown action")
+        except ValidationError as error:
+            messages.error(request, _error_text(error).capitalize() + ".")
+            status = 400
+        else:
+            return redirect("annotate:admin-members", project_id=project.id)
+    return render(
+        request,
+        "annotate/admin_members.html",
+        {
+            "project": project,
+            "membership": membership,
+            "members": account_selectors.members_of(project=project),
+            "invites": account_selectors.invites_open(project=project),
+            "invite_form": invite_form,
+            "roles": Role.choices,
+        },
+        status=status,
+    )
+
+
+@login_required
+def admin_progress(request, project_id):
+    """Progress (admins) and agreement (reviewers too), with plots drawn from the figures."""
+    membership = account_selectors.membership_with_role(user=request.user, project_id=project_id, role=Role.REVIEWER)
+    project = membership.project
+    is_admin = membership.has_role(Role.ADMIN)
+    agreement = stat_selectors.project_agreement(project=project)
+    names = dict(account_selectors.members_of(project=project).values_list("user_id", "user__username"))
+    taus = sorted(
+        (
+            {"username": names.get(annotator_id, f"#{annotator_id}"), **figures}
+            for annotator_id, figures in agreement["annotators"].items()
+        ),
+        key=lambda row: -row["mean_tau"],
+    )
+    context = {
+        "project": project,
+        "membership": membership,
+        "is_admin": is_admin,
+        "agreement": agreement,
+        "taus": taus,
+    }
+    if is_admin:
+        context["items"] = progress_selectors.items_per_state(project=project)
+        context["item_states"] = progress_selectors.ITEM_STATES
+        context["throughput"] = stat_selectors.annotator_throughput(project=project)
+        context["counts"] = stat_selectors.project_counts(project=project)
+    return render(request, "annotate/admin_progress.html", context)
+
+
+PLOTS = {"items": Role.ADMIN, "throughput": Role.ADMIN, "agreement": Role.REVIEWER}
+
+
+@login_required
+def admin_plot(request, project_id, name):
+    """One plot of the progress page as SVG. Shown through <img>, so nothing in it can run."""
+    if name not in PLOTS:
+        raise Http404("no such plot")
+    project = account_selectors.project_for_member(user=request.user, project_id=project_id, role=PLOTS[name])
+    if name == "items":
+        svg = plots.items_svg(progress_selectors.items_per_state(project=project), progress_selectors.ITEM_STATES)
+    elif name == "throughput":
+        svg = plots.throughput_svg(progress_selectors.submitted_per_day(project=project))
+    else:
+        agreement = stat_selectors.project_agreement(project=project)
+        names = dict(account_selectors.members_of(project=project).values_list("user_id", "user__username"))
+        taus = sorted(
+            ((names.get(user_id, f"#{user_id}"), figures["mean_tau"]) for user_id, figures in agreement["annotators"].items()),
+            key=lambda pair: -pair[1],
+        )
+        w_values = [w for w in agreement["kendall_w_per_set"].values() if w is not None]
+        svg = plots.agreement_svg(w_values, taus)
+    response = HttpResponse(svg, content_type="image/svg+xml")
+    response["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'"
+    response["Cache-Control"] = "private, max-age=30"
+    return response
+
+
+@login_required
+def admin_imports(request, project_id):
+    """Upload a file through the same import service as the API and `manage.py import_data`."""
+    membership = _admin_project(request, project_id)
+    project = membership.project
+    form = forms.ImportForm()
+    refused = None
+    status = 200
+    if request.method == "POST":
+        form = forms.ImportForm(request.POST, request.FILES)
+        if form.is_valid():
+            upload = form.cleaned_data["file"]
+            try:
+                batch = import_run(
+                    project=project, format=form.cleaned_data["format"], stream=upload.file,
+                    filename=upload.name, by=request.user,
+                )
+            except ImportRefused as error:
+                refused = {"line": error.line, "reason": error.reason, "filename": upload.name}
+                status = 400
+            else:
+                counts = ", ".join(f"{n} {what.replace('_', ' ')}" for what, n in batch.counts.items() if n)
+                messages.success(request, f"Imported {upload.name}: {counts}.")
+                return redirect("annotate:admin-imports", project_id=project.id)
+        else:
+            status = 400
+    return render(
+        request,
+        "annotate/admin_imports.html",
+        {
+            "project": project,
+            "membership": membership,
+            "form": form,
+            "refused": refused,
+            "imports": progress_selectors.imports_of(project=project),
+            "format_help": forms.FORMAT_HELP,
+        },
+        status=status,
+    )
+
+
+@login_required
+def admin_excluded(request, project_id):
+    """Flagged and rejected messages: left out of every export until an admin clears them."""
+    membership = _admin_project(request, project_id)
+    project = membership.project
+    if request.method == "POST":
+        message = get_object_or_404(Message, pk=request.POST.get("message_id"), project=project)
+        tree.message_clear(message=message)
+        messages.success(request, f"Message {message.id} cleared: it counts in exports again.")
+        return redirect("annotate:admin-excluded", project_id=project.id)
+    return render(
+        request,
+        "annotate/admin_excluded.html",
+        {"project": project, "membership": membership, "excluded": progress_selectors.excluded_messages(project=project)},
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Invites
 
 
 def invite_page(request, token):
@@ -40,7 +527,7 @@ def invite_page(request, token):
                 )
                 login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         except ValidationError as error:
-            errors = error.message_dict if hasattr(error, "message_dict") else {"__all__": error.messages}
+            errors = _errors(error)
         else:
             messages.success(request, f"You joined {invite.project.name}.")
             return redirect("annotate:project", project_id=invite.project_id)
@@ -50,3 +537,4 @@ def invite_page(request, token):
         {"invite": invite, "problem": problem, "errors": errors, "values": request.POST},
         status=400 if errors else 200,
     )
+

@@ -3,6 +3,7 @@
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import Http404
+from django.utils import timezone
 
 from annotate.models import ROLE_RANK, Invite, Membership, Project, ProjectSettings, Role, plausible_invite_token
 from annotate.rows import columns, fetch_one
@@ -36,10 +37,15 @@ def project_for_member(*, user, project_id, role: str = Role.ANNOTATOR) -> Proje
     Non-members get 404 (they may not learn the project exists); members whose role is too
     low get 403 naming the role they need.
     """
+    return membership_with_role(user=user, project_id=project_id, role=role).project
+
+
+def membership_with_role(*, user, project_id, role: str) -> Membership:
+    """Return the user's membership if its role is at least `role` (404 outsiders, 403 too low)."""
     membership = membership_for(user=user, project_id=project_id)
     if ROLE_RANK[membership.role] < ROLE_RANK[role]:
         raise PermissionDenied(f"this needs the {role} role in the project; you are {membership.role}")
-    return membership.project
+    return membership
 
 
 MEMBERSHIP_FOR_TASK = f"""
@@ -69,6 +75,13 @@ def membership_for_task(*, user, task_id) -> Membership:
 
 def members_of(*, project) -> QuerySet[Membership]:
     return Membership.objects.filter(project=project).select_related("user").order_by("user__username")
+
+
+def invites_open(*, project) -> QuerySet[Invite]:
+    """Return the project's invites that can still be used, newest first."""
+    return Invite.objects.filter(
+        project=project, accepted_at__isnull=True, revoked_at__isnull=True, expires_at__gt=timezone.now()
+    ).order_by("-created_at")
 
 
 def invite_by_token(*, token: str) -> Invite:

@@ -19,4 +19,5 @@ urlpatterns = [
     path("api/", include("annotate.api_urls")),
     path("api/", include("training.api_urls")),
     path("", include("annotate.urls")),
+    path("", include("training.urls")),
 ]

@@ -1,0 +1,164 @@
+// Keyboard shortcuts, the shortcut help and drafts for task pages. Our own, no dependencies.
+//
+// The task form (#task-form) posts as a plain form; this file only makes it faster to use:
+// - `?` shows the help, `S` skips, Enter submits (Ctrl+Enter inside a text box), Esc leaves a
+//   text box; any input with data-keys="a 1" is clicked by those keys.
+// - Every change is saved as a draft in localStorage, keyed by task, and put back after a
+//   reload or a lost connection. A draft is deleted only when the server has confirmed the
+//   submit (it lists such tasks in <body data-drafts-done>).
+(function () {
+  "use strict";
+
+  var DRAFT_PREFIX = "draft:task:";
+  var DRAFT_DAYS = 7;
+  var NOT_SAVED = { csrfmiddlewaretoken: true, submit_key: true };
+
+  function storage() {
+    try { return window.localStorage; } catch (error) { return null; }  // blocked by the browser
+  }
+
+  function forgetDrafts() {
+    var store = storage();
+    if (!store) return;
+    var done = (document.body.dataset.draftsDone || "").split(",").filter(Boolean);
+    done.forEach(function (id) { store.removeItem(DRAFT_PREFIX + id); });
+    var oldest = Date.now() - DRAFT_DAYS * 24 * 3600 * 1000;
+    for (var i = store.length - 1; i >= 0; i--) {
+      var key = store.key(i);
+      if (key && key.indexOf(DRAFT_PREFIX) === 0) {
+        try {
+          if ((JSON.parse(store.getItem(key)).saved || 0) < oldest) store.removeItem(key);
+        } catch (error) { store.removeItem(key); }
+      }
+    }
+  }
+
+  function formState(form) {
+    var fields = {};
+    Array.prototype.forEach.call(form.elements, function (element) {
+      if (!element.name || NOT_SAVED[element.name] || element.disabled) return;
+      if (element.type === "checkbox" || element.type === "radio") {
+        if (!fields[element.name]) fields[element.name] = [];
+        if (element.checked) fields[element.name].push(element.value);
+      } else if (element.tagName === "TEXTAREA" || element.tagName === "SELECT" || element.type === "text" || element.type === "hidden") {
+        fields[element.name] = element.value;
+      }
+    });
+    return fields;
+  }
+
+  function restoreState(form, fields) {
+    Array.prototype.forEach.call(form.elements, function (element) {
+      if (!element.name || NOT_SAVED[element.name] || !(element.name in fields)) return;
+      var value = fields[element.name];
+      if (element.type === "checkbox" || element.type === "radio") {
+        element.checked = Array.isArray(value) && value.indexOf(element.value) !== -1;
+      } else if (typeof value === "string") {
+        element.value = value;
+      }
+    });
+  }
+
+  function setUpDrafts(form) {
+    var store = storage();
+    var status = form.querySelector(".draft-state");
+    var key = DRAFT_PREFIX + form.dataset.task;
+    if (!store) return;
+    var saved = store.getItem(key);
+    if (saved) {
+      try {
+        restoreState(form, JSON.parse(saved).fields || {});
+        if (status) status.textContent = "Draft restored from this browser.";
+      } catch (error) { store.removeItem(key); }
+    }
+    function save() {
+      try {
+        store.setItem(key, JSON.stringify({ saved: Date.now(), fields: formState(form) }));
+        if (status) status.textContent = "Draft saved in this browser.";
+      } catch (error) {
+        if (status) status.textContent = "Could not save a draft (browser storage is full or off).";
+      }
+    }
+    form.addEventListener("input", save);
+    form.addEventListener("change", save);
+    form.addEventListener("draft", save);  // widgets that change hidden inputs say so
+  }
+
+  function typing(element) {
+    if (!element) return false;
+    var tag = element.tagName;
+    if (tag === "TEXTAREA" || tag === "SELECT" || element.isContentEditable) return true;
+    return tag === "INPUT" && ["text", "email", "password", "number", "search", "url", "datetime-local"].indexOf(element.type) !== -1;
+  }
+
+  function submit(form) {
+    if (form.classList.contains("sending")) return;
+    if (form.requestSubmit) form.requestSubmit(); else form.submit();
+  }
+
+  function setUpTaskKeys(form) {
+    var help = document.getElementById("help");
+    var skip = document.getElementById("skip-form");
+    var byKey = {};
+    form.querySelectorAll("[data-keys]").forEach(function (input) {
+      input.dataset.keys.split(" ").forEach(function (key) { byKey[key.toLowerCase()] = input; });
+    });
+
+    document.querySelectorAll("[data-help-open]").forEach(function (button) {
+      button.addEventListener("click", function () { help.showModal(); });
+    });
+
+    form.addEventListener("submit", function (event) {
+      if (event.defaultPrevented) return;
+      // Show that it is on its way; the idempotency key makes a second click harmless anyway.
+      form.classList.add("sending");
+      setTimeout(function () {
+        form.querySelectorAll("button[type=submit]").forEach(function (button) { button.disabled = true; });
+      }, 0);
+    });
+
+    document.addEventListener("keydown", function (event) {
+      if (event.defaultPrevented || event.isComposing) return;
+      var target = event.target;
+      var key = event.key;
+      if (help && help.open) {
+        if (key === "?") { help.close(); event.preventDefault(); }
+        return;  // Esc closes the dialog by itself
+      }
+      if (key === "Enter" && (event.ctrlKey || event.metaKey)) {
+        event.preventDefault();
+        submit(form);
+        return;
+      }
+      if (typing(target)) {
+        if (key === "Escape") target.blur();
+        return;
+      }
+      if (event.ctrlKey || event.metaKey || event.altKey) return;
+      if (key === "?") {
+        event.preventDefault();
+        help.showModal();
+      } else if (key === "Enter") {
+        // Enter on a focused button or link does what that button or link does.
+        if (target.closest && target.closest("button, a, summary")) return;
+        event.preventDefault();
+        submit(form);
+      } else if ((key === "s" || key === "S") && skip) {
+        event.preventDefault();
+        submit(skip);
+      } else if (byKey[key.toLowerCase()]) {
+        var input = byKey[key.toLowerCase()];
+        event.preventDefault();
+        input.click();
+        if (input.dataset.focus && input.checked) document.getElementById(input.dataset.focus).focus();
+      }
+    });
+  }
+
+  forgetDrafts();
+  var form = document.getElementById("task-form");
+  if (form) {
+    setUpDrafts(form);
+    setUpTaskKeys(form);
+  }
+})();
