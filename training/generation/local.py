@@ -1,0 +1,285 @@
+"""Replies from a model directory on this machine, with transformers' `generate`.
+
+Prompts go through the tokenizer's chat template (add_generation_prompt=True), are left-padded and
+generated many at a time, and only the new tokens are decoded, up to the first EOS. On a GPU the
+model runs in bf16 with a static KV cache, which lets `generate` compile the decoding step, in
+batches of 256 rows; on a CPU in float32 with the dynamic cache, in batches of 32.
+
+    backend = TransformersBackend("/store/models/sft-3")
+    replies = backend.generate([[{"role": "user", "content": "Hi"}]], n=4, settings=SamplingSettings(seed=7))
+"""
+
+import collections
+import copy
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import (AutoModelForCausalLM, AutoTokenizer, GenerationConfig, StoppingCriteria,
+                          StoppingCriteriaList, TextIteratorStreamer)
+
+from .base import GenerationError, SamplingSettings, check_conversations
+
+AUTO = "auto"
+# Rows per generate() call. A CPU stops gaining from bigger batches long before a GPU does.
+DEFAULT_BATCH_SIZE = {"cpu": 32, "cuda": 256}
+# On a GPU, prompts are padded to a multiple of this many tokens and batches to a power of two, so
+# that the compiled decoding step sees few distinct shapes (each new shape compiles again).
+CUDA_PAD_MULTIPLE = 64
+# Models kept loaded per process; the least recently used one beyond this is dropped.
+MAX_LOADED = 4
+
+
+@dataclass
+class LoadedModel:
+    """A model and tokenizer loaded once per process, and the lock its generate calls take.
+
+    One generate call at a time per model: concurrent calls would only contend for the same cores
+    (or GPU), the static cache is not safe to share, and a seeded call reseeds torch's process-wide
+    random generator, which another call running in between would disturb.
+    """
+
+    model: object
+    tokenizer: object
+    device: str
+    dtype: torch.dtype
+    context: int | None
+    lock: threading.Lock
+
+
+_loaded: "collections.OrderedDict[tuple, LoadedModel]" = collections.OrderedDict()
+_loaded_lock = threading.Lock()
+
+
+def resolve_device(device: str) -> str:
+    if device == AUTO:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def resolve_dtype(dtype: str | torch.dtype, device: str) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype == AUTO:
+        if device.startswith("cuda") and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    try:
+        return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+    except KeyError:
+        raise ValueError(f"dtype must be auto, float32, bfloat16 or float16, not {dtype!r}") from None
+
+
+def model_load(model_dir: str | Path, *, device: str = AUTO, dtype: str | torch.dtype = AUTO) -> LoadedModel:
+    """Return the model in `model_dir` on `device`, loading it only the first time in this process.
+
+    A directory saved again (its config.json rewritten) is loaded afresh.
+    """
+    path = Path(model_dir).resolve()
+    if not (path / "config.json").is_file():
+        raise GenerationError(f"{model_dir} is not a model directory (no config.json)")
+    device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, device)
+    key = (str(path), device, str(torch_dtype), (path / "config.json").stat().st_mtime_ns)
+    with _loaded_lock:
+        if key in _loaded:
+            _loaded.move_to_end(key)
+            return _loaded[key]
+        try:
+            # local_files_only: a model is a directory on disk; nothing is ever fetched from a hub.
+            tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+            model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=torch_dtype,
+                                                         attn_implementation="sdpa")
+        except (OSError, ValueError, KeyError) as exc:
+            raise GenerationError(f"cannot load a causal language model from {model_dir}: {exc}") from exc
+        if not tokenizer.chat_template:
+            raise GenerationError(f"the tokenizer in {model_dir} has no chat template")
+        if tokenizer.eos_token_id is None:
+            raise GenerationError(f"the tokenizer in {model_dir} has no EOS token, so replies would never end")
+        model.to(device).eval()
+        context = getattr(model.config, "max_position_embeddings", None)
+        loaded = LoadedModel(model=model, tokenizer=tokenizer, device=device, dtype=torch_dtype, context=context,
+                             lock=threading.Lock())
+        _loaded[key] = loaded
+        while len(_loaded) > MAX_LOADED:
+            _loaded.popitem(last=False)
+        return loaded
+
+
+class _StopWhenSet(StoppingCriteria):
+    """Stop every row once `event` is set: the reader of a stream went away."""
+
+    def __init__(self, event: threading.Event):
+        self.event = event
+
+    def __call__(self, input_ids, scores, **kwargs):
+        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
+
+
+class TransformersBackend:
+    """Generate with transformers on this machine's CPU or GPU.
+
+    Options:
+      device: "auto" (cuda when available), "cpu", "cuda", "cuda:1", ...
+      batch_size: rows (prompt x sample) per generate call; default 32 on CPU, 256 on GPU.
+      dtype: "auto" (bfloat16 on a GPU that has it, else float32), "float32", "bfloat16", "float16".
+      compile: "auto" (on for CUDA) uses a static KV cache, with which `generate` compiles the
+        decoding step; True or False to force. Streaming always uses the dynamic cache: one short
+        request should not wait for a compilation.
+      min_new_tokens: force every reply to at least this many tokens (benchmarks; 0 otherwise).
+    """
+
+    name = "transformers"
+
+    def __init__(self, model_dir: str | Path, *, device: str = AUTO, batch_size: int | None = None,
+                 dtype: str | torch.dtype = AUTO, compile: bool | str = AUTO, min_new_tokens: int = 0):
+        self.model_dir = str(model_dir)
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        cuda = self.device.startswith("cuda")
+        self.batch_size = batch_size or DEFAULT_BATCH_SIZE["cuda" if cuda else "cpu"]
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, not {batch_size!r}")
+        self.compile = cuda if compile == AUTO else bool(compile)
+        self.min_new_tokens = min_new_tokens
+
+    def describe(self) -> dict:
+        return {"backend": self.name, "model": self.model_dir, "device": self.device,
+                "dtype": str(self.dtype).removeprefix("torch."), "batch_size": self.batch_size}
+
+    def load(self) -> LoadedModel:
+        """Load the model now (generate and stream otherwise load it on first use)."""
+        return model_load(self.model_dir, device=self.device, dtype=self.dtype)
+
+    def generate(self, conversations: list[list[dict]], *, n: int, settings: SamplingSettings) -> list[list[str]]:
+        """Return `n` replies per conversation; deterministic for a seed, given the same batch_size."""
+        check_conversations(conversations, n=n)
+        if not conversations:
+            return []
+        loaded = self.load()
+        prompts = self._prompt_ids(loaded, conversations, settings)
+        # Rows sorted by prompt length waste less on padding; each prompt's n samples are n rows.
+        rows = [(index, sample) for index in sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+                for sample in range(n)]
+        replies: list[list[str | None]] = [[None] * n for _ in conversations]
+        config = self._generation_config(loaded, settings, static_cache=self.compile)
+        with loaded.lock:
+            if settings.seed is not None:
+                torch.manual_seed(settings.seed)
+            for start in range(0, len(rows), self.batch_size):
+                chunk = rows[start:start + self.batch_size]
+                texts = self._generate_rows(loaded, [prompts[index] for index, _ in chunk], config)
+                for (index, sample), text in zip(chunk, texts):
+                    replies[index][sample] = text
+        return replies
+
+    def stream(self, conversation: list[dict], *, settings: SamplingSettings) -> Iterator[str]:
+        """Yield the reply in chunks as it is generated (words: the streamer flushes at spaces)."""
+        check_conversations([conversation], n=1)
+        loaded = self.load()
+        prompt = self._prompt_ids(loaded, [conversation], settings)[0]
+        config = self._generation_config(loaded, settings, static_cache=False)
+        streamer = TextIteratorStreamer(loaded.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        stop = threading.Event()
+        failures = []
+
+        def run():
+            try:
+                with loaded.lock:
+                    if settings.seed is not None:
+                        torch.manual_seed(settings.seed)
+                    input_ids, attention_mask = self._batch(loaded, [prompt], pad_multiple=1)
+                    with torch.inference_mode():
+                        loaded.model.generate(input_ids=input_ids, attention_mask=attention_mask,
+                                              generation_config=config, streamer=streamer,
+                                              stopping_criteria=StoppingCriteriaList([_StopWhenSet(stop)]))
+            except BaseException as exc:  # handed to the reader, which would otherwise wait forever
+                failures.append(exc)
+                streamer.end()
+
+        thread = threading.Thread(target=run, name=f"generate-stream {self.model_dir}", daemon=True)
+        thread.start()
+        try:
+            for chunk in streamer:
+                if chunk:
+                    yield chunk
+        finally:
+            stop.set()
+            thread.join()
+        if failures:
+            raise GenerationError(f"generation with {self.model_dir} failed: {failures[0]}") from failures[0]
+
+    def _prompt_ids(self, loaded: LoadedModel, conversations, settings: SamplingSettings) -> list[list[int]]:
+        """Return each conversation's prompt tokens, cut from the left to leave room for the reply."""
+        tokenizer = loaded.tokenizer
+        room = None
+        if loaded.context:
+            room = loaded.context - settings.max_new_tokens
+            if room < 1:
+                raise ValueError(f"max_new_tokens {settings.max_new_tokens} leaves no room for a prompt in the "
+                                 f"{loaded.context}-token context of {self.model_dir}")
+        prompts = []
+        for conversation in conversations:
+            messages = [{"role": m["role"], "content": m["content"]} for m in conversation]
+            text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+            ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+            # The oldest turns go first: the end of a conversation is what the reply answers.
+            prompts.append(ids[-room:] if room else ids)
+        return prompts
+
+    def _generation_config(self, loaded: LoadedModel, settings: SamplingSettings, *,
+                           static_cache: bool) -> GenerationConfig:
+        tokenizer = loaded.tokenizer
+        config = copy.deepcopy(loaded.model.generation_config)
+        config.max_new_tokens = settings.max_new_tokens
+        config.max_length = None
+        config.min_new_tokens = min(self.min_new_tokens, settings.max_new_tokens) or None
+        config.eos_token_id = tokenizer.eos_token_id
+        config.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        config.num_beams = 1
+        config.do_sample = not settings.greedy
+        if config.do_sample:
+            config.temperature = float(settings.temperature)
+            config.top_p = float(settings.top_p)
+            config.top_k = 0  # transformers would otherwise apply top_k=50, which the recorded settings do not say
+        else:
+            config.temperature = config.top_p = config.top_k = None
+        config.cache_implementation = "static" if static_cache else None
+        return config
+
+    def _batch(self, loaded: LoadedModel, prompts: list[list[int]], *, pad_multiple: int):
+        """Return left-padded input ids and attention mask on the model's device."""
+        width = max(len(p) for p in prompts)
+        width = -(-width // pad_multiple) * pad_multiple
+        pad = loaded.tokenizer.pad_token_id if loaded.tokenizer.pad_token_id is not None else loaded.tokenizer.eos_token_id
+        input_ids = torch.full((len(prompts), width), pad, dtype=torch.long)
+        attention_mask = torch.zeros((len(prompts), width), dtype=torch.long)
+        for row, prompt in enumerate(prompts):
+            input_ids[row, width - len(prompt):] = torch.tensor(prompt, dtype=torch.long)
+            attention_mask[row, width - len(prompt):] = 1
+        return input_ids.to(loaded.device), attention_mask.to(loaded.device)
+
+    def _generate_rows(self, loaded: LoadedModel, prompts: list[list[int]], config: GenerationConfig) -> list[str]:
+        rows = len(prompts)
+        pad_multiple = 1
+        if self.compile:
+            # Few shapes for the compiled step: prompt widths in steps of 64, batches in powers of two
+            # up to batch_size (filled with copies of the last prompt, whose replies are dropped).
+            pad_multiple = CUDA_PAD_MULTIPLE
+            size = min(self.batch_size, 1 << (rows - 1).bit_length())
+            prompts = prompts + [prompts[-1]] * (size - rows)
+            if loaded.context:
+                pad_multiple = min(pad_multiple, max(1, loaded.context - config.max_new_tokens))
+        input_ids, attention_mask = self._batch(loaded, prompts, pad_multiple=pad_multiple)
+        if loaded.context and input_ids.shape[1] + config.max_new_tokens > loaded.context:
+            # Padding to a multiple may not push a prompt past the context; pad only to the longest prompt.
+            input_ids, attention_mask = self._batch(loaded, prompts, pad_multiple=1)
+        with torch.inference_mode():
+            output = loaded.model.generate(input_ids=input_ids, attention_mask=attention_mask,
+                                           generation_config=config)
+        new_tokens = output[:rows, input_ids.shape[1]:].tolist()
+        eos = loaded.tokenizer.eos_token_id
+        return [loaded.tokenizer.decode(tokens[:tokens.index(eos)] if eos in tokens else tokens,
+                                        skip_special_tokens=True) for tokens in new_tokens]
