@@ -2,40 +2,49 @@
 
 Explicit schemas: a column whose first rows are all null must not be typed as null and then
 refuse a later value, and a field a row should not have is an error rather than a new column.
+
+pyarrow (and numpy under it) is imported only when a file is converted: every process that
+imports the services (web, workers, a JSONL-only export) would otherwise pay a quarter second.
 """
 
+from functools import cache
 from pathlib import Path
-
-import pyarrow as pa
-import pyarrow.json as pa_json
-import pyarrow.parquet as pq
-
-TURNS = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
-ORIGIN = pa.struct([
-    ("message_id", pa.int64()), ("source", pa.string()), ("at", pa.string()), ("annotator", pa.string()),
-    ("model_version", pa.string()), ("model_name", pa.string()), ("source_user", pa.string()),
-])
-
-SCHEMAS = {
-    "sft": pa.schema([("messages", TURNS), ("provenance", pa.struct([("root_id", pa.int64()), ("reply", ORIGIN)]))]),
-    "preference": pa.schema([
-        ("prompt", TURNS), ("chosen", TURNS), ("rejected", TURNS),
-        ("provenance", pa.struct([
-            ("root_id", pa.int64()), ("candidate_set_id", pa.int64()), ("ranking_id", pa.int64()),
-            ("annotator", pa.string()), ("imported", pa.bool_()), ("guideline_version", pa.int64()),
-            ("at", pa.string()), ("chosen", ORIGIN), ("rejected", ORIGIN),
-        ])),
-    ]),
-    "prompts": pa.schema([("prompt", TURNS), ("provenance", pa.struct([("root_id", pa.int64()), ("message_id", pa.int64())]))]),
-    "pretraining": pa.schema([("text", pa.string())]),
-}
 
 BLOCK_BYTES = 8 << 20
 
 
+@cache
+def schemas() -> dict:
+    import pyarrow as pa
+
+    turns = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
+    origin = pa.struct([
+        ("message_id", pa.int64()), ("source", pa.string()), ("at", pa.string()), ("annotator", pa.string()),
+        ("model_version", pa.string()), ("model_name", pa.string()), ("source_user", pa.string()),
+    ])
+    return {
+        "sft": pa.schema([("messages", turns), ("provenance", pa.struct([("root_id", pa.int64()), ("reply", origin)]))]),
+        "preference": pa.schema([
+            ("prompt", turns), ("chosen", turns), ("rejected", turns),
+            ("provenance", pa.struct([
+                ("root_id", pa.int64()), ("candidate_set_id", pa.int64()), ("ranking_id", pa.int64()),
+                ("annotator", pa.string()), ("imported", pa.bool_()), ("guideline_version", pa.int64()),
+                ("at", pa.string()), ("chosen", origin), ("rejected", origin),
+            ])),
+        ]),
+        "prompts": pa.schema([
+            ("prompt", turns), ("provenance", pa.struct([("root_id", pa.int64()), ("message_id", pa.int64())]))
+        ]),
+        "pretraining": pa.schema([("text", pa.string())]),
+    }
+
+
 def jsonl_to_parquet(source: Path, kind: str) -> Path:
     """Write `source` (.jsonl) as Parquet beside it; memory holds one block at a time."""
-    schema = SCHEMAS[kind]
+    import pyarrow.json as pa_json
+    import pyarrow.parquet as pq
+
+    schema = schemas()[kind]
     target = source.with_suffix(".parquet")
     reader = pa_json.open_json(
         source,
