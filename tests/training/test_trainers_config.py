@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from training.trainers.config import PRESETS, config_problems, stage_config
 from training.trainers.launch import child_command
@@ -151,7 +152,12 @@ def test_child_command_for_one_process_several_cpus_and_gpus():
     assert cpu[-3:] == ["-m", "training.trainers.run", "/s.json"]
     gpus = child_command("/s.json", gpus=4, zero_stage=3)
     config = Path(gpus[gpus.index("--config_file") + 1])
-    assert config.name == "zero3.yaml" and config.exists() and gpus[gpus.index("--num_processes") + 1] == "4"
+    assert config.name == "zero3.yaml" and gpus[gpus.index("--num_processes") + 1] == "4"
+    for stage in (2, 3):  # the accelerate config names a DeepSpeed config that exists, of its ZeRO stage
+        accelerate_config = yaml.safe_load((REPO / f"platform/accelerate/zero{stage}.yaml").read_text())
+        assert accelerate_config["distributed_type"] == "DEEPSPEED"
+        deepspeed = json.loads((REPO / accelerate_config["deepspeed_config"]["deepspeed_config_file"]).read_text())
+        assert deepspeed["zero_optimization"]["stage"] == stage
     assert child_command("/s.json", gpus=1) == [sys.executable, "-m", "training.trainers.run", "/s.json"]
 
 
