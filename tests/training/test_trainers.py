@@ -151,7 +151,8 @@ def base(root, data):
 @pytest.fixture(scope="module")
 def sft(root, data, base):
     """SFT killed by SIGTERM after its first checkpoint, then resumed to the end."""
-    spec = spec_file(root, "sft", "sft", data["sft", "train"], data["sft", "eval"], base_model=str(root / "models/base"),
+    spec = spec_file(root, "sft", "sft", data["sft", "train"], data["sft", "eval"],
+                     base_model=str(root / "models/base"),
                      config={"max_steps": 10, "save_every": 4, "step_delay_s": 0.25})
     checkpoint, dying = kill_after_first_checkpoint(spec)
     first = events(spec)
@@ -300,10 +301,11 @@ def test_base_adopts_a_local_model_and_repairs_its_pad_token_and_chat_template(t
     GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_positions=128, n_embd=32, n_layer=1, n_head=2,
                                bos_token_id=eos, eos_token_id=eos)).save_pretrained(tmp_path / "gpt2-like")
     tokenizer.save_pretrained(tmp_path / "gpt2-like")
-    refused = config_problems("sft", stage_config("sft", "tiny", {}), train_rows=80, model_dir=str(tmp_path / "gpt2-like"))
+    refused = config_problems("sft", stage_config("sft", "tiny", {}), train_rows=80,
+                              model_dir=str(tmp_path / "gpt2-like"))
     assert "the base model's tokenizer has no pad token" in refused
 
-    spec = spec_file(tmp_path, "adopted", "base", data["text", "train"], data["text", "eval"],
+    spec = spec_file(tmp_path, "adopted", "base", None, data["text", "eval"],  # adopting trains on nothing
                      base_model=str(tmp_path / "gpt2-like"), config={"max_length": 64})
     assert run_module.main([str(spec)]) == 0  # in this process: adopting trains nothing
     stream = events(spec)

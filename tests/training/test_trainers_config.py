@@ -163,7 +163,8 @@ def test_child_command_for_one_process_several_cpus_and_gpus():
 
 def test_the_child_names_a_bad_line_before_loading_torch(models, tmp_path):
     train = tmp_path / "sft.jsonl"
-    good = json.dumps({"messages": [{"role": "user", "content": "What is 1 + 1?"}, {"role": "assistant", "content": "2"}]})
+    chat = [{"role": "user", "content": "What is 1 + 1?"}, {"role": "assistant", "content": "2"}]
+    good = json.dumps({"messages": chat})
     train.write_text("\n".join([good] * 5 + ['{"messages": "2"}', good]) + "\n")
     spec = {"stage": "sft", "out_dir": str(tmp_path / "out"), "work_dir": str(tmp_path / "work"),
             "data": {"train": str(train), "eval": None}, "base_model": models["sft"],

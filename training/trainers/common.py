@@ -26,7 +26,7 @@ class Job:
     stage: str
     out_dir: Path
     work_dir: Path
-    train_path: str
+    train_path: str | None
     eval_path: str | None
     config: dict
     progress: Progress
@@ -60,18 +60,17 @@ class Job:
             return self.config["optim"]
         return "adamw_torch_fused" if self.cuda else "adamw_torch"
 
-    @property
-    def model_dtype(self) -> torch.dtype:
-        # Weights stay float32 for training (bf16 is autocast over them); inference-only copies may be bf16.
-        return torch.float32
+    def use_tf32(self) -> None:
+        """Let float32 matmuls use TF32 tensor cores where tf32 is on (CUDA only)."""
+        if self.setting("tf32"):
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
 
 
 def training_arguments(job: Job, cls, **extra):
     """Build a TRL config (a TrainingArguments) from the job's config, for the HF-Trainer stages."""
     c = job.config
-    if job.setting("tf32"):
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+    job.use_tf32()
     kwargs = dict(
         output_dir=str(job.checkpoints),
         learning_rate=c["learning_rate"],

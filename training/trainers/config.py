@@ -222,7 +222,8 @@ def config_problems(stage: str, config: dict, *, train_rows: int, eval_rows: int
                 f"batch ({c['per_device_train_batch_size']} per device x {c['gradient_accumulation_steps']} "
                 f"accumulation x {processes} processes = {global_batch}) does not divide by num_mini_batches ({nmb})")
         elif c["whiten_rewards"] and local_batch // nmb < 8:
-            problems.append(f"whiten_rewards needs at least 8 rows per mini-batch and process, not {local_batch // nmb}")
+            problems.append("whiten_rewards needs at least 8 rows per mini-batch and process, "
+                            f"not {local_batch // nmb}")
         if train_rows < global_batch:
             problems.append(f"dataset smaller than one batch: {train_rows} prompts for a batch of {global_batch} "
                             "(TRL's PPO would wait forever for a full batch)")

@@ -127,7 +127,9 @@ def save_weights(trainer, folder: Path, *, value: bool) -> None:
     if not accelerator.is_main_process:
         return
     wrapper = accelerator.unwrap_model(trainer.model)
-    parts = [("policy", wrapper.policy, "policy.")] + ([("value", wrapper.value_model, "value_model.")] if value else [])
+    parts = [("policy", wrapper.policy, "policy.")]
+    if value:
+        parts.append(("value", wrapper.value_model, "value_model."))
     for name, module, prefix in parts:
         module.save_pretrained(folder / name if value else folder,
                                state_dict={k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)})
@@ -160,6 +162,7 @@ def policy_tokenizer(job: Job):
 
 def train(job: Job) -> None:
     c = job.config
+    job.use_tf32()
     bf16 = job.setting("bf16")
     if bf16:
         os.environ["ACCELERATE_MIXED_PRECISION"] = "bf16"  # PPOTrainer's own Accelerator() reads only this

@@ -21,7 +21,7 @@ def train(job: Job) -> None:
     checkpoint = start_work(job, args)
     tokenizer = AutoTokenizer.from_pretrained(job.base_model)
     model = AutoModelForSequenceClassification.from_pretrained(
-        job.base_model, num_labels=1, attn_implementation=c["attn_implementation"], dtype=job.model_dtype)
+        job.base_model, num_labels=1, attn_implementation=c["attn_implementation"])
     model.config.pad_token_id = tokenizer.pad_token_id
     callback = ProgressCallback(job)
     trainer = RewardTrainer(model=model, args=args,

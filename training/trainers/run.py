@@ -12,7 +12,8 @@ The spec (JSON object):
                  a killed or failed run leaves no out_dir. It loads with `from_pretrained` and holds
                  the policy's tokenizer and `platform_training.json` (stage, config, metrics, inputs).
   work_dir       absolute path for checkpoints and scratch; kept across a resume.
-  data           {"train": path, "eval": path or null, "texts_for_tokenizer": [paths] (base only, optional)}
+  data           {"train": path, "eval": path or null, "texts_for_tokenizer": [paths] (base only, optional)};
+                 a base that adopts a model trains nothing, so its "train" may be null.
                  JSONL as the exporters write it: base {"text"}, sft {"messages"}, reward {"prompt",
                  "chosen", "rejected"}, ppo/rloo {"prompt"}; other keys (provenance) are ignored.
   base_model     base: null (build from scratch) or a model directory to adopt; sft: the base model;
@@ -66,7 +67,8 @@ def spec_problems(spec: dict) -> list[str]:
         if not isinstance(spec.get(key), str) or not os.path.isabs(spec[key]):
             problems.append(f"{key} must be an absolute path")
     data = spec.get("data")
-    if not isinstance(data, dict) or not data.get("train"):
+    adopting = spec.get("stage") == "base" and spec.get("base_model")
+    if not isinstance(data, dict) or not (data.get("train") or adopting):
         problems.append("data must name a train file")
     else:
         for key in ("train", "eval"):
@@ -97,13 +99,13 @@ def main(argv: list[str] | None = None) -> int:
             stage, data = spec["stage"], spec["data"]
             config = stage_config(stage, spec.get("preset", "tiny"), spec.get("config") or {})
             problems = config_problems(
-                stage, config, train_rows=count_rows(data["train"]), eval_rows=count_rows(data.get("eval")),
+                stage, config, train_rows=count_rows(data.get("train")), eval_rows=count_rows(data.get("eval")),
                 model_dir=spec.get("base_model"), reward_model_dir=spec.get("reward_model"), processes=world_size(),
             )
         if not problems:
             # Every row is read once before torch loads: a bad line fails the run in a second, by number.
             try:
-                for path in filter(None, (data["train"], data.get("eval"))):
+                for path in filter(None, (data.get("train"), data.get("eval"))):
                     check_rows(stage, path)
             except DataError as error:
                 problems.append(str(error))
@@ -115,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         from .common import Job
 
         job = Job(
-            stage=stage, out_dir=Path(spec["out_dir"]), work_dir=Path(spec["work_dir"]), train_path=data["train"],
+            stage=stage, out_dir=Path(spec["out_dir"]), work_dir=Path(spec["work_dir"]), train_path=data.get("train"),
             eval_path=data.get("eval"), config=config, progress=progress, seed=spec.get("seed", 0),
             resume=bool(spec.get("resume")), base_model=spec.get("base_model"),
             reward_model=spec.get("reward_model"), previous_policy=spec.get("previous_policy"),

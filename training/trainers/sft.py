@@ -16,8 +16,7 @@ def train(job: Job) -> None:
     main = args.process_index == 0
     checkpoint = start_work(job, args)
     tokenizer = AutoTokenizer.from_pretrained(job.base_model)
-    model = AutoModelForCausalLM.from_pretrained(job.base_model, attn_implementation=c["attn_implementation"],
-                                                 dtype=job.model_dtype)
+    model = AutoModelForCausalLM.from_pretrained(job.base_model, attn_implementation=c["attn_implementation"])
     callback = ProgressCallback(job)
     trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(stage_rows("sft", job.train_path)),
                          processing_class=tokenizer, callbacks=[callback])
