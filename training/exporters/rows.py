@@ -151,7 +151,7 @@ class Tree:
         }
 
     def origin_json(self, message: MessageRow) -> str:
-        """`origin_of(message)` as JSON, written directly (json.dumps costs ~6 us a call)."""
+        """`origin_of(message)` as JSON, written directly: a few times cheaper than json.dumps."""
         return (
             f'{{"message_id": {message.id}, "source": {_text(message.source)}, "at": {_text(message.created_at)}, '
             f'"annotator": {_text(self.annotator_of(message))}, "model_version": {_text(message.model_version)}, '
