@@ -19,3 +19,24 @@ urlpatterns = [
     path("runs/<int:run_id>/retry/", apis.RunRetryApi.as_view(), name="api-run-retry"),
     path("projects/<int:project_id>/models/", apis.ModelVersionListApi.as_view(), name="api-model-list"),
 ]
+
+urlpatterns += [
+    path("projects/<int:project_id>/deployments/", apis.DeploymentListApi.as_view(), name="api-deployment-list"),
+    path("projects/<int:project_id>/deployments/create/", apis.DeploymentCreateApi.as_view(), name="api-deployment-create"),
+    path("projects/<int:project_id>/deployments/rollback/", apis.DeploymentRollbackApi.as_view(), name="api-deployment-rollback"),
+    path(
+        "projects/<int:project_id>/deployments/<int:deployment_id>/end/",
+        apis.DeploymentEndApi.as_view(),
+        name="api-deployment-end",
+    ),
+    path("projects/<int:project_id>/generation/", apis.GenerationJobListApi.as_view(), name="api-generation-list"),
+    path("projects/<int:project_id>/generation/create/", apis.GenerationJobCreateApi.as_view(), name="api-generation-create"),
+    path(
+        "projects/<int:project_id>/generation/<int:job_id>/retry/",
+        apis.GenerationJobRetryApi.as_view(),
+        name="api-generation-retry",
+    ),
+    path("projects/<int:project_id>/leaderboard/", apis.LeaderboardApi.as_view(), name="api-leaderboard"),
+    path("projects/<int:project_id>/chat/reply/", apis.ChatReplyApi.as_view(), name="api-chat-reply"),
+    path("projects/<int:project_id>/chat/prompt/", apis.ChatToPromptApi.as_view(), name="api-chat-prompt"),
+]

@@ -183,3 +183,81 @@ class MetricPoint(models.Model):
     class Meta:
         indexes = [models.Index(fields=["stage", "step"])]
         ordering = ["stage", "step", "id"]
+
+
+class Backend(models.TextChoices):
+    TRANSFORMERS = "transformers", "Local transformers"
+    OPENAI = "openai", "OpenAI-compatible server"
+
+
+class Deployment(TimeStamped):
+    """A model version serving a project: the source of its candidate replies and of chat.
+
+    Several active deployments share the K replies of each ranking, so rankings compare versions.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="deployments")
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="deployments")
+    backend = models.CharField(max_length=16, choices=Backend.choices, default=Backend.TRANSFORMERS)
+    url = models.CharField(max_length=500, blank=True, help_text="the OpenAI-compatible server (openai backend)")
+    served_model = models.CharField(max_length=300, blank=True, help_text="the model's name at that server")
+    sampling = models.JSONField(default=dict, help_text="temperature, top_p, max_new_tokens, seed")
+    share = models.PositiveSmallIntegerField(default=1, help_text="weight in each ranking's K replies")
+    is_active = models.BooleanField(default=True)
+    deployed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "model_version"], condition=models.Q(is_active=True), name="deployment_active_once"
+            ),
+        ]
+        ordering = ["project", "-created_at"]
+
+    def __str__(self):
+        return f"{self.model_version} ({self.backend})"
+
+
+class JobStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+
+
+class GenerationKind(models.TextChoices):
+    CANDIDATES = "candidates", "Candidates for ranking"
+    ARENA = "arena", "Arena comparisons"
+
+
+class GenerationJob(TimeStamped):
+    """One batch of generation: replies for prompts that need rankings, or arena pairs."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="generation_jobs")
+    kind = models.CharField(max_length=16, choices=GenerationKind.choices, default=GenerationKind.CANDIDATES)
+    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED)
+    max_prompts = models.PositiveIntegerField(default=100)
+    # Arena: the two versions to compare.
+    versions = models.ManyToManyField(ModelVersion, blank=True, related_name="+")
+    prompts_done = models.PositiveIntegerField(default=0)
+    replies_written = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    retry_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries")
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        ordering = ["project", "-created_at"]
+
+
+class GeneratedReply(models.Model):
+    """Which model version wrote a reply in a conversation tree, with which settings."""
+
+    message = models.OneToOneField("annotate.Message", on_delete=models.CASCADE, related_name="generated")
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="replies")
+    deployment = models.ForeignKey(Deployment, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    job = models.ForeignKey(GenerationJob, null=True, blank=True, on_delete=models.SET_NULL, related_name="replies")
+    sampling = models.JSONField(default=dict)
+    backend = models.JSONField(default=dict)

@@ -96,3 +96,53 @@ def model_comparison(*, project) -> dict[str, dict]:
             {"version": v, "values": [v.metrics.get(name) for name in entry["metrics"]]} for v in entry["versions"]
         ]
     return table
+
+
+def version_votes(*, project) -> list[tuple[str, str, float]]:
+    """Pairwise votes between model versions implied by every ranking and comparison of their replies.
+
+    A reply ranked above another from a different version is a win (1) for it; replies tied in
+    one tier are a tie (0.5); "all bad" says nothing about which is better and gives no vote.
+    """
+    from annotate.models import Ranking
+    from training.models import GeneratedReply
+
+    version_of = {
+        message_id: f"{kind}-v{number}"
+        for message_id, kind, number in GeneratedReply.objects.filter(message__project=project)
+        .values_list("message_id", "model_version__kind", "model_version__version")
+    }
+    votes = []
+    for tiers, all_bad in Ranking.objects.filter(candidate_set__project=project).values_list("tiers", "all_bad"):
+        if all_bad:
+            continue
+        placed = [[version_of.get(m) for m in tier] for tier in tiers]
+        for i, tier in enumerate(placed):
+            for j, a in enumerate(tier):
+                for b in tier[j + 1:]:
+                    if a and b and a != b:
+                        votes.append((a, b, 0.5))
+                for lower in placed[i + 1:]:
+                    for b in lower:
+                        if a and b and a != b:
+                            votes.append((a, b, 1.0))
+    return votes
+
+
+def version_leaderboard(*, project, samples: int = 200) -> list[dict]:
+    from training.leaderboard import leaderboard
+
+    return leaderboard(version_votes(project=project), samples=samples)
+
+
+def deployment_for_chat(*, project, deployment_id: int | None = None):
+    """The active deployment that answers chats: the one asked for, else the newest; 404 if none."""
+    from django.http import Http404
+
+    from training.models import Deployment
+
+    active = Deployment.objects.filter(project=project, is_active=True).select_related("model_version")
+    found = active.filter(pk=deployment_id).first() if deployment_id else active.order_by("-created_at").first()
+    if found is None:
+        raise Http404("no model is deployed to this project" if not deployment_id else "no such active deployment")
+    return found

@@ -42,3 +42,13 @@ def runs_reap_lost(timestamp: int) -> None:
     lost = runs.runs_reap_lost()
     if lost:
         logger.warning("marked training rounds %s failed: worker lost", lost)
+
+
+@app.task(name="training.generation_execute", queue="generation")
+def generation_execute(*, job_id: int) -> str:
+    """Write generated replies (candidates or arena pairs) in a worker; return the job's status."""
+    from training.services import serving
+
+    status = serving.generation_execute(job_id=job_id)
+    logger.info("generation job %s: %s", job_id, status)
+    return status

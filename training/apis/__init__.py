@@ -1,0 +1,5 @@
+"""REST API of training: snapshots, rounds and models, serving. One module per thing."""
+
+from training.apis.runs import *  # noqa: F401,F403
+from training.apis.serving import *  # noqa: F401,F403
+from training.apis.snapshots import *  # noqa: F401,F403

@@ -1,0 +1,190 @@
+"""REST API for serving models back: deployments, generation jobs, the arena leaderboard, chat."""
+
+from django.http import StreamingHttpResponse
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from annotate.apis.accounts import paginated
+from annotate.models import Role
+from annotate.selectors.accounts import project_for_member
+from training import selectors
+from training.models import Backend, Deployment, GenerationJob, GenerationKind, ModelVersion
+from training.services import serving
+
+
+class DeploymentOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    model_version = serializers.CharField(source="model_version.name")
+    model_version_id = serializers.IntegerField()
+    backend = serializers.CharField()
+    url = serializers.CharField()
+    served_model = serializers.CharField()
+    sampling = serializers.DictField()
+    share = serializers.IntegerField()
+    is_active = serializers.BooleanField()
+    created_at = serializers.DateTimeField()
+    ended_at = serializers.DateTimeField(allow_null=True)
+
+
+class DeploymentListApi(APIView):
+    """The project's deployments, newest first, active and ended (admins)."""
+
+    @extend_schema(responses=DeploymentOutputSerializer(many=True))
+    def get(self, request, project_id):
+        project = project_for_member(user=request.user, project_id=project_id, role=Role.ADMIN)
+        deployments = Deployment.objects.filter(project=project).select_related("model_version").order_by("-created_at")
+        return paginated(self, deployments, DeploymentOutputSerializer)
+
+
+class DeploymentCreateApi(APIView):
+    """Deploy a model version: it writes candidate replies and answers chats (admins)."""
+
+    class InputSerializer(serializers.Serializer):
+        model_version_id = serializers.IntegerField()
+        backend = serializers.ChoiceField(choices=Backend.choices, default=Backend.TRANSFORMERS)
+        url = serializers.CharField(required=False, default="", allow_blank=True)
+        served_model = serializers.CharField(required=False, default="", allow_blank=True)
+        sampling = serializers.DictField(required=False, default=dict, help_text="temperature, top_p, max_new_tokens, seed")
+        share = serializers.IntegerField(default=1, min_value=1, max_value=9)
+        replace = serializers.BooleanField(default=False, help_text="end the other deployments")
+
+    @extend_schema(request=InputSerializer, responses={201: DeploymentOutputSerializer})
+    def post(self, request, project_id):
+        project = project_for_member(user=request.user, project_id=project_id, role=Role.ADMIN)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = dict(data.validated_data)
+        version = get_object_or_404(ModelVersion, pk=values.pop("model_version_id"), project=project)
+        deployment = serving.deployment_create(project=project, model_version=version, by=request.user, **values)
+        return Response(DeploymentOutputSerializer(deployment).data, status=status.HTTP_201_CREATED)
+
+
+class DeploymentEndApi(APIView):
+    """Undeploy: the version writes no more replies (admins)."""
+
+    @extend_schema(request=None, responses=DeploymentOutputSerializer)
+    def post(self, request, project_id, deployment_id):
+        project = project_for_member(user=request.user, project_id=project_id, role=Role.ADMIN)
+        deployment = get_object_or_404(Deployment, pk=deployment_id, project=project)
+        return Response(DeploymentOutputSerializer(serving.deployment_end(deployment=deployment)).data)
+
+
+class DeploymentRollbackApi(APIView):
+    """End the newest deployment and deploy again the version deployed before it (admins)."""
+
+    @extend_schema(request=None, responses={201: DeploymentOutputSerializer})
+    def post(self, request, project_id):
+        project = project_for_member(user=request.user, project_id=project_id, role=Role.ADMIN)
+        deployment = serving.deployment_rollback(project=project, by=request.user)
+        return Response(DeploymentOutputSerializer(deployment).data, status=status.HTTP_201_CREATED)
+
+
+class GenerationJobOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    kind = serializers.CharField()
+    status = serializers.CharField()
+    max_prompts = serializers.IntegerField()
+    prompts_done = serializers.IntegerField()
+    replies_written = serializers.IntegerField()
+    error = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField(allow_null=True)
+    retry_of = serializers.IntegerField(source="retry_of_id", allow_null=True)
+
+
+class GenerationJobListApi(APIView):
+    """The project's generation jobs, newest first: status, progress, and why one failed (admins)."""
+
+    @extend_schema(responses=GenerationJobOutputSerializer(many=True))
+    def get(self, request, project_id):
+        project = project_for_member(user=request.user, project_id=project_id, role=Role.ADMIN)
+        return paginated(self, GenerationJob.objects.filter(project=project).order_by("-id"), GenerationJobOutputSerializer)
+
+
+class GenerationJobCreateApi(APIView):
+    """Queue generation: K replies from the deployed versions under prompts that need rankings,
+    or blind arena pairs of two versions (admins)."""
+
+    class InputSerializer(serializers.Serializer):
+        kind = serializers.ChoiceField(choices=GenerationKind.choices, default=GenerationKind.CANDIDATES)
+        max_prompts = serializers.IntegerField(default=100, min_value=1, max_value=100_000)
+        version_ids = serializers.ListField(child=serializers.IntegerField(), required=False, default=list,
+                                            help_text="arena: the two model versions to compare")
+
+    @extend_schema(request=InputSerializer, responses={202: GenerationJobOutputSerializer})
+    def post(self, request, project_id):
+        project = project_for_member(user=request.user, project_id=project_id, role=Role.ADMIN)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        ids = data.validated_data["version_ids"]
+        versions = list(ModelVersion.objects.filter(project=project, pk__in=ids))
+        versions.sort(key=lambda v: ids.index(v.pk))
+        if len(versions) != len(set(ids)):
+            return Response({"version_ids": ["no such model version in this project"]}, status=400)
+        job = serving.generation_enqueue(
+            project=project, by=request.user, kind=data.validated_data["kind"],
+            max_prompts=data.validated_data["max_prompts"], versions=versions,
+        )
+        return Response(GenerationJobOutputSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+
+class GenerationJobRetryApi(APIView):
+    """Queue a failed generation job again (admins)."""
+
+    @extend_schema(request=None, responses={202: GenerationJobOutputSerializer})
+    def post(self, request, project_id, job_id):
+        project = project_for_member(user=request.user, project_id=project_id, role=Role.ADMIN)
+        job = get_object_or_404(GenerationJob, pk=job_id, project=project)
+        return Response(GenerationJobOutputSerializer(serving.generation_retry(job=job, by=request.user)).data,
+                        status=status.HTTP_202_ACCEPTED)
+
+
+class LeaderboardApi(APIView):
+    """Model versions by Bradley-Terry strength from every vote between their replies, with
+    bootstrap 95% intervals (members)."""
+
+    @extend_schema(responses=inline_serializer("Leaderboard", {"versions": serializers.ListField(child=serializers.DictField())}))
+    def get(self, request, project_id):
+        project = project_for_member(user=request.user, project_id=project_id)
+        return Response({"versions": selectors.version_leaderboard(project=project)})
+
+
+class ChatInputSerializer(serializers.Serializer):
+    turns = serializers.ListField(child=serializers.DictField(), help_text="[{role: user|assistant, content}], ending with a user turn")
+    deployment_id = serializers.IntegerField(required=False, help_text="which deployment answers; default the newest")
+
+
+class ChatReplyApi(APIView):
+    """Stream the deployed model's reply to a chat as plain text chunks (members)."""
+
+    @extend_schema(request=ChatInputSerializer, responses={(200, "text/plain"): str})
+    def post(self, request, project_id):
+        project = project_for_member(user=request.user, project_id=project_id)
+        data = ChatInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        deployment = selectors.deployment_for_chat(project=project, deployment_id=data.validated_data.get("deployment_id"))
+        chunks = serving.chat_stream(deployment=deployment, turns=data.validated_data["turns"])
+        response = StreamingHttpResponse(chunks, content_type="text/plain; charset=utf-8")
+        response["X-Model-Version"] = deployment.model_version.name
+        response["Cache-Control"] = "no-store"
+        return response
+
+
+class ChatToPromptApi(APIView):
+    """Turn a chat into a prompt for the queue: its last user turn gets demonstrations and replies (members)."""
+
+    @extend_schema(request=ChatInputSerializer, responses={201: inline_serializer("ChatPrompt", {"message_id": serializers.IntegerField()})})
+    def post(self, request, project_id):
+        project = project_for_member(user=request.user, project_id=project_id)
+        data = ChatInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        turns = data.validated_data["turns"]
+        version = None
+        if any(turn.get("role") == "assistant" for turn in turns):
+            version = selectors.deployment_for_chat(project=project, deployment_id=data.validated_data.get("deployment_id")).model_version
+        message = serving.chat_to_prompt(project=project, user=request.user, turns=turns, model_version=version)
+        return Response({"message_id": message.id}, status=status.HTTP_201_CREATED)
+

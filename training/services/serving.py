@@ -1,0 +1,363 @@
+"""Serving models back: deployments, generation of candidate replies and arena pairs, and chats
+turned into prompts. Replies go into annotate's trees through its services, so the rankings they
+call for appear in annotators' queues like any other work."""
+
+import logging
+import random
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from annotate.errors import Conflict
+from annotate.models import CandidateSet, CandidateSetKind, Message, MessageRole, MessageSource
+from annotate.services import tree
+from training.models import (
+    Backend,
+    Deployment,
+    GeneratedReply,
+    GenerationJob,
+    GenerationKind,
+    JobStatus,
+    ModelKind,
+    ModelVersion,
+)
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_SAMPLING = {"temperature": 0.8, "top_p": 0.95, "max_new_tokens": 64, "seed": 0}
+# Prompts generated for in one call of a backend: big enough to batch well, small enough that a
+# failure loses little and progress shows.
+PROMPTS_PER_BATCH = 32
+# How many times an empty reply is sampled again before its slot is left for the next job.
+EMPTY_RETRIES = 3
+
+
+def sampling_settings(values: dict | None):
+    """Return SamplingSettings from a dict of overrides, or raise ValidationError naming the problem."""
+    from training.generation import SamplingSettings
+
+    unknown = set(values or {}) - set(DEFAULT_SAMPLING)
+    if unknown:
+        raise ValidationError({"sampling": f"unknown sampling settings: {', '.join(sorted(unknown))}"})
+    try:
+        return SamplingSettings(**{**DEFAULT_SAMPLING, **(values or {})})
+    except (TypeError, ValueError) as error:
+        raise ValidationError({"sampling": str(error)}) from None
+
+
+@transaction.atomic
+def deployment_create(
+    *, project, model_version: ModelVersion, by, backend: str = Backend.TRANSFORMERS, url: str = "",
+    served_model: str = "", sampling: dict | None = None, share: int = 1, replace: bool = False,
+) -> Deployment:
+    """Deploy a model version to the project; with `replace`, it becomes the only one deployed."""
+    if model_version.project_id != project.id:
+        raise ValidationError({"model_version": "that model version belongs to another project"})
+    if model_version.kind not in (ModelKind.SFT, ModelKind.POLICY):
+        raise ValidationError({"model_version": f"a {model_version.get_kind_display().lower()} does not write replies; "
+                                                "deploy an SFT model or a policy"})
+    if backend not in Backend.values:
+        raise ValidationError({"backend": f"backend must be one of {', '.join(Backend.values)}"})
+    if backend == Backend.OPENAI and not url.startswith(("http://", "https://")):
+        raise ValidationError({"url": "the openai backend needs the server's http(s) URL"})
+    if not 1 <= share <= 9:
+        raise ValidationError({"share": "share must be between 1 and 9"})
+    chosen = sampling_settings(sampling).as_dict()
+    active = Deployment.objects.select_for_update().filter(project=project, is_active=True)
+    if replace:
+        active.update(is_active=False, ended_at=timezone.now())
+    elif active.filter(model_version=model_version).exists():
+        raise Conflict({"model_version": f"{model_version.name} is already deployed to this project"})
+    return Deployment.objects.create(
+        project=project, model_version=model_version, backend=backend, url=url, served_model=served_model,
+        sampling=chosen, share=share, deployed_by=by,
+    )
+
+
+def deployment_end(*, deployment: Deployment) -> Deployment:
+    """Undeploy: the version writes no more replies; what it wrote stays."""
+    if not deployment.is_active:
+        raise Conflict({"deployment": "this deployment has already ended"})
+    deployment.is_active, deployment.ended_at = False, timezone.now()
+    deployment.save(update_fields=["is_active", "ended_at", "updated_at"])
+    return deployment
+
+
+def deployment_rollback(*, project, by) -> Deployment:
+    """End the newest deployment and deploy again the version that was deployed before it."""
+    with transaction.atomic():
+        current = Deployment.objects.select_for_update().filter(project=project, is_active=True).order_by("-created_at").first()
+        if current is None:
+            raise Conflict({"deployment": "nothing is deployed to roll back from"})
+        earlier = (
+            Deployment.objects.filter(project=project, created_at__lt=current.created_at)
+            .exclude(model_version=current.model_version).order_by("-created_at").first()
+        )
+        if earlier is None:
+            raise Conflict({"deployment": f"{current.model_version.name} is the first version deployed; nothing to roll back to"})
+        return deployment_create(
+            project=project, model_version=earlier.model_version, by=by, backend=earlier.backend, url=earlier.url,
+            served_model=earlier.served_model, sampling=earlier.sampling, share=earlier.share, replace=True,
+        )
+
+
+def generation_enqueue(
+    *, project, by, kind: str = GenerationKind.CANDIDATES, max_prompts: int = 100, versions=(), retry_of=None,
+) -> GenerationJob:
+    """Queue a generation job: candidates from the deployed versions, or arena pairs of two versions."""
+    if kind not in GenerationKind.values:
+        raise ValidationError({"kind": f"kind must be one of {', '.join(GenerationKind.values)}"})
+    if not 1 <= max_prompts <= 100_000:
+        raise ValidationError({"max_prompts": "max_prompts must be between 1 and 100000"})
+    versions = list(versions)
+    if kind == GenerationKind.ARENA:
+        if len(versions) != 2 or versions[0].pk == versions[1].pk:
+            raise ValidationError({"versions": "an arena compares exactly two different model versions"})
+        if any(v.project_id != project.id or v.kind not in (ModelKind.SFT, ModelKind.POLICY) for v in versions):
+            raise ValidationError({"versions": "both versions must be SFT models or policies of this project"})
+    elif not Deployment.objects.filter(project=project, is_active=True).exists():
+        raise ValidationError({"kind": "no model is deployed to this project: deploy a version first"})
+    with transaction.atomic():
+        job = GenerationJob.objects.create(project=project, kind=kind, max_prompts=max_prompts, requested_by=by,
+                                           retry_of=retry_of)
+        job.versions.set(versions)
+        from training.tasks import generation_execute
+
+        transaction.on_commit(lambda: generation_execute.defer(job_id=job.id))
+    return job
+
+
+def generation_retry(*, job: GenerationJob, by) -> GenerationJob:
+    if job.status != JobStatus.FAILED:
+        raise Conflict({"status": f"only a failed job can be retried; this one {job.status}"})
+    return generation_enqueue(project=job.project, by=by, kind=job.kind, max_prompts=job.max_prompts,
+                              versions=job.versions.all(), retry_of=job)
+
+
+def generation_execute(*, job_id: int) -> str:
+    """Run a queued generation job in a worker; return its final status."""
+    # Another worker may have claimed it first.
+    if GenerationJob.objects.filter(id=job_id, status=JobStatus.QUEUED).update(
+        status=JobStatus.RUNNING, started_at=timezone.now()
+    ) != 1:
+        return GenerationJob.objects.get(id=job_id).status
+    job = GenerationJob.objects.select_related("project", "project__settings").get(id=job_id)
+    try:
+        if job.kind == GenerationKind.ARENA:
+            _arena(job)
+        else:
+            _candidates(job)
+    except Exception as error:  # noqa: BLE001 - the job must end failed and say why, never stay running
+        logger.exception("generation job %s failed", job.id)
+        GenerationJob.objects.filter(id=job.id).update(
+            status=JobStatus.FAILED, error=f"{type(error).__name__}: {error}"[:2000], finished_at=timezone.now()
+        )
+        return JobStatus.FAILED
+    GenerationJob.objects.filter(id=job.id).update(status=JobStatus.SUCCEEDED, finished_at=timezone.now())
+    return JobStatus.SUCCEEDED
+
+
+def prompts_needing_replies(*, project, limit: int) -> list[tuple[Message, int]]:
+    """User messages that have no ranking yet, oldest first, each with how many of its K replies are missing
+    (replies already there and in no ranking, a human demonstration say, count as candidates)."""
+    k = project.settings.replies_per_ranking
+    ranked, has_ranking = set(), set()
+    for parent_id, ids in CandidateSet.objects.filter(project=project, kind=CandidateSetKind.RANKING).values_list(
+        "parent_id", "message_ids"
+    ):
+        ranked.update(ids)
+        has_ranking.add(parent_id)
+    free: dict[int, int] = {}
+    for parent_id, reply_id in Message.objects.filter(
+        project=project, role=MessageRole.ASSISTANT, excluded=False
+    ).values_list("parent_id", "id"):
+        if reply_id not in ranked:
+            free[parent_id] = free.get(parent_id, 0) + 1
+    chosen = []
+    for prompt in (
+        Message.objects.filter(project=project, role=MessageRole.USER, excluded=False)
+        .exclude(pk__in=has_ranking).order_by("created_at", "id")
+    ):
+        missing = k - free.get(prompt.id, 0)
+        if missing > 0:
+            chosen.append((prompt, missing))
+            if len(chosen) >= limit:
+                break
+    return chosen
+
+
+def conversation_of(message: Message) -> list[dict]:
+    """The path from the root to `message` as chat messages."""
+    path = []
+    while message is not None:
+        path.append({"role": message.role, "content": message.text})
+        message = message.parent
+    return path[::-1]
+
+
+def backend_of(deployment_or_version, *, sampling: dict | None = None):
+    """The generation backend of a deployment (or of a version served locally)."""
+    from django.conf import settings
+
+    from training.generation import backend_for
+
+    if isinstance(deployment_or_version, Deployment) and deployment_or_version.backend == Backend.OPENAI:
+        d = deployment_or_version
+        return backend_for(kind="openai", url=d.url, model=d.served_model or None)
+    version = getattr(deployment_or_version, "model_version", deployment_or_version)
+    return backend_for(kind="transformers", model_dir=str(settings.MODEL_STORE / version.folder))
+
+
+def _slots(deployments: list[Deployment], missing: int, rng: random.Random) -> list[Deployment]:
+    """Share `missing` reply slots among the deployments by their weights, in a shuffled order."""
+    total = sum(d.share for d in deployments)
+    counts = {d.id: missing * d.share // total for d in deployments}
+    by_weight = sorted(deployments, key=lambda d: (-d.share, d.id))
+    for i in range(missing - sum(counts.values())):
+        counts[by_weight[i % len(by_weight)].id] += 1
+    slots = [d for d in deployments for _ in range(counts[d.id])]
+    rng.shuffle(slots)
+    return slots
+
+
+def _candidates(job: GenerationJob) -> None:
+    project = job.project
+    deployments = list(Deployment.objects.filter(project=project, is_active=True).select_related("model_version"))
+    if not deployments:
+        raise ValidationError("no model is deployed to this project")
+    rng = random.Random(job.id)
+    backends = {d.id: backend_of(d) for d in deployments}
+    needed = prompts_needing_replies(project=project, limit=job.max_prompts)
+    for start in range(0, len(needed), PROMPTS_PER_BATCH):
+        batch = needed[start:start + PROMPTS_PER_BATCH]
+        plans = [(prompt, _slots(deployments, missing, rng)) for prompt, missing in batch]
+        replies: dict[tuple[int, int], list[str]] = {}
+        for deployment in deployments:
+            asked = [(prompt, slots.count(deployment)) for prompt, slots in plans if deployment in slots]
+            for count in sorted({n for _, n in asked}):
+                group = [prompt for prompt, n in asked if n == count]
+                texts = backends[deployment.id].generate(
+                    [conversation_of(p) for p in group], n=count, settings=sampling_settings(deployment.sampling)
+                )
+                for prompt, generated in zip(group, texts):
+                    replies[(prompt.id, deployment.id)] = list(generated)
+        written = 0
+        for prompt, slots in plans:
+            with transaction.atomic():
+                for deployment in slots:
+                    text = _nonempty(backends[deployment.id], prompt, replies[(prompt.id, deployment.id)].pop(),
+                                     deployment.sampling)
+                    if _reply_write(job, prompt, text, deployment.model_version, deployment=deployment,
+                                    sampling=deployment.sampling, backend=backends[deployment.id].describe()):
+                        written += 1
+        GenerationJob.objects.filter(id=job.id).update(
+            prompts_done=start + len(batch), replies_written=job.replies_written + written
+        )
+        job.replies_written += written
+
+
+def _nonempty(backend, prompt, text: str, sampling: dict) -> str:
+    """Return `text`, or if it is empty (EOS first) a reply sampled again with the next seeds."""
+    for attempt in range(1, EMPTY_RETRIES + 1):
+        if not tree.text_problem(text, what="reply"):
+            break
+        retry = sampling_settings({**sampling, "seed": (sampling.get("seed") or 0) + attempt})
+        text = backend.generate([conversation_of(prompt)], n=1, settings=retry)[0][0]
+    return text
+
+
+def _reply_write(job, prompt, text, version, *, deployment, sampling, backend, create_work=True) -> Message | None:
+    """Write one generated reply under `prompt` with its provenance; an empty reply is dropped."""
+    if tree.text_problem(text, what="reply"):
+        logger.info("dropped an empty or unusable reply of %s to message %s", version.name, prompt.id)
+        return None
+    message = tree.message_create(
+        project=prompt.project, parent=prompt, role=MessageRole.ASSISTANT, text=text, source=MessageSource.MODEL,
+        origin={"model_version": version.name, "model_version_id": version.id, "sampling": sampling,
+                "backend": backend.get("backend", "")},
+        create_work=create_work,
+    )
+    GeneratedReply.objects.create(message=message, model_version=version, deployment=deployment, job=job,
+                                  sampling=sampling, backend=backend)
+    return message
+
+
+def _arena(job: GenerationJob) -> None:
+    """Blind A/B items: one reply from each of two versions to the same prompts, as compare tasks."""
+    project = job.project
+    first, second = job.versions.order_by("id")
+    sampling = dict(DEFAULT_SAMPLING)
+    settings = sampling_settings(sampling)
+    prompts = list(
+        Message.objects.filter(project=project, role=MessageRole.USER, excluded=False, depth=0).order_by("created_at", "id")
+        [: job.max_prompts]
+    )
+    replies = {}
+    for version in (first, second):
+        backend = backend_of(version)
+        for start in range(0, len(prompts), PROMPTS_PER_BATCH):
+            group = prompts[start:start + PROMPTS_PER_BATCH]
+            for prompt, texts in zip(group, backend.generate([conversation_of(p) for p in group], n=1, settings=settings)):
+                replies[(prompt.id, version.id)] = (_nonempty(backend, prompt, texts[0], sampling), backend.describe())
+    written = done = 0
+    for prompt in prompts:
+        with transaction.atomic():
+            messages = []
+            for version in (first, second):
+                text, described = replies[(prompt.id, version.id)]
+                message = _reply_write(job, prompt, text, version, deployment=None, sampling=sampling, backend=described,
+                                       create_work=False)
+                if message:
+                    messages.append(message)
+            if len(messages) == 2:
+                tree.candidate_set_create(
+                    project=project, message_ids=[m.id for m in messages], kind=CandidateSetKind.COMPARE,
+                    origin={"arena": [first.name, second.name]},
+                )
+                written += 2
+        done += 1
+    GenerationJob.objects.filter(id=job.id).update(prompts_done=done, replies_written=written)
+
+
+def chat_to_prompt(*, project, user, turns: list[dict], model_version: ModelVersion | None) -> Message:
+    """Write a chat with the deployed model into a conversation tree; its last user turn becomes a
+    prompt in the queue (it gets demonstrations, and replies at the next generation)."""
+    if not turns or turns[-1].get("role") != MessageRole.USER:
+        raise ValidationError({"turns": "a chat becomes a prompt when it ends with your message"})
+    for index, turn in enumerate(turns):
+        expected = MessageRole.USER if index % 2 == 0 else MessageRole.ASSISTANT
+        if turn.get("role") != expected or not isinstance(turn.get("content"), str):
+            raise ValidationError({"turns": f"turn {index + 1} must be a {expected} message with text"})
+    if any(turn["role"] == MessageRole.ASSISTANT for turn in turns) and model_version is None:
+        raise ValidationError({"model_version": "say which model version wrote the replies"})
+    with transaction.atomic():
+        parent = None
+        for index, turn in enumerate(turns):
+            last = index == len(turns) - 1
+            if turn["role"] == MessageRole.USER:
+                parent = tree.message_create(
+                    project=project, parent=parent, role=MessageRole.USER, text=turn["content"],
+                    source=MessageSource.ANNOTATOR, author=user, guideline_version=project.guideline_version,
+                    create_work=last,
+                )
+            else:
+                reply = tree.message_create(
+                    project=project, parent=parent, role=MessageRole.ASSISTANT, text=turn["content"],
+                    source=MessageSource.MODEL, create_work=False,
+                    origin={"model_version": model_version.name, "model_version_id": model_version.id, "chat": True},
+                )
+                GeneratedReply.objects.create(message=reply, model_version=model_version, sampling={}, backend={"chat": True})
+                parent = reply
+    return parent
+
+
+def chat_stream(*, deployment: Deployment, turns: list[dict]):
+    """Yield the deployed model's reply to a chat in chunks as they are generated."""
+    from training.generation import conversation_problems
+
+    problems = conversation_problems(turns)
+    if problems:
+        raise ValidationError({"turns": problems})
+    backend = backend_of(deployment)
+    return backend.stream(turns, settings=sampling_settings({**deployment.sampling, "seed": None}))
