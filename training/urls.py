@@ -11,4 +11,11 @@ urlpatterns = [
         views.export_file,
         name="export-file",
     ),
+    path("projects/<int:project_id>/training/", views.runs_page, name="runs"),
+    path("runs/<int:run_id>/", views.run_page, name="run"),
+    path("runs/<int:run_id>/curves.svg", views.run_curves, name="run-curves"),
+    path("runs/<int:run_id>/<str:action>/", views.run_action, name="run-action"),
+    path("projects/<int:project_id>/models/", views.models_page, name="models"),
+    path("projects/<int:project_id>/models/<str:action>/", views.model_action, name="model-action"),
+    path("projects/<int:project_id>/chat/", views.chat_page, name="chat"),
 ]

@@ -1,4 +1,4 @@
-"""Pages for training (project admins): dataset exports, listed with their files to download.
+"""Pages for training (project admins): dataset exports, training rounds, models and serving.
 
 Exports run in a worker (training.tasks.snapshot_export), never in the request: the page queues
 one and lists the snapshots, and the exports still waiting or running, as the queue knows them.
@@ -12,15 +12,19 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.db.models import Min
-from django.http import FileResponse, Http404
+from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
 from django.utils import timezone
 from procrastinate.contrib.django.models import ProcrastinateJob, ProcrastinateWorker
 
 from annotate.models import Role
 from annotate.selectors.accounts import members_of, membership_with_role
-from training import services
-from training.models import DatasetSnapshot, SnapshotKind
+from training import plots, selectors, services
+from training.models import (
+    Algorithm, Backend, DatasetSnapshot, Deployment, GenerationJob, ModelKind, ModelVersion, SnapshotKind,
+)
+from training.services import runs, serving
 
 EXPORT_TASK = "training.snapshot_export"
 
@@ -121,3 +125,204 @@ def export_file(request, project_id, snapshot_id, name):
     if name not in {described["name"] for described in snapshot.files}:
         raise Http404("no such file in this snapshot")
     return FileResponse((settings.SNAPSHOT_STORE / snapshot.folder / name).open("rb"), as_attachment=True, filename=name)
+
+
+# ---------------------------------------------------------------------------------------------
+# Training rounds and models (project admins)
+
+
+class RunForm(forms.Form):
+    preset = forms.ChoiceField(
+        choices=[("tiny", "tiny: seconds on a CPU, for trying the loop"), ("small", "small: minutes on a CPU"),
+                 ("gpu", "gpu: GPT-2-small shape, for a GPU worker")], initial="small",
+    )
+    algorithm = forms.ChoiceField(choices=Algorithm.choices, initial=Algorithm.PPO, label="RL algorithm")
+    seed = forms.IntegerField(initial=0)
+    processes = forms.IntegerField(initial=1, min_value=1, max_value=64, label="Processes per stage",
+                                   help_text="more than 1 launches each stage through accelerate (one per GPU)")
+    base_source = forms.CharField(required=False, max_length=500, label="Base model directory (first round)",
+                                  help_text="a local Hugging Face model directory; empty: build one from the project's text")
+    config = forms.JSONField(required=False, initial=dict, label="Settings per stage (JSON)",
+                             widget=forms.Textarea(attrs={"rows": 3, "placeholder": '{"sft": {"learning_rate": 0.0001}}'}),
+                             help_text="overrides of the preset, e.g. {\"ppo\": {\"total_episodes\": 256}}")
+
+
+@login_required
+def runs_page(request, project_id):
+    membership = membership_with_role(user=request.user, project_id=project_id, role=Role.ADMIN)
+    project = membership.project
+    form, status = RunForm(), 200
+    if request.method == "POST":
+        form = RunForm(request.POST)
+        if form.is_valid():
+            data = {**form.cleaned_data, "config": form.cleaned_data["config"] or {}}
+            try:
+                run = runs.run_create(project=project, by=request.user, **data)
+            except ValidationError as error:
+                for field, texts in (error.message_dict if hasattr(error, "error_dict") else {None: error.messages}).items():
+                    form.add_error(field if field in form.fields else None, texts)
+            else:
+                messages.success(request, f"Round {run.number} is queued; a worker starts it.")
+                return redirect("training:run", run_id=run.id)
+        status = 400
+    project_runs = selectors.runs_of(project=project)[:50]
+    base = ModelVersion.objects.filter(project=project, kind=ModelKind.BASE).order_by("-version").first()
+    return render(request, "training/runs.html", {
+        "project": project, "membership": membership, "form": form, "runs": project_runs, "has_base": base,
+        "next_number": (project_runs[0].number + 1) if project_runs else 1,
+    }, status=status)
+
+
+def _run_for_admin(request, run_id):
+    run = selectors.run_for_member(user=request.user, run_id=run_id)
+    return run, membership_with_role(user=request.user, project_id=run.project_id, role=Role.ADMIN)
+
+
+@login_required
+def run_page(request, run_id):
+    run, membership = _run_for_admin(request, run_id)
+    return render(request, "training/run.html", {
+        "project": run.project, "membership": membership, "run": run, "payload": selectors.run_payload(run),
+    })
+
+
+@login_required
+def run_curves(request, run_id):
+    """The round's curves as SVG, drawn from the metrics in the database."""
+    run, _membership = _run_for_admin(request, run_id)
+    svg = plots.run_curves_svg(selectors.run_curves(run), title=f"Round {run.number}")
+    return HttpResponse(svg, content_type="image/svg+xml", headers={"Cache-Control": "no-store"})
+
+
+RUN_ACTIONS = {
+    "cancel": (lambda run, user: runs.run_cancel(run=run), "Cancelling round {number}: it stops within seconds."),
+    "resume": (lambda run, user: runs.run_resume(run=run), "Round {number} resumes from its last checkpoint."),
+    "retry": (lambda run, user: runs.run_retry(run=run, by=user), "Round {number} started with the same settings."),
+}
+
+
+@login_required
+@require_POST
+def run_action(request, run_id, action):
+    run, _membership = _run_for_admin(request, run_id)
+    if action not in RUN_ACTIONS:
+        raise Http404("no such action")
+    act, said = RUN_ACTIONS[action]
+    try:
+        changed = act(run, request.user)
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+        return redirect("training:run", run_id=run.id)
+    messages.success(request, said.format(number=changed.number))
+    return redirect("training:run", run_id=changed.id)
+
+
+class DeployForm(forms.Form):
+    model_version = forms.ModelChoiceField(queryset=ModelVersion.objects.none(), label="Version")
+    backend = forms.ChoiceField(choices=Backend.choices, initial=Backend.TRANSFORMERS)
+    url = forms.CharField(required=False, label="Server URL (OpenAI-compatible)", help_text="e.g. http://gpu-node:8000/v1")
+    served_model = forms.CharField(required=False, label="Model name at the server")
+    temperature = forms.FloatField(initial=serving.DEFAULT_SAMPLING["temperature"], min_value=0)
+    top_p = forms.FloatField(initial=serving.DEFAULT_SAMPLING["top_p"], min_value=0.01, max_value=1)
+    max_new_tokens = forms.IntegerField(initial=serving.DEFAULT_SAMPLING["max_new_tokens"], min_value=1, max_value=4096)
+    seed = forms.IntegerField(initial=0, min_value=0)
+    share = forms.IntegerField(initial=1, min_value=1, max_value=9, help_text="its weight in each ranking's K replies")
+    replace = forms.BooleanField(required=False, initial=True, label="Replace what is deployed now")
+
+    def __init__(self, *args, project, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["model_version"].queryset = ModelVersion.objects.filter(
+            project=project, kind__in=[ModelKind.SFT, ModelKind.POLICY]
+        ).order_by("-created_at")
+        self.fields["model_version"].label_from_instance = lambda v: f"{v.name} (round {v.run.number if v.run else '–'})"
+
+
+class ArenaForm(forms.Form):
+    first = forms.ModelChoiceField(queryset=ModelVersion.objects.none(), label="Version A")
+    second = forms.ModelChoiceField(queryset=ModelVersion.objects.none(), label="Version B")
+    max_prompts = forms.IntegerField(initial=50, min_value=1, max_value=100_000, label="Prompts")
+
+    def __init__(self, *args, project, **kwargs):
+        super().__init__(*args, **kwargs)
+        versions = ModelVersion.objects.filter(project=project, kind__in=[ModelKind.SFT, ModelKind.POLICY]).order_by("-created_at")
+        for name in ("first", "second"):
+            self.fields[name].queryset = versions
+            self.fields[name].label_from_instance = lambda v: v.name
+
+
+def _models_context(request, membership, **forms_given):
+    project = membership.project
+    return {
+        "project": project, "membership": membership,
+        "comparison": selectors.model_comparison(project=project),
+        "deployments": Deployment.objects.filter(project=project, is_active=True).select_related("model_version"),
+        "deploy_form": forms_given.get("deploy_form") or DeployForm(project=project),
+        "arena_form": forms_given.get("arena_form") or ArenaForm(project=project),
+        "jobs": GenerationJob.objects.filter(project=project).order_by("-id")[:10],
+        "leaderboard": selectors.version_leaderboard(project=project),
+    }
+
+
+@login_required
+def models_page(request, project_id):
+    membership = membership_with_role(user=request.user, project_id=project_id, role=Role.ADMIN)
+    return render(request, "training/models.html", _models_context(request, membership))
+
+
+@login_required
+@require_POST
+def model_action(request, project_id, action):
+    """Deploy, undeploy, roll back, generate candidates, start an arena, retry a failed job."""
+    membership = membership_with_role(user=request.user, project_id=project_id, role=Role.ADMIN)
+    project = membership.project
+    given = {}
+    try:
+        if action == "deploy":
+            form = given["deploy_form"] = DeployForm(request.POST, project=project)
+            if not form.is_valid():
+                raise ValidationError("check the deployment form")
+            data = form.cleaned_data
+            deployment = serving.deployment_create(
+                project=project, model_version=data["model_version"], by=request.user, backend=data["backend"],
+                url=data["url"], served_model=data["served_model"], share=data["share"], replace=data["replace"],
+                sampling={name: data[name] for name in ("temperature", "top_p", "max_new_tokens", "seed")},
+            )
+            messages.success(request, f"{deployment.model_version.name} is deployed: it writes the next candidates and answers chats.")
+        elif action == "undeploy":
+            deployment = get_object_or_404(Deployment, pk=request.POST.get("deployment_id"), project=project)
+            serving.deployment_end(deployment=deployment)
+            messages.success(request, f"{deployment.model_version.name} is no longer deployed.")
+        elif action == "rollback":
+            deployment = serving.deployment_rollback(project=project, by=request.user)
+            messages.success(request, f"Rolled back: {deployment.model_version.name} is deployed again.")
+        elif action == "generate":
+            job = serving.generation_enqueue(project=project, by=request.user, max_prompts=int(request.POST.get("max_prompts") or 100))
+            messages.success(request, f"Generation job {job.id} is queued: its replies appear as ranking tasks.")
+        elif action == "arena":
+            form = given["arena_form"] = ArenaForm(request.POST, project=project)
+            if not form.is_valid():
+                raise ValidationError("check the arena form")
+            job = serving.generation_enqueue(
+                project=project, by=request.user, kind="arena", max_prompts=form.cleaned_data["max_prompts"],
+                versions=[form.cleaned_data["first"], form.cleaned_data["second"]],
+            )
+            messages.success(request, f"Arena job {job.id} is queued: its pairs appear as blind comparison tasks.")
+        elif action == "retry":
+            job = get_object_or_404(GenerationJob, pk=request.POST.get("job_id"), project=project)
+            serving.generation_retry(job=job, by=request.user)
+            messages.success(request, f"Job {job.id} is queued again.")
+        else:
+            raise Http404("no such action")
+    except (ValidationError, ValueError) as error:
+        messages.error(request, " ".join(getattr(error, "messages", [str(error)])))
+        return render(request, "training/models.html", _models_context(request, membership, **given), status=400)
+    return redirect("training:models", project_id=project.id)
+
+
+@login_required
+def chat_page(request, project_id):
+    """Talk with the deployed model; the reply streams in as it is written (members)."""
+    membership = membership_with_role(user=request.user, project_id=project_id, role=Role.ANNOTATOR)
+    project = membership.project
+    deployments = Deployment.objects.filter(project=project, is_active=True).select_related("model_version").order_by("-created_at")
+    return render(request, "training/chat.html", {"project": project, "membership": membership, "deployments": deployments})

@@ -1,0 +1,104 @@
+// Chat with the deployed model: the reply is read from a streamed response and shown as it
+// arrives. Text is always inserted as text (textContent), never as HTML.
+(function () {
+  "use strict";
+  var root = document.getElementById("chat");
+  if (!root) return;
+  var turns = [];
+  var list = document.getElementById("chat-turns");
+  var form = document.getElementById("chat-form");
+  var input = document.getElementById("chat-input");
+  var status = document.getElementById("chat-status");
+  var toPrompt = document.getElementById("chat-to-prompt");
+  var deployment = document.getElementById("chat-deployment");
+  var busy = false;
+
+  function csrf() {
+    var match = document.cookie.match(/(?:^|; )csrftoken=([^;]+)/);
+    return match ? decodeURIComponent(match[1]) : "";
+  }
+
+  function show(role, text) {
+    var item = document.createElement("li");
+    item.className = "turn turn-" + role;
+    var who = document.createElement("span");
+    who.className = "who";
+    who.textContent = role === "user" ? "You" : "Model";
+    var body = document.createElement("div");
+    body.className = "turn-text plain";
+    body.textContent = text;
+    item.appendChild(who);
+    item.appendChild(body);
+    list.appendChild(item);
+    return body;
+  }
+
+  function post(url, payload) {
+    return fetch(url, {
+      method: "POST", credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRFToken": csrf() },
+      body: JSON.stringify(payload),
+    });
+  }
+
+  function send(event) {
+    event.preventDefault();
+    var text = input.value.trim();
+    if (!text || busy) return;
+    busy = true;
+    turns.push({ role: "user", content: text });
+    show("user", text);
+    input.value = "";
+    toPrompt.disabled = true;
+    var body = show("assistant", "");
+    status.textContent = "The model is writing…";
+    post(root.dataset.reply, { turns: turns, deployment_id: Number(deployment.value) }).then(function (response) {
+      if (!response.ok) {
+        return response.text().then(function (detail) { throw new Error(detail || response.statusText); });
+      }
+      var reader = response.body.getReader();
+      var decoder = new TextDecoder();
+      var reply = "";
+      function pump() {
+        return reader.read().then(function (chunk) {
+          if (chunk.done) return reply;
+          reply += decoder.decode(chunk.value, { stream: true });
+          body.textContent = reply;
+          return pump();
+        });
+      }
+      return pump();
+    }).then(function (reply) {
+      turns.push({ role: "assistant", content: reply });
+      status.textContent = "";
+    }).catch(function (error) {
+      turns.pop();
+      body.parentNode.remove();
+      status.textContent = "No reply: " + error.message;
+    }).then(function () {
+      busy = false;
+      toPrompt.disabled = !turns.length;
+      input.focus();
+    });
+  }
+
+  form.addEventListener("submit", send);
+  input.addEventListener("keydown", function (event) {
+    if (event.key === "Enter" && !event.shiftKey) send(event);
+  });
+  toPrompt.addEventListener("click", function () {
+    // The queue's prompt is the chat up to a message of yours: drop a last model reply.
+    var chat = turns.slice();
+    if (chat.length && chat[chat.length - 1].role === "assistant") chat.pop();
+    post(root.dataset.prompt, { turns: chat, deployment_id: Number(deployment.value) }).then(function (response) {
+      status.textContent = response.ok ? "Saved: your last message is now a prompt in the queue." : "Could not save the chat as a prompt.";
+    });
+  });
+  document.getElementById("chat-reset").addEventListener("click", function () {
+    turns = [];
+    list.textContent = "";
+    toPrompt.disabled = true;
+    status.textContent = "";
+    input.focus();
+  });
+})();
