@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from training.generation import GenerationError, SamplingSettings, backend_for
+from training.generation import Backend, GenerationError, SamplingSettings, backend_for
 
 # What the chat model is trained to answer, exactly, with an EOS after each answer.
 ANSWERS = {
@@ -105,6 +105,8 @@ def test_sampling_settings_are_checked_and_recorded_as_plain_values():
 
 
 def test_backend_for_refuses_what_it_cannot_build(tmp_path):
+    assert isinstance(backend_for(model_dir=str(tmp_path)), Backend)
+    assert isinstance(backend_for(kind="openai", url="http://127.0.0.1:1"), Backend)
     with pytest.raises(ValueError, match="unknown backend kind 'vllm'"):
         backend_for(kind="vllm", url="http://127.0.0.1:1")
     with pytest.raises(ValueError, match="needs model_dir"):
@@ -146,6 +148,9 @@ def test_local_greedy_replies_are_the_trained_answers_and_stop_at_eos(chat_model
     replies = batched.generate([ask(q) for q in questions], n=2, settings=GREEDY)
     assert replies == [[ANSWERS[q]] * 2 for q in questions]
     assert one_by_one.generate([ask(q) for q in questions], n=1, settings=GREEDY) == [[ANSWERS[q]] for q in questions]
+    # The GPU's way (static cache, prompts padded to 64 tokens, batches filled to a power of two) on the CPU.
+    static = backend_for(model_dir=str(chat_model_dir), compile=True, batch_size=8)
+    assert static.generate([ask(q) for q in questions], n=1, settings=GREEDY) == [[ANSWERS[q]] for q in questions]
     # Stopped at EOS, well short of the 40 new tokens allowed, with no special token in the text.
     assert all("<|" not in reply for reply in sum(replies, []))
     assert batched.describe() == {"backend": "transformers", "model": str(chat_model_dir), "device": "cpu",
