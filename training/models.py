@@ -1,5 +1,6 @@
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 from annotate.models import Project, TimeStamped
 
@@ -178,7 +179,8 @@ class MetricPoint(models.Model):
     stage = models.ForeignKey(RunStage, on_delete=models.CASCADE, related_name="points")
     step = models.PositiveIntegerField()
     values = models.JSONField()
-    reported_at = models.DateTimeField(auto_now_add=True)
+    # When the trainer reported it (its own clock), not when the worker wrote it down.
+    reported_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         indexes = [models.Index(fields=["stage", "step"])]

@@ -17,6 +17,7 @@ import socket
 import subprocess
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 from django.conf import settings
@@ -328,8 +329,7 @@ def _stage_execute(run, stage) -> str:
         done, error, cancelled = None, None, False
         while True:
             exit_code = child.poll()
-            for event in reader.read():
-                done, error = _apply(stage, event, done, error)
+            done, error = _apply(stage, reader.read(), done, error)
             if exit_code is not None:
                 break
             if TrainingRun.objects.filter(id=run.id, cancel_requested=True).exists():
@@ -337,8 +337,7 @@ def _stage_execute(run, stage) -> str:
                 _kill(child)
                 break
             time.sleep(1)
-        for event in reader.read():
-            done, error = _apply(stage, event, done, error)
+        done, error = _apply(stage, reader.read(), done, error)
     if cancelled:
         with transaction.atomic():
             RunStage.objects.filter(pk=stage.pk).update(status=StageStatus.CANCELLED, finished_at=timezone.now())
@@ -416,26 +415,34 @@ def _register(run, stage, *, folder, metrics, spec):
     return version
 
 
-def _apply(stage, event, done, error):
-    """Write one progress event of the trainer into the database."""
-    kind = event.get("event")
-    now = timezone.now()
-    if kind == "start":
-        RunStage.objects.filter(pk=stage.pk).update(total=int(event.get("total") or 0), updated_at=now)
-    elif kind == "progress":
-        metrics = {k: v for k, v in (event.get("metrics") or {}).items() if isinstance(v, (int, float))}
-        step = int(event.get("step") or 0)
-        RunStage.objects.filter(pk=stage.pk).update(
-            step=step, total=int(event.get("total") or 0), metrics=metrics, updated_at=now
-        )
-        if metrics:
-            MetricPoint.objects.create(stage_id=stage.pk, step=step, values=metrics)
-    elif kind == "checkpoint":
-        RunStage.objects.filter(pk=stage.pk).update(last_checkpoint=str(event.get("path", "")), updated_at=now)
-    elif kind == "done":
-        done = event
-    elif kind == "error":
-        error = str(event.get("message") or "the trainer reported an error")
+def _apply(stage, events, done, error):
+    """Write the trainer's new progress events into the database: one stage update and one
+    insert of metric points per poll, however many steps the trainer reported since the last."""
+    changes, points = {}, []
+    for event in events:
+        kind = event.get("event")
+        if kind == "start":
+            changes["total"] = int(event.get("total") or 0)
+        elif kind == "progress":
+            metrics = {k: v for k, v in (event.get("metrics") or {}).items() if isinstance(v, (int, float))}
+            step = int(event.get("step") or 0)
+            changes.update(step=step, total=int(event.get("total") or 0), metrics=metrics)
+            if metrics:
+                at = event.get("time")
+                points.append(MetricPoint(
+                    stage_id=stage.pk, step=step, values=metrics,
+                    reported_at=datetime.fromtimestamp(at, tz=UTC) if isinstance(at, (int, float)) else timezone.now(),
+                ))
+        elif kind == "checkpoint":
+            changes["last_checkpoint"] = str(event.get("path", ""))
+        elif kind == "done":
+            done = event
+        elif kind == "error":
+            error = str(event.get("message") or "the trainer reported an error")
+    if changes:
+        RunStage.objects.filter(pk=stage.pk).update(**changes, updated_at=timezone.now())
+    if points:
+        MetricPoint.objects.bulk_create(points)
     return done, error
 
 
