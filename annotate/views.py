@@ -190,6 +190,9 @@ QUALITIES = [(5, "Excellent"), (4, "Good"), (3, "Acceptable"), (2, "Poor"), (1, 
 
 
 def _render_closed(request, task, membership, *, text="", status=200):
+    done = _drafts_done(request)
+    if task.state in (TaskState.SUBMITTED, TaskState.SKIPPED):
+        done.append(task.id)  # the server has it (a reply lost on the way back, say): no draft needed
     return render(
         request,
         "annotate/task_closed.html",
@@ -201,7 +204,7 @@ def _render_closed(request, task, membership, *, text="", status=200):
             "expired": task.state == TaskState.EXPIRED or task.is_expired(),
             "work_kind": _work_kind(request, task.project_id),
             "text": text,
-            "drafts_done": _drafts_done(request),
+            "drafts_done": done,
         },
         status=status,
     )
