@@ -136,6 +136,26 @@ def test_a_refused_submit_shows_the_page_again_with_the_reason_and_the_text(memb
     assert Task.objects.get(pk=task.id).state == TaskState.LEASED
 
 
+def test_a_submit_after_the_lease_ran_out_keeps_the_text_to_copy(member, project):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    only(project, prompt=1)
+    client = client_for(member)
+    task = start(client, project)
+    Task.objects.filter(pk=task.id).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    response = submit(client, task, text="A prompt I typed for a long time")
+    assert response.status_code == 409
+    page = response.content.decode()
+    assert "Your time for this task ran out" in page and "A prompt I typed for a long time" in page
+    assert not Message.objects.exists()
+    # Opened again later, the page says what became of it; a submitted task drops its draft.
+    assert b"ran out" in client.get(f"/tasks/{task.id}/").content
+    Task.objects.filter(pk=task.id).update(state=TaskState.SUBMITTED)
+    assert f'data-drafts-done="{task.id}"' in client.get(f"/tasks/{task.id}/").content.decode()
+
+
 def test_ranking_through_the_form(member, project):
     only(project, ranking=1)
     (candidate_set,) = ranking_items(project, 1)
