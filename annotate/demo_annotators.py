@@ -1,0 +1,179 @@
+"""Scripted annotators for the demo: separate users who work through the real HTTP API like people.
+
+Each logs in for a token (POST /api/auth/token/), asks for the next task of a kind
+(POST /api/projects/{id}/tasks/next/) and submits it (POST /api/tasks/{id}/submit/). They know
+the hidden check of `annotate.demo_data` and act on it with their own noise:
+
+- demonstrations: `The answer is N.`, with a personal rate of wrong numbers and sloppy wording;
+- rankings: by the hidden grade plus personal Gaussian noise, rounded into tiers (equal grades
+  tie), so two annotators of one set sometimes disagree;
+- reviews (the reviewer): accept a demonstration that passes the check, with a little noise;
+- prompts: new problems of the family from a list they are given.
+
+They take turns one task at a time in a fixed order with seeded noise, so a run is repeatable.
+No Django import at module level: this is a client of the API.
+"""
+
+import random
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import requests
+
+from annotate import demo_data
+
+
+SITTING = 10
+
+
+@dataclass(frozen=True)
+class Profile:
+    username: str
+    error_rate: float = 0.1  # demonstrations with a wrong number
+    sloppy_rate: float = 0.1  # demonstrations not in the reply format
+    rank_noise: float = 0.4  # sd of the noise added to the hidden grade when ranking
+    review_noise: float = 0.05  # chance a review goes the wrong way
+    kinds: tuple = ("ranking", "demonstration")
+
+
+ANNOTATORS = (
+    Profile("alice", error_rate=0.05, sloppy_rate=0.05, rank_noise=0.25),
+    Profile("bob", error_rate=0.15, sloppy_rate=0.10, rank_noise=0.45),
+    Profile("carol", error_rate=0.20, sloppy_rate=0.15, rank_noise=0.35),
+    Profile("dave", error_rate=0.30, sloppy_rate=0.20, rank_noise=0.60),
+    Profile("erin", error_rate=0.10, sloppy_rate=0.25, rank_noise=0.30),
+    Profile("frank", error_rate=0.25, sloppy_rate=0.10, rank_noise=0.50),
+)
+REVIEWER = Profile("reviewer", kinds=("review",), review_noise=0.03)
+
+
+@dataclass
+class Annotator:
+    profile: Profile
+    base_url: str
+    project_id: int
+    rng: random.Random
+    session: requests.Session = field(default_factory=requests.Session)
+    done: dict = field(default_factory=dict)
+
+    def login(self, password: str) -> None:
+        answer = self.session.post(f"{self.base_url}/api/auth/token/",
+                                   data={"username": self.profile.username, "password": password}, timeout=60)
+        answer.raise_for_status()
+        self.session.headers["Authorization"] = f"Token {answer.json()['token']}"
+
+    def next_task(self, kind: str) -> dict | None:
+        answer = self.session.post(f"{self.base_url}/api/projects/{self.project_id}/tasks/next/", json={"kind": kind},
+                                   timeout=60)
+        answer.raise_for_status()
+        return answer.json()["task"]
+
+    def submit(self, task: dict, payload: dict) -> None:
+        body = {"submit_key": f"{self.profile.username}-{task['id']}", "time_spent_ms": self.rng.randint(3000, 40000),
+                **payload}
+        answer = self.session.post(f"{self.base_url}/api/tasks/{task['id']}/submit/", json=body, timeout=60)
+        if answer.status_code >= 400:
+            raise RuntimeError(f"{self.profile.username}: submit of task {task['id']} ({task['kind']}) refused: "
+                               f"{answer.status_code} {answer.text[:300]}")
+        self.done[task["kind"]] = self.done.get(task["kind"], 0) + 1
+
+    def act(self, task: dict) -> None:
+        prompt = task["conversation"][-1]["text"] if task["kind"] != "review" else task["conversation"][-2]["text"]
+        p = self.profile
+        if task["kind"] == "demonstration":
+            self.submit(task, {"text": demo_data.reply_write(prompt, self.rng, error_rate=p.error_rate,
+                                                             sloppy_rate=p.sloppy_rate)})
+        elif task["kind"] == "ranking":
+            self.submit(task, {"tiers": self.rank(prompt, task["candidates"])})
+        elif task["kind"] == "review":
+            reply = task["conversation"][-1]["text"]
+            accepted = demo_data.reply_check(prompt, reply)
+            if self.rng.random() < p.review_noise:
+                accepted = not accepted
+            self.submit(task, {"accepted": True} if accepted else
+                        {"accepted": False, "comment": "not `The answer is N.` with the right N"})
+        else:
+            raise ValueError(f"{p.username} does not do {task['kind']} tasks")
+
+    def rank(self, prompt: str, candidates: list[dict]) -> list[list[int]]:
+        noisy = {c["id"]: demo_data.reply_grade(prompt, c["text"]) + self.rng.gauss(0, self.profile.rank_noise)
+                 for c in candidates}
+        scored = {}
+        for candidate_id, score in noisy.items():
+            scored.setdefault(round(score), []).append(candidate_id)
+        if len(scored) == 1:  # all tied says nothing (the API refuses it): order them by the noise alone
+            return [[candidate_id] for candidate_id in sorted(noisy, key=noisy.get, reverse=True)]
+        return [scored[score] for score in sorted(scored, reverse=True)]
+
+    def write_prompt(self, text: str) -> bool:
+        task = self.next_task("prompt")
+        if task is None:
+            return False
+        self.submit(task, {"text": text})
+        return True
+
+
+def team(base_url: str, project_id: int, *, password: str, seed: int = 0,
+         profiles=ANNOTATORS + (REVIEWER,)) -> list[Annotator]:
+    members = []
+    for index, profile in enumerate(profiles):
+        member = Annotator(profile, base_url.rstrip("/"), project_id, random.Random(f"{seed}-{profile.username}"))
+        member.login(password)
+        members.append(member)
+    return members
+
+
+def work_through(members: list[Annotator], *, prompts: list[str] = (), max_tasks: int = 100_000) -> dict:
+    """Write `prompts` (in turns), then take tasks in turns until nobody gets one; return counts per person."""
+    writers = [m for m in members if "demonstration" in m.profile.kinds]
+    for index, text in enumerate(prompts):
+        writers[index % len(writers)].write_prompt(text)
+    taken = 0
+    while taken < max_tasks:
+        progressed = False
+        for member in members:
+            # A sitting: up to SITTING tasks of one kind in a row, as a person works, before the next one's turn.
+            for kind in member.profile.kinds:
+                sitting = 0
+                while sitting < SITTING and taken < max_tasks:
+                    task = member.next_task(kind)
+                    if task is None:
+                        break
+                    member.act(task)
+                    sitting += 1
+                    taken += 1
+                if sitting:
+                    progressed = True
+                    break
+        if not progressed:
+            break
+    return {m.profile.username: dict(m.done) for m in members}
+
+
+@contextmanager
+def local_server():
+    """Serve this process's Django app over HTTP on a free loopback port (for a command run without
+    a web server): the annotators still go through URLs, auth, serializers and the queue."""
+    from socketserver import ThreadingMixIn
+    from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+    from django.core.wsgi import get_wsgi_application
+
+    class Server(ThreadingMixIn, WSGIServer):
+        daemon_threads = True
+
+    class QuietHandler(WSGIRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = make_server("127.0.0.1", 0, get_wsgi_application(), server_class=Server, handler_class=QuietHandler)
+    thread = threading.Thread(target=server.serve_forever, name="demo-http", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        time.sleep(0)
