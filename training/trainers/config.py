@@ -94,6 +94,21 @@ PRESETS = {
                 "response_length": 48, "logging_steps": 1},
         "rloo": {"per_device_train_batch_size": 8, "num_generations": 4, "response_length": 48, "logging_steps": 1},
     },
+    # The demo loop (manage.py demo_rounds): a model of about a million parameters on the demo's short
+    # arithmetic replies, sized so that a whole round runs in minutes on a 2-core CPU.
+    "demo": {
+        "all": {"per_device_train_batch_size": 16, "per_device_eval_batch_size": 32, "max_length": 128,
+                "logging_steps": 5, "save_every": 100, "eval_max_rows": 200, "min_train_rows": 16},
+        "base": {"layers": 4, "heads": 4, "width": 128, "context": 128, "vocab_size": 1024, "learning_rate": 2e-3,
+                 "num_train_epochs": 2.0, "warmup_steps": 10},
+        "sft": {"learning_rate": 1e-3, "num_train_epochs": 3.0, "eval_max_new_tokens": 12},
+        "reward": {"learning_rate": 5e-4, "num_train_epochs": 2.0},
+        "ppo": {"per_device_train_batch_size": 16, "num_mini_batches": 2, "total_episodes": 512, "num_ppo_epochs": 4,
+                "response_length": 10, "learning_rate": 1e-4, "local_rollout_forward_batch_size": 32,
+                "save_every": 8, "logging_steps": 1},
+        "rloo": {"per_device_train_batch_size": 16, "num_generations": 4, "response_length": 10,
+                 "learning_rate": 1e-4, "max_steps": 32, "save_every": 8, "logging_steps": 1},
+    },
     "gpu": {
         "all": {"per_device_train_batch_size": 64, "per_device_eval_batch_size": 64, "max_length": 1024,
                 "logging_steps": 10, "save_every": 500, "eval_max_rows": 500, "min_train_rows": 64,
