@@ -1,7 +1,7 @@
 import pytest
 from django.core.management import call_command
 
-from annotate.models import Membership, Message, Project, WorkItem
+from annotate.models import CorpusText, Membership, Message, Project, WorkItem
 
 pytestmark = pytest.mark.django_db
 
@@ -12,9 +12,12 @@ def test_demo_setup_creates_logins_a_project_and_work_and_can_run_twice(capsys):
     out = capsys.readouterr().out
     assert "alice     demo-pass-2026   (annotator)" in out
     project = Project.objects.get()
-    assert {m.user.username for m in Membership.objects.filter(project=project)} == {"admin", "reviewer", "alice", "bob"}
-    assert Message.objects.filter(project=project, parent=None).count() == 24
-    assert WorkItem.objects.filter(project=project, kind="demonstration", open_slots__gt=0).count() == 24
+    assert {m.user.username for m in Membership.objects.filter(project=project)} == {
+        "admin", "reviewer", "alice", "bob", "carol", "dave", "erin", "frank"}
+    # 200 seed prompts, each waiting for K=4 demonstrations (round 1's comparisons are their rankings).
+    assert Message.objects.filter(project=project, parent=None).count() == 200
+    assert WorkItem.objects.filter(project=project, kind="demonstration", open_slots=4).count() == 200
+    assert CorpusText.objects.filter(project=project).exists()
     from django.test import Client
 
     client = Client()

@@ -1,26 +1,44 @@
 """Set up the demo project with its accounts, then run web and worker (see README)."""
 
+import io
 import os
-import random
+import threading
 
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
+from annotate import demo_data
+from annotate.importers import import_run
 from annotate.services import accounts as account_services
 from annotate.management.commands.serve import serve
 from annotate.models import Message, MessageRole, MessageSource, Project, Role
 from annotate.services import tree
 
 DEMO_PASSWORD = "demo-pass-2026"
-DEMO_PEOPLE = [("admin", Role.ADMIN), ("reviewer", Role.REVIEWER), ("alice", Role.ANNOTATOR), ("bob", Role.ANNOTATOR)]
-DEMO_GUIDELINES = """Write prompts a user could really ask. Write replies that are correct, short and polite.
-When ranking, put correct replies first; among correct ones, prefer the clearer one."""
+# alice and bob are for people; the scripted annotators (manage.py demo_annotate) log in as carol..frank
+# too: with K=4 demonstrations per seed prompt, a set's four authors may not rank it, so four others must.
+DEMO_PEOPLE = [
+    ("admin", Role.ADMIN), ("reviewer", Role.REVIEWER), ("alice", Role.ANNOTATOR), ("bob", Role.ANNOTATOR),
+    ("carol", Role.ANNOTATOR), ("dave", Role.ANNOTATOR), ("erin", Role.ANNOTATOR), ("frank", Role.ANNOTATOR),
+]
+DEMO_PROJECT = "Demo: arithmetic assistant"
+DEMO_GUIDELINES = """Write short arithmetic questions (sums and differences of small numbers, plain or as little stories).
+Reply in exactly this form: `The answer is N.` with the right number N.
+When ranking, put right answers in that form first, then the right number in other words, then the
+form with a wrong number, then anything else."""
+# Seed prompts: each gets K demonstrations from different annotators, whose rankings are the
+# first round's comparisons (no model exists yet to write candidates).
+DEMO_SEED_PROMPTS = 200
+DEMO_SETTINGS = {
+    "replies_per_ranking": 4, "overlap": 2, "max_depth": 1, "demonstrations_per_prompt": 4,
+    "task_mix": {"label": 0, "compare": 0},
+}
 
 
 @transaction.atomic
-def demo_project_create() -> Project:
+def demo_project_create(*, seed_prompts: int = DEMO_SEED_PROMPTS, corpus_documents: int = 4000) -> Project:
     """Create the demo accounts and project, or return them as they are if they exist."""
     User = get_user_model()
     users = {}
@@ -31,10 +49,10 @@ def demo_project_create() -> Project:
             user.is_staff = user.is_superuser = role == Role.ADMIN
             user.save()
         users[username] = (user, role)
-    project = Project.objects.filter(name="Demo: arithmetic assistant").first()
+    project = Project.objects.filter(name=DEMO_PROJECT).first()
     if project is None:
         project = account_services.project_create(
-            name="Demo: arithmetic assistant",
+            name=DEMO_PROJECT,
             description="Teach a small model to answer arithmetic questions, from human feedback.",
             guidelines=DEMO_GUIDELINES,
             created_by=users["admin"][0],
@@ -42,24 +60,15 @@ def demo_project_create() -> Project:
     for user, role in users.values():
         account_services.membership_set(project=project, user=user, role=role)
     if not Message.objects.filter(project=project).exists():
-        for prompt in demo_prompts():
+        account_services.project_settings_update(project=project, **DEMO_SETTINGS)
+        for problem in demo_data.prompt_pool(seed_prompts):
             tree.message_create(
-                project=project, parent=None, role=MessageRole.USER, text=prompt, source=MessageSource.IMPORT,
+                project=project, parent=None, role=MessageRole.USER, text=problem.prompt, source=MessageSource.IMPORT,
                 origin={"source": "demo"},
             )
+        text = "\n\n".join(demo_data.corpus(corpus_documents)).encode()
+        import_run(project=project, format="text", stream=io.BytesIO(text), filename="demo-corpus.txt")
     return project
-
-
-def demo_prompts(count: int = 24, seed: int = 7) -> list[str]:
-    """Return arithmetic questions whose answers a program can check."""
-    rng = random.Random(seed)
-    forms = [
-        "What is {a} + {b}?",
-        "What is {a} minus {b}?",
-        "Compute {a} * {b}.",
-        "A box holds {a} apples and you add {b} more. How many apples are in the box?",
-    ]
-    return [rng.choice(forms).format(a=rng.randint(2, 99), b=rng.randint(2, 99)) for _ in range(count)]
 
 
 class Command(BaseCommand):
@@ -68,8 +77,11 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--bind", default=os.environ.get("BIND", "127.0.0.1:8000"))
         parser.add_argument("--setup-only", action="store_true", help="load the demo data and exit")
+        parser.add_argument("--rounds", type=int, default=1,
+                            help="while serving, run demo rounds until the project has this many (manage.py "
+                                 "demo_rounds: scripted annotators, training, figures); 0 runs none")
 
-    def handle(self, *args, bind, setup_only, **options):
+    def handle(self, *args, bind, setup_only, rounds, **options):
         call_command("migrate", interactive=False, verbosity=0)
         project = demo_project_create()
         logins = "".join(f"  {name:<9} {DEMO_PASSWORD}   ({role})\n" for name, role in DEMO_PEOPLE)
@@ -80,4 +92,21 @@ class Command(BaseCommand):
         if setup_only:
             self.stdout.write(banner)
             return
+        if rounds > 0:
+            banner += (f"Demo rounds run in the background until there are {rounds} (scripted annotators, then base, "
+                       f"SFT, reward model, PPO); follow them at http://{bind}/ as admin. Their figures print here.\n")
+            threading.Thread(target=_rounds_in_background, args=(rounds, self.stdout), daemon=True,
+                             name="demo-rounds").start()
         serve(bind=bind, workers=None, with_worker=True, out=self.stdout, banner=banner)
+
+
+def _rounds_in_background(rounds: int, out) -> None:
+    """Run the demo rounds (training's command, called by name: annotate never imports training)."""
+    from django.db import connection
+
+    try:
+        call_command("demo_rounds", rounds=rounds, up_to=True, stdout=out)
+    except Exception as error:  # noqa: BLE001 - the web server goes on; say why the rounds stopped
+        out.write(f"demo rounds stopped: {type(error).__name__}: {error}\n")
+    finally:
+        connection.close()

@@ -1,0 +1,154 @@
+"""The demo loop, unattended: scripted annotators, a training round, the hidden check, deploy, generate.
+
+One round of `manage.py demo_rounds`:
+1. the scripted annotators (annotate.demo_annotators, over HTTP) write the round's new prompts and
+   take every task: demonstrations, reviews, and rankings of the candidates generated last round
+   (round 1 ranks the seed prompts' K human demonstrations: no model exists yet);
+2. a training round (training.services.runs, in this process): base from scratch in round 1,
+   then SFT, reward model, PPO;
+3. every version of the round is measured on held-out problems that never entered the project
+   (annotate.demo_data.heldout_problems) by the hidden check, with a Wilson 95% interval; with the
+   reward model's held-out accuracy and the annotators' agreement, the figures are printed,
+   added to each version's metrics (`hidden_check_*`) and written to
+   PLATFORM_DATA_DIR/demo-rounds/project-N.json;
+4. the policy is deployed and writes K candidates for the prompts that have no ranking yet.
+"""
+
+import json
+import time
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+
+from annotate import demo_data
+from annotate.selectors.stats import project_agreement
+from annotate.services import accounts as account_services
+from training.models import ModelKind, ModelVersion
+from training.services import runs, serving
+
+PROMPTS_PER_ROUND = 200
+
+
+def hidden_check_score(model_dir: str, problems, *, sample: bool = False, temperature: float = 0.7,
+                       batch_size: int = 64, seed: int = 0) -> dict:
+    """Share of `problems` a causal LM answers right by the hidden check, greedy or sampled."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from training.trainers.evaluate import generate
+
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    prompts = [tokenizer.apply_chat_template([{"role": "user", "content": p.prompt}], add_generation_prompt=True,
+                                             tokenize=True) for p in problems]
+    prompts = [p["input_ids"] if isinstance(p, dict) else list(p) for p in prompts]
+    replies = generate(model, tokenizer, prompts, max_new_tokens=12, batch_size=batch_size, sample=sample,
+                       temperature=temperature, seed=seed)
+    texts = [tokenizer.decode(r, skip_special_tokens=True) for r in replies]
+    correct = sum(demo_data.reply_check(p.prompt, t) for p, t in zip(problems, texts))
+    low, high = demo_data.score_interval(correct, len(problems))
+    return {"score": correct / len(problems), "low": low, "high": high, "correct": correct, "n": len(problems),
+            "examples": [[p.prompt, t] for p, t in list(zip(problems, texts))[:3]]}
+
+
+def versions_measure(versions, *, heldout: int) -> dict:
+    problems = demo_data.heldout_problems(heldout)
+    figures = {}
+    for version in versions:
+        model_dir = str(settings.MODEL_STORE / version.folder)
+        greedy = hidden_check_score(model_dir, problems)
+        sampled = hidden_check_score(model_dir, problems, sample=True)
+        figures[version.name] = {"kind": version.kind, "greedy": greedy, "sampled": sampled}
+        metrics = {**version.metrics, "hidden_check_greedy": greedy["score"], "hidden_check_greedy_ci95": [greedy["low"], greedy["high"]],
+                   "hidden_check_sampled": sampled["score"], "hidden_check_sampled_ci95": [sampled["low"], sampled["high"]],
+                   "hidden_check_n": greedy["n"]}
+        ModelVersion.objects.filter(pk=version.pk).update(metrics=metrics)
+    return figures
+
+
+def round_run(*, project, admin, number: int, preset: str = "demo", seed: int = 0, heldout: int = 300,
+              prompts_per_round: int = PROMPTS_PER_ROUND, config: dict | None = None, out=print) -> dict:
+    """Run one demo round (annotate, train, measure, deploy, generate); return its figures."""
+    from annotate.management.commands.demo_annotate import annotate
+
+    started = time.monotonic()
+    timings = {}
+    counts = annotate(project, prompts=0 if number == 1 else prompts_per_round, seed=seed * 100 + number)
+    timings["annotate"] = time.monotonic() - started
+    if number == 1:
+        # After the seed prompts, one demonstration per prompt: the deployed model writes the other K-1.
+        account_services.project_settings_update(project=project, demonstrations_per_prompt=1)
+    mark = time.monotonic()
+    run = runs.run_create(project=project, by=admin, preset=preset, seed=seed + number, config=config or {})
+    status = runs.run_execute(run_id=run.id)
+    run.refresh_from_db()
+    timings["train"] = time.monotonic() - mark
+    if status != "succeeded":
+        raise RuntimeError(f"round {run.number} {status}: {run.error}")
+    mark = time.monotonic()
+    made = list(ModelVersion.objects.filter(run=run).order_by("id"))
+    measured = [v for v in made if v.kind != ModelKind.REWARD]
+    if not any(v.kind == ModelKind.BASE for v in made):
+        measured = list(ModelVersion.objects.filter(project=project, kind=ModelKind.BASE).order_by("version")[:1]) + measured
+    figures = versions_measure(measured, heldout=heldout)
+    timings["measure"] = time.monotonic() - mark
+    reward = next(v for v in made if v.kind == ModelKind.REWARD)
+    agreement = project_agreement(project=project)
+    policy = next(v for v in made if v.kind == ModelKind.POLICY)
+    mark = time.monotonic()
+    with transaction.atomic():
+        serving.deployment_create(project=project, model_version=policy, by=admin, replace=True,
+                                  sampling={"temperature": 0.8, "top_p": 0.95, "max_new_tokens": 16, "seed": seed + number})
+    job = serving.generation_enqueue(project=project, by=admin, max_prompts=100_000)
+    serving.generation_execute(job_id=job.id)
+    job.refresh_from_db()
+    timings["generate"] = time.monotonic() - mark
+    timings["round"] = time.monotonic() - started
+    result = {
+        "round": number, "run": run.number, "preset": preset, "seed": seed + number,
+        "versions": figures,
+        "reward": {"name": reward.name, "accuracy": reward.metrics.get("reward_accuracy"),
+                   "eval_pairs": reward.metrics.get("eval_rows")},
+        "agreement": {"krippendorff_alpha": agreement["krippendorff_alpha"],
+                      "mean_kendall_w": agreement["mean_kendall_w"], "sets_with_overlap": agreement["sets_with_overlap"]},
+        "annotations": counts, "generated_replies": job.replies_written, "seconds": timings,
+    }
+    _store(project, result)
+    _print(result, out)
+    return result
+
+
+def _store(project, result):
+    folder = Path(settings.DATA_DIR) / "demo-rounds"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"project-{project.id}.json"
+    rounds = json.loads(path.read_text()) if path.exists() else []
+    rounds = [r for r in rounds if r["round"] != result["round"]] + [result]
+    path.write_text(json.dumps(rounds, indent=1))
+    result["stored_in"] = str(path)
+
+
+def _pct(figure):
+    return f"{100 * figure['score']:5.1f}% [{100 * figure['low']:.1f}, {100 * figure['high']:.1f}]"
+
+
+def _print(result, out):
+    out(f"Round {result['round']} (training round {result['run']}, preset {result['preset']}, seed {result['seed']}): "
+        f"{result['seconds']['round']:.0f} s (annotate {result['seconds']['annotate']:.0f}, train "
+        f"{result['seconds']['train']:.0f}, measure {result['seconds']['measure']:.0f}, generate "
+        f"{result['seconds']['generate']:.0f})")
+    n = next(iter(result["versions"].values()))["greedy"]["n"] if result["versions"] else 0
+    out(f"  hidden check on {n} held-out prompts, share right with 95% interval:")
+    for name, figure in result["versions"].items():
+        out(f"    {name:<10} greedy {_pct(figure['greedy'])}   sampled (T=0.7) {_pct(figure['sampled'])}")
+    reward = result["reward"]
+    accuracy = reward["accuracy"]
+    out(f"  reward model {reward['name']}: held-out pair accuracy "
+        f"{'-' if accuracy is None else f'{100 * accuracy:.1f}%'} on {reward['eval_pairs']} pairs")
+    agreement = result["agreement"]
+    alpha, w = agreement["krippendorff_alpha"], agreement["mean_kendall_w"]
+    out(f"  annotator agreement: Krippendorff alpha {'-' if alpha is None else f'{alpha:.3f}'}, mean Kendall W "
+        f"{'-' if w is None else f'{w:.3f}'} over {agreement['sets_with_overlap']} sets")
+    out(f"  generated {result['generated_replies']} replies for ranking; figures in {result.get('stored_in', '-')}")

@@ -1,0 +1,41 @@
+"""Run demo rounds unattended and print the hidden-check figures of every version (training/demo_loop.py)."""
+
+import json
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
+
+from annotate.management.commands.demo import DEMO_PROJECT, demo_project_create
+from training.demo_loop import round_run
+from training.models import TrainingRun
+
+
+class Command(BaseCommand):
+    help = ("Load the demo project if needed, then run ROUNDS rounds unattended: scripted annotators (over HTTP), "
+            "base (first round), SFT, reward model, PPO, the hidden check of every version, deploy, generate.")
+
+    def add_arguments(self, parser):
+        parser.add_argument("--rounds", type=int, default=1, help="rounds to run (with --up-to: until there are this many)")
+        parser.add_argument("--up-to", action="store_true", help="count the rounds already done towards --rounds")
+        parser.add_argument("--preset", default="demo")
+        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--heldout", type=int, default=300, help="held-out problems each version is measured on")
+        parser.add_argument("--prompts-per-round", type=int, default=200, help="new prompts the annotators write per round")
+        parser.add_argument("--config", default="{}", help="per stage overrides as JSON, as for manage.py train")
+
+    def handle(self, *args, rounds, up_to, preset, seed, heldout, prompts_per_round, config, **options):
+        from django.core.management import call_command
+
+        call_command("migrate", interactive=False, verbosity=0)
+        project = demo_project_create()
+        admin = get_user_model().objects.get(username="admin")
+        done = TrainingRun.objects.filter(project=project, status="succeeded").count()
+        try:
+            overrides = json.loads(config)
+        except ValueError as error:
+            raise CommandError(f"--config is not JSON: {error}") from None
+        self.stdout.write(f"{DEMO_PROJECT} (project {project.id}): {done} round(s) done before")
+        last = rounds if up_to else done + rounds
+        for number in range(done + 1, last + 1):
+            round_run(project=project, admin=admin, number=number, preset=preset, seed=seed, heldout=heldout,
+                      prompts_per_round=prompts_per_round, config=overrides, out=self.stdout.write)
