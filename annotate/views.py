@@ -17,6 +17,7 @@ from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from annotate import forms, plots
@@ -278,6 +279,24 @@ def task_skip(request, task_id):
         messages.info(request, "Skipped. You will not get that one again.")
     _remember_done(request, task.id)
     return _next_task(request, membership)
+
+
+@login_required
+@require_POST
+def message_flag(request, project_id, message_id):
+    """Flag a reply seen on a task page (outside the queue), then go back to the task."""
+    project = account_selectors.project_for_member(user=request.user, project_id=project_id)
+    message = get_object_or_404(Message, pk=message_id, project=project)
+    try:
+        judgements.label_submit(message=message, annotator=request.user, flags=request.POST.getlist("flags"))
+    except ValidationError as error:
+        messages.error(request, _error_text(error).capitalize() + ".")
+    else:
+        messages.success(request, "Thank you. The reply is flagged and kept out of training data until an admin looks at it.")
+    back = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
+        back = reverse("annotate:project", args=[project.id])
+    return redirect(back)
 
 
 @login_required

@@ -208,6 +208,17 @@ def test_compare_label_and_review_through_the_form(member, reviewer, make_user, 
     assert Message.objects.get(pk=demonstration.pk).excluded
 
 
+def test_a_reply_is_flagged_from_the_task_page(member, outsider, project):
+    (candidate_set,) = ranking_items(project, 1, k=2)
+    reply_id = candidate_set.message_ids[0]
+    url = f"/projects/{project.id}/messages/{reply_id}/flag/"
+    assert client_for(outsider).post(url, {"flags": ["toxic"]}).status_code == 404
+    response = client_for(member).post(url, {"flags": ["toxic"], "next": "https://elsewhere.example/"})
+    assert response.status_code == 302 and response.url == f"/projects/{project.id}/"  # never off the site
+    assert Message.objects.get(pk=reply_id).excluded
+    assert client_for(member).post(url, {"next": "/tasks/1/"}).url == "/tasks/1/"  # nothing ticked: told so
+
+
 def test_history_shows_what_reviewers_said(member, reviewer, project):
     only(project, prompt=1)
     client = client_for(member)

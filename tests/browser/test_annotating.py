@@ -149,11 +149,17 @@ def test_a_new_annotator_writes_ranks_compares_and_flags(team, new_page, shot):
     ranking = Ranking.objects.get(candidate_set=second_set)
     assert ranking.tiers == [[ids["2"]], [ids["1"]], [ids["3"], ids["4"]]]
 
-    # Compare two replies: B is better.
+    # Compare two replies: B is better; A is spam, flagged from its own menu on the way.
     only_these(page, "Compare two replies")
     ids = labels_to_ids(page)
-    shot(page, "08-task-compare")
     page.keyboard.press("b")
+    click(page, ".candidate[data-label='A'] .flag-menu summary")
+    click(page, ".candidate[data-label='A'] .flag-box label:has-text('Spam')")
+    shot(page, "08-task-compare")
+    click_and_wait(page, ".candidate[data-label='A'] .flag-box button")
+    assert Label.objects.get(message_id=ids["A"]).flags == ["spam"]
+    assert "The reply is flagged" in page.locator(".messages").inner_text()
+    assert page.locator("input[name=choice][value=B]").is_checked()  # the draft came back
     press_and_wait(page, "Enter")
     assert Ranking.objects.get(candidate_set=pair).tiers == [[ids["B"]], [ids["A"]]]
 
@@ -164,7 +170,7 @@ def test_a_new_annotator_writes_ranks_compares_and_flags(team, new_page, shot):
     page.keyboard.press("2")
     shot(page, "09-task-label")
     press_and_wait(page, "Enter")
-    label = Label.objects.get(annotator__username="nina")
+    label = Label.objects.get(annotator__username="nina", task__isnull=False)
     assert (label.flags, label.quality, label.message.text) == (["toxic"], 2, target.strip())
     assert Message.objects.get(pk=label.message_id).excluded
 

@@ -27,8 +27,9 @@ EVIL = "\n\n".join(PAYLOADS)
 def assert_inert(page, *, expect_text=True):
     """Click every link in the shown content, then check that nothing ran and nothing executable
     made it into the page."""
-    for summary in page.locator("details:not([open]) > summary").all():
-        click(page, summary)  # open the guidelines, so their links can be clicked too
+    closed = page.locator("details:not(.flag-menu):not([open]) > summary")
+    while closed.count():
+        click(page, closed.first)  # open the guidelines, so their links can be clicked too
     links = [link for link in page.locator(".md a").all() if link.is_visible()]
     for link in links:
         click(page, link)

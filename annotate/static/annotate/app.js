@@ -135,6 +135,7 @@
         return;
       }
       if (event.ctrlKey || event.metaKey || event.altKey) return;
+      if (target.closest && target.closest(".flag-menu") && key !== "?") return;  // a reply's own flag form
       if (key === "?") {
         event.preventDefault();
         help.showModal();

@@ -183,6 +183,7 @@
     if (help && help.open) return;
     var target = event.target;
     if (target.tagName === "TEXTAREA" || (target.tagName === "INPUT" && target.type === "text")) return;
+    if (target.closest && target.closest(".flag-menu")) return;  // keys there belong to the flag form
     var key = event.key;
     if (byLabel[key]) {
       event.preventDefault();
@@ -281,7 +282,7 @@
   }
 
   root.addEventListener("pointerdown", function (event) {
-    if (event.button !== 0 || event.target.closest("a, button, input, label")) return;
+    if (event.button !== 0 || event.target.closest("a, button, input, label, summary, .flag-menu")) return;
     var source = event.target.closest(".chip, .candidate");
     if (!source) return;
     // Touch scrolls the page over a reply's text: only its header (and chips) start a drag.
