@@ -41,9 +41,9 @@ def hidden_check_score(model_dir: str, problems, *, sample: bool = False, temper
     torch.set_num_threads(max(1, torch.get_num_threads()))
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
-    prompts = [tokenizer.apply_chat_template([{"role": "user", "content": p.prompt}], add_generation_prompt=True,
-                                             tokenize=True) for p in problems]
-    prompts = [p["input_ids"] if isinstance(p, dict) else list(p) for p in prompts]
+    texts = [tokenizer.apply_chat_template([{"role": "user", "content": p.prompt}], add_generation_prompt=True,
+                                           tokenize=False) for p in problems]
+    prompts = [tokenizer(text, add_special_tokens=False)["input_ids"] for text in texts]
     replies = generate(model, tokenizer, prompts, max_new_tokens=12, batch_size=batch_size, sample=sample,
                        temperature=temperature, seed=seed)
     texts = [tokenizer.decode(r, skip_special_tokens=True) for r in replies]
