@@ -238,6 +238,15 @@ def test_when_nothing_waits_the_annotator_is_told_so(member, project):
 # Admin pages
 
 
+def test_staff_create_projects_from_the_home_page(owner, member):
+    assert b"New project" in client_for(owner).get("/").content
+    assert b"New project" not in client_for(member).get("/").content
+    response = client_for(owner).post("/projects/new/", {"name": "Poems", "description": "Short ones"})
+    assert response.status_code == 302 and response.url.endswith("/admin/")
+    assert client_for(member).post("/projects/new/", {"name": "Mine"}).status_code == 403
+    assert client_for(owner).post("/projects/new/", {"name": ""}).status_code == 400
+
+
 def test_settings_page_changes_the_queue_and_the_guidelines(owner, project):
     client = client_for(owner)
     url = f"/projects/{project.id}/admin/"
