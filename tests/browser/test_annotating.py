@@ -179,6 +179,10 @@ def test_a_new_annotator_writes_ranks_compares_and_flags(team, new_page, shot):
     assert page.locator(".history-entry .md strong", has_text="42").is_visible()
     assert page.locator(".history-entry").count() >= 6
     shot(page, "10-history")
+    # A task already done, opened again (a reload after a lost reply, say), says so.
+    page.goto(f"/tasks/{first_task}/")
+    assert "You already submitted this task" in page.locator("main").inner_text()
+    shot(page, "10b-task-already-submitted")
     click_and_wait(page, "nav.tabs >> text=Overview")
     assert page.locator("#count-today").inner_text() == "6"
 
@@ -193,6 +197,8 @@ def test_a_reviewer_rejects_a_demonstration_and_its_author_reads_why(team, make_
     demonstration = Message.objects.get(pk=written["message_id"])
 
     page = new_page()
+    page.goto("/login/")
+    shot(page, "00-login")
     log_in(page, "rita", PASSWORD)
     click_and_wait(page, "text=Arithmetic helper")
     only_these(page, "Review a demonstration")
