@@ -121,11 +121,12 @@ def evaluate_base(model_dir: str, eval_path: str | None, config: dict) -> dict:
 
 
 def evaluate_sft(model_dir: str, eval_path: str | None, config: dict, *, seed: int = 0) -> dict:
+    if not eval_path:
+        return {"eval_rows": 0}
+    # Imported only when there is something to score: rouge_score alone takes about a second.
     import sacrebleu
     from rouge_score import rouge_scorer
 
-    if not eval_path:
-        return {"eval_rows": 0}
     rows = stage_rows("sft", eval_path, limit=config["eval_max_rows"])
     tokenizer, model = _tokenizer(model_dir), _causal_lm(model_dir, _device())
     context = min(config["max_length"], model.config.max_position_embeddings)
