@@ -57,7 +57,7 @@
   function render() {
     list.replaceChildren();
     var ranks = {};
-    var tierIndex = 0, position = 0, tierStart = 1;
+    var position = 0, tierStart = 1;
     order.forEach(function (id, index) {
       if (index > 0) {
         var sep = document.createElement("button");
@@ -69,7 +69,7 @@
         list.appendChild(sep);
       }
       position += 1;
-      if (index === 0 || !tied[index]) { tierIndex += 1; tierStart = position; }
+      if (index === 0 || !tied[index]) tierStart = position;
       ranks[id] = tierStart;
       var card = byId[id];
       var chip = document.createElement("li");
