@@ -1,10 +1,15 @@
 """Tokens per second of the local generation backend: batched against one prompt at a time.
 
 Both runs go through training.generation's TransformersBackend with the same model, prompts and
-settings; only batch_size differs. Every reply is forced to exactly --new-tokens tokens
+settings; only batch_size differs. They alternate (a batch, then a few prompts one at a time, and
+so on), so that both meet the same load from other processes; CPU seconds are printed too. Every reply is forced to exactly --new-tokens tokens
 (min_new_tokens = max_new_tokens), so an untrained model's early EOS cannot flatter either side.
 
-The model has random weights, in the shape of a preset in training/trainers/config.py:
+The model has random weights, in the shape of a preset in training/trainers/config.py, with the final
+layer norm's weights multiplied by --logit-scale (default 10): freshly initialised, every next-token
+distribution is nearly uniform over the 8192 tokens (entropy 9 nats; top-p 0.95 keeps 7,400 tokens),
+which no trained model does; scaled by 10, about 4 nats and a nucleus of a few hundred tokens. The
+mean entropy is printed.
   --device cpu   the "small" shape: 6 layers, 4 heads, width 256, vocab 8192, context 512;
   --device cuda  the "gpu" shape (GPT-2 small): 12 layers, 12 heads, width 768, vocab 8192, context 1024,
                  in bf16 with the static cache and compiled decoding; a first untimed pass compiles.
@@ -15,6 +20,7 @@ The model has random weights, in the shape of a preset in training/trainers/conf
 """
 
 import argparse
+import math
 import os
 import random
 import sys
@@ -35,7 +41,7 @@ def words(rng: random.Random, count: int) -> list[str]:
     return ["".join(rng.choice(syllables) for _ in range(rng.randint(1, 4))) for _ in range(count)]
 
 
-def model_build(folder: Path, *, device: str, seed: int) -> None:
+def model_build(folder: Path, *, device: str, seed: int, logit_scale: float) -> None:
     """Save a random-weight model of the device's shape, with an 8192-token tokenizer."""
     import torch
 
@@ -47,6 +53,8 @@ def model_build(folder: Path, *, device: str, seed: int) -> None:
     tokenizer = tokenizer_train(texts, vocab_size=VOCAB)
     torch.manual_seed(seed)
     model = gpt_from_config(tokenizer, **SHAPES["cuda" if device.startswith("cuda") else "cpu"])
+    with torch.no_grad():
+        model.transformer.ln_f.weight.mul_(logit_scale)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
 
@@ -65,6 +73,7 @@ def conversations(count: int, *, seed: int) -> list[list[dict]]:
 
 
 def timed(backend, prompts, settings) -> tuple[float, int]:
+    """Return the seconds one generate call over `prompts` took, and the tokens it generated."""
     started = time.perf_counter()
     replies = backend.generate(prompts, n=1, settings=settings)
     seconds = time.perf_counter() - started
@@ -82,6 +91,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, help="rows per batch (default: the backend's, 32 cpu, 256 cuda)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--logit-scale", type=float, default=10.0,
+                        help="multiply the built model's final layer norm weights (default 10; 1: as initialised)")
     args = parser.parse_args()
 
     import torch
@@ -102,7 +113,7 @@ def main() -> None:
         if not model_dir:
             model_dir = str(Path(scratch) / "model")
             started = time.perf_counter()
-            model_build(Path(model_dir), device=args.device, seed=args.seed)
+            model_build(Path(model_dir), device=args.device, seed=args.seed, logit_scale=args.logit_scale)
             print(f"built a random model in {time.perf_counter() - started:.1f} s")
         settings = SamplingSettings(temperature=1.0, top_p=0.95, max_new_tokens=args.new_tokens, seed=args.seed)
         options = {"device": args.device, "min_new_tokens": args.new_tokens}
@@ -110,7 +121,7 @@ def main() -> None:
         single = TransformersBackend(model_dir, batch_size=1, **options)
         loaded = batched.load()
         prompts = conversations(prompts_count, seed=args.seed)
-        loop_prompts = prompts[:loop_count]
+        loop_prompts = prompts[:loop_count]  # for the warm-up; the timed ones are chosen below
 
         parameters = sum(p.numel() for p in loaded.model.parameters())
         config = loaded.model.config
@@ -123,21 +134,42 @@ def main() -> None:
               f"(mean {sum(prompt_tokens) / len(prompt_tokens):.0f}), {args.new_tokens} new tokens each, "
               f"temperature {settings.temperature}, top_p {settings.top_p}")
 
+        with torch.inference_mode():
+            input_ids, attention_mask = batched._batch(loaded, batched._prompt_ids(loaded, prompts[:8], settings),
+                                                       pad_multiple=1)
+            probs = loaded.model(input_ids=input_ids, attention_mask=attention_mask).logits.float().softmax(-1)
+            entropy = -(probs * probs.clamp_min(1e-12).log()).sum(-1)[attention_mask.bool()].mean().item()
+        print(f"mean next-token entropy {entropy:.1f} nats (uniform over the vocabulary: "
+              f"{math.log(config.vocab_size):.1f})")
+
         # Warm up both paths (and, on a GPU, compile every shape the timed run will see).
         warm = prompts if cuda else prompts[:batched.batch_size]
         batched.generate(warm, n=1, settings=settings)
         single.generate(loop_prompts[:2], n=1, settings=settings)
 
-        seconds, tokens = timed(batched, prompts, settings)
-        batched_rate = tokens / seconds
-        print(f"batched (batch_size {batched.batch_size}): {tokens} tokens in {seconds:.2f} s = "
-              f"{batched_rate:,.0f} tokens/s")
-        seconds, tokens = 0.0, 0
-        for conversation in loop_prompts:
-            took, count = timed(single, [conversation], settings)
-            seconds, tokens = seconds + took, tokens + count
-        single_rate = tokens / seconds
-        print(f"one at a time: {tokens} tokens in {seconds:.2f} s = {single_rate:,.0f} tokens/s")
+        # Interleaved rounds: one batch, then a share of the one-at-a-time prompts, so that both see the
+        # same machine (other processes' load shifts over minutes). Prompts are ordered by length, as
+        # generate() orders them, and the one-at-a-time ones are spread over all lengths.
+        ordered = [prompts[i] for i in sorted(range(len(prompts)), key=lambda i: prompt_tokens[i])]
+        batches = [ordered[i:i + batched.batch_size] for i in range(0, len(ordered), batched.batch_size)]
+        loop_prompts = ordered[::max(1, len(ordered) // loop_count)][:loop_count]
+        shares = [loop_prompts[i::len(batches)] for i in range(len(batches))]
+        totals = {"batched": [0.0, 0.0, 0], "one at a time": [0.0, 0.0, 0]}  # wall s, CPU s, tokens
+        for batch, share in zip(batches, shares):
+            for name, backend, items in (("batched", batched, [batch]), ("one at a time", single, [[c] for c in share])):
+                for item in items:
+                    cpu = time.process_time()
+                    seconds, tokens = timed(backend, item, settings)
+                    totals[name][0] += seconds
+                    totals[name][1] += time.process_time() - cpu
+                    totals[name][2] += tokens
+        rates = {}
+        for name, (seconds, cpu, tokens) in totals.items():
+            rates[name] = tokens / seconds
+            label = f"batched (batch_size {batched.batch_size})" if name == "batched" else name
+            print(f"{label}: {tokens} tokens in {seconds:.2f} s = {rates[name]:,.0f} tokens/s "
+                  f"({tokens / cpu:,.0f} per CPU-second)")
+        batched_rate, single_rate = rates["batched"], rates["one at a time"]
         print(f"ratio batched / one at a time: {batched_rate / single_rate:.1f}x")
 
 

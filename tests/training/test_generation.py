@@ -139,6 +139,33 @@ def test_a_missing_model_directory_is_named(tmp_path):
 # The local backend
 
 
+def test_cpu_nucleus_sampler_draws_from_the_distribution_transformers_would():
+    import torch
+    from transformers.generation.logits_process import TemperatureLogitsWarper, TopPLogitsWarper
+
+    from training.generation.local import NucleusSampler
+
+    generator = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    draws = 400
+    # Flat rows (a nucleus of thousands: sorted in full), middling (top 1024), peaked (top 128), and no top_p.
+    for spread, temperature, top_p in ((0.3, 1.0, 0.95), (3.0, 0.7, 0.9), (10.0, 1.5, 0.5), (6.0, 1.0, 1.0)):
+        scores = torch.randn(4, 8192, generator=generator) * spread
+        warped = TemperatureLogitsWarper(temperature)(None, scores.clone())
+        expected = (TopPLogitsWarper(top_p)(None, warped) if top_p < 1 else warped).softmax(dim=-1)
+        tokens = NucleusSampler(temperature, top_p).sample(scores.repeat(draws, 1)).view(draws, 4)
+        for row in range(4):
+            # Only tokens transformers could draw, the likeliest about as often as transformers would.
+            assert expected[row, tokens[:, row]].min() > 0, (spread, temperature, top_p)
+            likeliest = expected[row].argmax()
+            frequency = (tokens[:, row] == likeliest).float().mean()
+            assert abs(frequency - expected[row, likeliest]) < 0.08, (spread, temperature, top_p, frequency)
+    # As a processor: only the drawn token is left for generate's argmax.
+    scores = torch.randn(3, 8192, generator=generator) * 5
+    out = NucleusSampler(1.0, 0.9)(None, scores)
+    assert torch.isfinite(out).sum(dim=-1).tolist() == [1, 1, 1]
+
+
 @pytest.mark.slow
 def test_local_greedy_replies_are_the_trained_answers_and_stop_at_eos(chat_model_dir):
     questions = list(ANSWERS)
@@ -169,6 +196,24 @@ def test_local_sampling_gives_n_replies_per_conversation_the_same_for_a_seed(cha
     assert backend.generate(conversations, n=5, settings=hot) == replies
     assert backend.generate(conversations, n=5, settings=SamplingSettings(temperature=3.0, max_new_tokens=12,
                                                                           seed=12)) != replies
+
+
+@pytest.mark.slow
+def test_growing_kv_cache_generates_what_transformers_cache_does(random_model_dir):
+    import torch
+
+    from training.generation.local import model_load, growing_cache
+
+    loaded = model_load(random_model_dir, device="cpu")
+    backend = backend_for(model_dir=str(random_model_dir))
+    prompts = backend._prompt_ids(loaded, [ask("ka"), ask("lo mi ne su ta ri po de gu " * 3)], GREEDY)
+    input_ids, attention_mask = backend._batch(loaded, prompts, pad_multiple=1)
+    settings = {"max_new_tokens": 150, "min_new_tokens": 150, "do_sample": False}  # past two regrowths
+    with torch.inference_mode():
+        ours = loaded.model.generate(input_ids=input_ids, attention_mask=attention_mask,
+                                     past_key_values=growing_cache(loaded.model.config), **settings)
+        theirs = loaded.model.generate(input_ids=input_ids, attention_mask=attention_mask, **settings)
+    assert torch.equal(ours, theirs)
 
 
 @pytest.mark.slow
