@@ -144,7 +144,7 @@ def test_a_submit_after_the_lease_ran_out_keeps_the_text_to_copy(member, project
     only(project, prompt=1)
     client = client_for(member)
     task = start(client, project)
-    Task.objects.filter(pk=task.id).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    Task.objects.filter(pk=task.id).update(lease_expires_at=timezone.now() - timedelta(hours=1))
     response = submit(client, task, text="A prompt I typed for a long time")
     assert response.status_code == 409
     page = response.content.decode()

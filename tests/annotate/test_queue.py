@@ -169,7 +169,9 @@ def test_an_expired_lease_goes_back_to_the_pool_and_its_late_submit_is_refused(a
     ranking_items(project, 1)
     task = next_task(api_as(member), project)
     assert next_task(api_as(second_annotator), project) is None
-    Task.objects.filter(pk=task["id"]).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    # Well in the past: inside the test's transaction PostgreSQL's now() is the transaction's start,
+    # which on a loaded machine can be seconds before Python's clock.
+    Task.objects.filter(pk=task["id"]).update(lease_expires_at=timezone.now() - timedelta(hours=1))
     time.sleep(queue.RECLAIM_EVERY_SECONDS)  # expired leases are collected at most once a second
     again = next_task(api_as(second_annotator), project)
     assert again is not None and again["id"] != task["id"]
@@ -184,7 +186,7 @@ def test_a_lease_that_ran_out_unnoticed_is_refused_at_submit(api_as, member, pro
     only(project, ranking=1)
     ranking_items(project, 1)
     task = next_task(api_as(member), project)
-    Task.objects.filter(pk=task["id"]).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    Task.objects.filter(pk=task["id"]).update(lease_expires_at=timezone.now() - timedelta(hours=1))
     ids = [c["id"] for c in task["candidates"]]
     response = submit(api_as(member), task, tiers=[[i] for i in ids])
     assert response.status_code == 409 and "lease expired" in str(response.json())

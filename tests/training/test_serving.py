@@ -27,13 +27,21 @@ def stores(tmp_path, settings):
     settings.MODEL_STORE = tmp_path / "models"
 
 
-def tiny_version(project, number: int, *, kind=ModelKind.POLICY, width: int = 32) -> ModelVersion:
+# Words that each become one token with their leading space, so an untrained model's babble has
+# spaces, and the streamer (which hands on text a word at a time) has many chunks to give.
+SYLLABLES = ["ka", "lo", "mi", "ne", "su", "ta", "ri", "po", "de", "gu"]
+WORDS = [a + b for a in SYLLABLES for b in SYLLABLES]
+BABBLE = [" ".join(WORDS[i:] + WORDS[:i]) for i in range(50)]
+
+
+def tiny_version(project, number: int, *, kind=ModelKind.POLICY, width: int = 32, layers: int = 1,
+                 texts=TEXTS, vocab_size: int = 300) -> ModelVersion:
     """A randomly initialised GPT with our tokenizer, registered as a model version."""
     import torch
 
     torch.manual_seed(number)
-    tokenizer = tokenizer_train(TEXTS, vocab_size=300)
-    model = gpt_from_config(tokenizer, layers=1, heads=2, width=width, context=256)
+    tokenizer = tokenizer_train(texts, vocab_size=vocab_size)
+    model = gpt_from_config(tokenizer, layers=layers, heads=2, width=width, context=256)
     folder = f"project-{project.id}/test/{kind}-{number}"
     model.save_pretrained(settings.MODEL_STORE / folder)
     tokenizer.save_pretrained(settings.MODEL_STORE / folder)
@@ -128,9 +136,10 @@ def test_a_failed_generation_says_why_and_can_be_retried(project, owner):
 
 
 def test_a_chat_reply_streams_and_the_chat_becomes_a_prompt(project, owner, member, outsider, api_as):
-    version = tiny_version(project, 1, width=256)
+    # Big enough that generating the reply takes far longer than starting it, even on a loaded machine.
+    version = tiny_version(project, 1, width=128, layers=4, texts=BABBLE, vocab_size=600)
     serving.deployment_create(project=project, model_version=version, by=owner,
-                              sampling={"max_new_tokens": 96, "temperature": 1.0})
+                              sampling={"max_new_tokens": 160, "temperature": 1.0})
     serving.backend_of(version).load()  # the web process keeps the model loaded after the first chat
     url = f"/api/projects/{project.id}/chat/reply/"
     turns = [{"role": "user", "content": "What is 2 plus 2?"}]
@@ -153,7 +162,7 @@ def test_a_chat_reply_streams_and_the_chat_becomes_a_prompt(project, owner, memb
     assert made.status_code == 201
     last = Message.objects.get(pk=made.json()["message_id"])
     path = serving.conversation_of(last)
-    assert [m["content"] for m in path] == ["What is 2 plus 2?", reply, "Are you sure?"]
+    assert [m["content"] for m in path] == ["What is 2 plus 2?", reply.strip(), "Are you sure?"]
     assert last.parent.generated.model_version == version and last.author == member
     assert WorkItem.objects.filter(message=last, kind=TaskKind.DEMONSTRATION).exists()
 
