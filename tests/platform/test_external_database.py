@@ -33,8 +33,8 @@ def test_suite_passes_against_a_server_given_by_database_url():
             pytest.fail("CI must provide PostgreSQL on 127.0.0.1:5432 to test the DATABASE_URL path")
         pytest.skip("no PostgreSQL server on 127.0.0.1:5432 to test the DATABASE_URL path against")
     env = dict(os.environ, DATABASE_URL=EXTERNAL_URL)
-    # Everything but the model-training and browser tests, which do not touch the connection
-    # settings, and but this test itself.
+    # Everything but the tests that train or load models and the browser tests, which do not touch
+    # the connection settings, and but this test itself.
     result = subprocess.run(
         [
             sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",

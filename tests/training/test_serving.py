@@ -16,7 +16,7 @@ from training.models import GeneratedReply, GenerationJob, ModelKind, ModelVersi
 from training.services import serving
 from training.trainers.base_model import gpt_from_config, tokenizer_train
 
-pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.slow, pytest.mark.training, pytest.mark.django_db(transaction=True)]
 
 TEXTS = [f"What is {a} plus {b}? It is {a + b}, since {a} and {b} make {a + b}." for a in range(10) for b in range(10)]
 
