@@ -222,3 +222,23 @@ def test_bradley_terry_recovers_a_known_order_from_noisy_votes():
     fitted = {row["version"]: row["strength"] for row in board}
     # Strengths are identified up to a shift: compare differences.
     assert abs((fitted["a"] - fitted["d"]) - 3.0) < 0.4
+
+
+def test_the_deploy_command_deploys_rolls_back_and_queues_generation(project, owner):
+    from django.core.management import CommandError, call_command
+
+    first, second = tiny_version(project, 1), tiny_version(project, 2)
+    call_command("deploy", "--project", str(project.id), "--model", "policy-v1", "--temperature", "0.5")
+    call_command("deploy", "--project", str(project.id), "--model", "policy-v2")
+    active = list(project.deployments.filter(is_active=True))
+    assert [d.model_version for d in active] == [second]  # replaces what was deployed
+    assert project.deployments.get(model_version=first).sampling["temperature"] == 0.5
+    call_command("deploy", "--project", str(project.id), "--rollback", "--generate", "5")
+    assert [d.model_version for d in project.deployments.filter(is_active=True)] == [first]
+    assert GenerationJob.objects.get().max_prompts == 5
+    call_command("deploy", "--project", str(project.id), "--model", "policy-v1", "--undeploy")
+    assert not project.deployments.filter(is_active=True).exists()
+    with pytest.raises(CommandError, match="no model version 'policy-v9'"):
+        call_command("deploy", "--project", str(project.id), "--model", "policy-v9")
+    with pytest.raises(CommandError, match="temperature"):
+        call_command("deploy", "--project", str(project.id), "--model", "policy-v2", "--temperature", "-1")
