@@ -6,7 +6,7 @@ import pytest
 from annotate.models import CandidateSetKind, Message, MessageSource, Role
 from annotate.services import accounts as account_services
 from annotate.services import judgements, queue, tree
-from tests.browser.person import click, click_and_wait, log_in, press_and_wait, type_into
+from tests.browser.person import click, click_and_wait, log_in, press_and_wait
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

@@ -5,7 +5,6 @@ import pytest
 from django.test import Client
 
 from training.models import Deployment, GenerationJob, MetricPoint, ModelKind, ModelVersion, RunStatus, TrainingRun
-from training.services import runs
 from tests.training.factories import arithmetic_project
 
 pytestmark = pytest.mark.django_db

@@ -2,7 +2,6 @@
 its held-out evaluation; a killed worker leaves the round failed (worker lost) and it resumes from
 its checkpoint; a cancel stops PPO within seconds and registers nothing."""
 
-import os
 import signal
 import subprocess
 import sys

@@ -31,7 +31,6 @@ from annotate.models import CorpusText
 from platform_config.paths import REPO_ROOT
 from training.models import (
     Algorithm,
-    DatasetSnapshot,
     MetricPoint,
     ModelKind,
     ModelVersion,
@@ -202,7 +201,7 @@ def _enqueue(run):
     transaction.on_commit(lambda: run_execute.configure(queueing_lock=f"run-{run.id}").defer(run_id=run.id))
 
 
-def _stage_problems(name, preset, overrides, *, processes, model_dirs=None, **rows):
+def _stage_problems(name, preset, overrides, *, processes, **rows):
     """Reasons to refuse a stage's settings. Before the data is exported (`rows` not given) only
     the settings themselves are checked; the models a stage starts from are checked by the
     trainer when the stage starts, since earlier stages of the same round build them."""
@@ -211,16 +210,10 @@ def _stage_problems(name, preset, overrides, *, processes, model_dirs=None, **ro
     except ValueError as error:
         return [f"{name}: {error}"]
     problems = trainer_config.config_problems(
-        name, merged, processes=processes, train_rows=rows.get("train_rows", 10**9), eval_rows=rows.get("eval_rows", 0),
-        **(model_dirs or {}),
+        name, merged, processes=processes, train_rows=rows.get("train_rows", 10**9),
+        eval_rows=rows.get("eval_rows", 0), check_models=False,
     )
-    if model_dirs is None:
-        problems = [p for p in problems if not p.startswith(_NO_MODEL_YET)]
     return [f"{name}: {problem}" for problem in problems]
-
-
-# How config_problems says a stage's input model is missing: expected before the round has built it.
-_NO_MODEL_YET = tuple(f"the {name} stage needs a" for name in StageName.values) + ("the RL stage needs a reward model",)
 
 
 def _finish(run, status, error=""):
@@ -280,7 +273,6 @@ def _fail(run, error):
 def _prepare_data(run):
     """Export every stage's data (all feedback so far) and check the settings against the row counts."""
     problems = []
-    tokenizer_texts = None
     for stage in run.stages.order_by("order"):
         if stage.status == StageStatus.SUCCEEDED:
             continue
@@ -297,11 +289,8 @@ def _prepare_data(run):
                 stage.name, run.preset, run.config.get(stage.name, {}), processes=run.processes,
                 train_rows=rows.get("train", 0), eval_rows=rows.get("test", 0),
             )
-        if stage.name == StageName.SFT:
-            tokenizer_texts = stage.snapshot
     if problems:
         raise _Refused("refused before training: " + "; ".join(problems))
-    run._tokenizer_texts = tokenizer_texts
 
 
 def _stage_execute(run, stage) -> str:
@@ -361,8 +350,11 @@ def _spec(run, stage, *, out_dir, work_dir, progress):
         kind, folder = stage.snapshot.kind, store / stage.snapshot.folder
         data = {"train": str(folder / f"{kind}-train.jsonl"),
                 "eval": str(folder / f"{kind}-test.jsonl") if stage.snapshot.rows.get("test") else None}
-    if stage.name == StageName.BASE and getattr(run, "_tokenizer_texts", None):
-        data["texts_for_tokenizer"] = [str(store / run._tokenizer_texts.folder / "sft-train.jsonl")]
+    if stage.name == StageName.BASE:
+        # The tokenizer also learns the demonstrations' text, exported for this round's SFT stage.
+        sft = run.stages.filter(name=StageName.SFT, snapshot__isnull=False).select_related("snapshot").first()
+        if sft:
+            data["texts_for_tokenizer"] = [str(store / sft.snapshot.folder / "sft-train.jsonl")]
     base_model = {
         StageName.BASE: run.base_source or None,
         StageName.SFT: latest.get(ModelKind.BASE),

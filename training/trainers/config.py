@@ -182,8 +182,11 @@ def _type_name(expected) -> str:
 
 def config_problems(stage: str, config: dict, *, train_rows: int, eval_rows: int = 0,
                     model_dir: str | None = None, reward_model_dir: str | None = None,
-                    processes: int = 1) -> list[str]:
+                    processes: int = 1, check_models: bool = True) -> list[str]:
     """Return human-readable reasons to refuse this run; empty when it may start.
+
+    `check_models=False` checks the settings and rows only: for a round whose earlier stages
+    have not built the models a later stage starts from yet.
 
     `model_dir` is the model the stage starts from (for "base", the directory to adopt, or None
     to build from scratch); `reward_model_dir` the reward model of a PPO or RLOO stage;
@@ -214,7 +217,7 @@ def config_problems(stage: str, config: dict, *, train_rows: int, eval_rows: int
         return problems
 
     adopting = stage == "base" and model_dir is not None
-    if stage != "base" or adopting:
+    if check_models and (stage != "base" or adopting):
         problems += _model_problems(stage, model_dir, c, adopting=adopting)
     if stage == "base" and not adopting:
         if c["vocab_size"] < MIN_VOCAB:
@@ -253,7 +256,7 @@ def config_problems(stage: str, config: dict, *, train_rows: int, eval_rows: int
         elif train_rows < global_batch // generations:
             problems.append(f"dataset smaller than one batch: {train_rows} prompts for a batch of "
                             f"{global_batch // generations} prompts x {generations} generations")
-    if stage in ("ppo", "rloo"):
+    if check_models and stage in ("ppo", "rloo"):
         problems += _reward_model_problems(model_dir, reward_model_dir)
     return problems
 
