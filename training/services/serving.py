@@ -7,6 +7,7 @@ import random
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from annotate.errors import Conflict
@@ -160,31 +161,18 @@ def generation_execute(*, job_id: int) -> str:
 
 def prompts_needing_replies(*, project, limit: int) -> list[tuple[Message, int]]:
     """User messages that have no ranking yet, oldest first, each with how many of its K replies are missing
-    (replies already there and in no ranking, a human demonstration say, count as candidates)."""
+    (replies already there, a human demonstration say, count as candidates: with no ranking under
+    their prompt they are in none)."""
     k = project.settings.replies_per_ranking
-    ranked, has_ranking = set(), set()
-    for parent_id, ids in CandidateSet.objects.filter(project=project, kind=CandidateSetKind.RANKING).values_list(
-        "parent_id", "message_ids"
-    ):
-        ranked.update(ids)
-        has_ranking.add(parent_id)
-    free: dict[int, int] = {}
-    for parent_id, reply_id in Message.objects.filter(
-        project=project, role=MessageRole.ASSISTANT, excluded=False
-    ).values_list("parent_id", "id"):
-        if reply_id not in ranked:
-            free[parent_id] = free.get(parent_id, 0) + 1
-    chosen = []
-    for prompt in (
+    ranked_prompts = CandidateSet.objects.filter(project=project, kind=CandidateSetKind.RANKING).values("parent_id")
+    prompts = (
         Message.objects.filter(project=project, role=MessageRole.USER, excluded=False)
-        .exclude(pk__in=has_ranking).order_by("created_at", "id")
-    ):
-        missing = k - free.get(prompt.id, 0)
-        if missing > 0:
-            chosen.append((prompt, missing))
-            if len(chosen) >= limit:
-                break
-    return chosen
+        .exclude(pk__in=ranked_prompts)
+        .annotate(replies=Count("children", filter=Q(children__role=MessageRole.ASSISTANT, children__excluded=False)))
+        .filter(replies__lt=k)
+        .order_by("created_at", "id")[:limit]
+    )
+    return [(prompt, k - prompt.replies) for prompt in prompts]
 
 
 def conversation_of(message: Message) -> list[dict]:
