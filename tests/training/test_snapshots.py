@@ -56,6 +56,17 @@ def test_a_ranking_of_k_without_ties_gives_k_choose_2_pairs_and_ties_and_all_bad
     assert consensus[sets[0].id] == [a, b, c, d]
 
 
+def test_replies_with_the_same_text_give_no_pair_whatever_their_tiers(project, member):
+    candidate_set = ranking_items(project, 1, k=4)[0]
+    a, b, c, d = candidate_set.message_ids
+    Message.objects.filter(pk__in=[a, b]).update(text="The answer is 7.")
+    Ranking.objects.create(candidate_set=candidate_set, annotator=member, tiers=[[a], [b], [c], [d]])
+    rows = all_rows(services.snapshot_create(project=project, kind="preference"))
+    assert len(rows) == 5  # the six pairs of four tiers, less a>b
+    assert all(row["chosen"] != row["rejected"] for row in rows)
+    assert sum(row["chosen"][0]["content"] == "The answer is 7." for row in rows) == 4  # a>c, a>d, b>c, b>d
+
+
 def test_excluded_messages_are_never_exported(project, member):
     candidate_set = ranking_items(project, 1, k=4)[0]
     a, b, c, d = candidate_set.message_ids

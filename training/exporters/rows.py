@@ -293,7 +293,10 @@ def rankings(project, filters: Filters) -> Iterator[tuple]:
 
 def preference_rows(project, side, *, filters: Filters = Filters()) -> Iterator[tuple[str, str]]:
     """(split, row) for every pair implied by each ranking: tier i above tier j gives a pair
-    for each reply of i and each of j; ties give none, and "all bad" gives none.
+    for each reply of i and each of j; ties give none, and "all bad" gives none. Two replies
+    with the same text give none either: a reward model cannot score one text above itself,
+    and such pairs (several annotators writing the same answer, a model sampling the same
+    reply twice) would only teach it noise.
 
     `side` maps "rankings" and "consensus" to files (SplitFiles) that get, as the pairs stream
     by, the raw per-annotator rankings and each set's consensus order.
@@ -348,6 +351,8 @@ def _pairs_of_set(tree: Tree, split: str, set_id: int, rows: list[tuple], side: 
                     if model_version is not None and model_version not in (versions[better], versions[worse]):
                         continue
                     rejected, rejected_origin = replies[worse]
+                    if rejected == chosen:
+                        continue
                     yield split, (
                         f'{head}{chosen}, "rejected": {rejected}, "provenance": {provenance}, '
                         f'"chosen": {chosen_origin}, "rejected": {rejected_origin}}}}}'
