@@ -3,7 +3,8 @@
 From scratch: a BPE tokenizer trained on the pretraining text (and any `texts_for_tokenizer`),
 a GPT-2-shaped model from the configured shape, pretrained as a causal LM with TRL's SFTTrainer
 on text rows, packed into full blocks ("wrapped" packing with padded attention: the padding-free
-path needs flash-attn, and without it was 3.6x slower).
+path needs flash-attn, and without it was 3.6x slower), or with `packing: false` one padded row
+per document.
 
 Adopting: a local Hugging Face model directory is loaded, given a pad token distinct from EOS
 when it has none or shares EOS, and a chat template with {% generation %} markers when it has
@@ -36,8 +37,8 @@ def train(job: Job) -> None:
 def from_scratch(job: Job) -> None:
     c = job.config
     args = training_arguments(
-        job, SFTConfig, max_length=c["max_length"], packing=True, packing_strategy="wrapped", padding_free=False,
-        dataset_text_field="text",
+        job, SFTConfig, max_length=c["max_length"], packing=c["packing"], packing_strategy="wrapped",
+        padding_free=False, dataset_text_field="text",
     )
     main = args.process_index == 0
     rows = stage_rows("base", job.train_path)
