@@ -5,9 +5,11 @@ Each logs in for a token (POST /api/auth/token/), asks for the next task of a ki
 the hidden check of `annotate.demo_data` and act on it with their own noise:
 
 - demonstrations: `The answer is N.`, with a personal rate of wrong numbers and sloppy wording;
-- rankings: by the hidden grade plus personal Gaussian noise, rounded into tiers (equal grades
-  tie), so two annotators of one set sometimes disagree;
-- reviews (the reviewer): accept a demonstration that passes the check, with a little noise;
+- rankings: by the hidden grade plus personal Gaussian noise drawn per distinct text, rounded
+  into tiers (equal grades tie, the same text always ties), so two annotators of one set
+  sometimes disagree; a set whose replies all say the same is skipped, as a person would;
+- reviews (the reviewer): accept a demonstration with the right number, whatever its wording,
+  with a little noise;
 - prompts: new problems of the family from a list they are given.
 
 They take turns one task at a time in a fixed order with seeded noise, so a run is repeatable.
@@ -86,25 +88,47 @@ class Annotator:
             self.submit(task, {"text": demo_data.reply_write(prompt, self.rng, error_rate=p.error_rate,
                                                              sloppy_rate=p.sloppy_rate)})
         elif task["kind"] == "ranking":
-            self.submit(task, {"tiers": self.rank(prompt, task["candidates"])})
+            tiers = self.rank(prompt, task["candidates"])
+            if tiers is None:
+                self.skip(task)
+            else:
+                self.submit(task, {"tiers": tiers})
         elif task["kind"] == "review":
+            # The reviewer checks the number and lets other wordings of the right one pass: which
+            # wording is wanted is for the rankings to say.
             reply = task["conversation"][-1]["text"]
-            accepted = demo_data.reply_check(prompt, reply)
+            accepted = demo_data.reply_grade(prompt, reply) >= 2
             if self.rng.random() < p.review_noise:
                 accepted = not accepted
-            self.submit(task, {"accepted": True} if accepted else
-                        {"accepted": False, "comment": "not `The answer is N.` with the right N"})
+            self.submit(task, {"accepted": True} if accepted else {"accepted": False, "comment": "the number is wrong"})
         else:
             raise ValueError(f"{p.username} does not do {task['kind']} tasks")
 
-    def rank(self, prompt: str, candidates: list[dict]) -> list[list[int]]:
-        noisy = {c["id"]: demo_data.reply_grade(prompt, c["text"]) + self.rng.gauss(0, self.profile.rank_noise)
-                 for c in candidates}
+    def skip(self, task: dict) -> None:
+        answer = self.session.post(f"{self.base_url}/api/tasks/{task['id']}/skip/", json={}, timeout=60)
+        if answer.status_code >= 400:
+            raise RuntimeError(f"{self.profile.username}: skip of task {task['id']} refused: "
+                               f"{answer.status_code} {answer.text[:300]}")
+        self.done["skipped"] = self.done.get("skipped", 0) + 1
+
+    def rank(self, prompt: str, candidates: list[dict]) -> list[list[int]] | None:
+        """Tiers by the hidden grade plus this annotator's noise; None (skip) when every reply says the same.
+
+        The noise is drawn per distinct text, as a person sees it: the same text twice is one
+        judgement, so identical replies always share a tier.
+        """
+        texts = {c["text"].strip() for c in candidates}
+        if len(texts) == 1:
+            return None
+        noise = {text: self.rng.gauss(0, self.profile.rank_noise) for text in sorted(texts)}
+        noisy = {c["id"]: demo_data.reply_grade(prompt, c["text"]) + noise[c["text"].strip()] for c in candidates}
         scored = {}
         for candidate_id, score in noisy.items():
             scored.setdefault(round(score), []).append(candidate_id)
-        if len(scored) == 1:  # all tied says nothing (the API refuses it): order them by the noise alone
-            return [[candidate_id] for candidate_id in sorted(noisy, key=noisy.get, reverse=True)]
+        if len(scored) == 1:  # all tied says nothing (the API refuses it): order the texts by the noise alone
+            scored = {}
+            for candidate_id, score in noisy.items():
+                scored.setdefault(score, []).append(candidate_id)
         return [scored[score] for score in sorted(scored, reverse=True)]
 
     def write_prompt(self, text: str) -> bool:
@@ -160,6 +184,7 @@ def local_server():
     from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
     from django.core.wsgi import get_wsgi_application
+    from django.db import connections
 
     class Server(ThreadingMixIn, WSGIServer):
         daemon_threads = True
@@ -167,6 +192,14 @@ def local_server():
     class QuietHandler(WSGIRequestHandler):
         def log_message(self, *args):
             pass
+
+        def handle(self):
+            # Each request has a thread of its own: close its database connection as the thread
+            # ends, or persistent connections (CONN_MAX_AGE) pile up to the server's limit.
+            try:
+                super().handle()
+            finally:
+                connections.close_all()
 
     server = make_server("127.0.0.1", 0, get_wsgi_application(), server_class=Server, handler_class=QuietHandler)
     thread = threading.Thread(target=server.serve_forever, name="demo-http", daemon=True)
