@@ -10,6 +10,8 @@ model version all read the same family from here.
   the right format, right number in other words, right format with a wrong number, anything else.
 - `corpus` is pretraining text from the same family: the sums and differences in prose, but never
   in the reply format (so a base model knows arithmetic and the demonstrations teach the format).
+- `earlier_reply` is an earlier assistant's reply, right a third of the time: the seed prompts come
+  with two each, so that the first round ranks model replies too.
 - `prompt_pool` and `heldout_problems` never share a prompt text: the held-out problems are for
   measuring versions only and never enter the project.
 """
@@ -115,27 +117,56 @@ def reply_write(prompt: str, rng: random.Random, *, error_rate: float, sloppy_ra
     return REPLY.format(n=answer)
 
 
-def corpus(documents: int = 4000, seed: int = 11) -> list[str]:
-    """Pretraining text of the family: sums, differences and little stories, never in the reply format."""
+# Pretraining sentences: the facts, and the prompts' own wordings answered in other words than the reply format.
+FACT_FORMS = [
+    "{a} plus {b} is {c}.",
+    "{a} + {b} = {c}.",
+    "{c} minus {b} is {a}.",
+    "{c} - {b} = {a}.",
+    "{name} had {a} {things} and got {b} more, so {name} had {c} {things}.",
+    "{name} had {c} {things} and gave away {b}, so {a} {things} were left.",
+    "If you add {b} to {a} you get {c}, and if you take {b} from {c} you get {a}.",
+]
+ADD_ANSWERS = ["{c}.", "It is {c}.", "{c} in all."]
+SUB_ANSWERS = ["{a}.", "It is {a}.", "{a} are left."]
+
+
+def corpus(documents: int = 16000, seed: int = 11) -> list[str]:
+    """Pretraining text of the family, never in the reply format (so a base model knows arithmetic
+    and the demonstrations teach the format): one short document per fact or answered question.
+
+    Short documents, each read from its start (the demo preset trains the base model on one padded
+    row per document): a model of a million parameters with learned positions did not learn the
+    sums at all from long documents packed into blocks, where a fact sits at any position.
+    """
     rng = random.Random(f"corpus-{seed}")
-    forms = [
-        "{a} plus {b} is {c}.",
-        "{a} + {b} = {c}.",
-        "{c} minus {b} is {a}.",
-        "{c} - {b} = {a}.",
-        "{name} had {a} {things} and got {b} more, so {name} had {c} {things}.",
-        "{name} had {c} {things} and gave away {b}, so {a} {things} were left.",
-        "There were {a} {things} in a box. {name} put in {b} more. Then there were {c} {things} in the box.",
-        "If you add {b} to {a} you get {c}, and if you take {b} from {c} you get {a}.",
-    ]
     docs = []
     for _ in range(documents):
-        sentences = []
-        for _ in range(rng.randint(2, 4)):
-            a, b = rng.choice(LEFT), rng.choice(RIGHT)
-            sentences.append(rng.choice(forms).format(a=a, b=b, c=a + b, name=rng.choice(NAMES), things=rng.choice(THINGS)))
-        docs.append(" ".join(sentences))
+        a, b = rng.choice(LEFT), rng.choice(RIGHT)
+        words = dict(a=a, b=b, c=a + b, name=rng.choice(NAMES), things=rng.choice(THINGS))
+        roll = rng.random()
+        if roll < 0.3:
+            docs.append(rng.choice(FACT_FORMS).format(**words))
+        elif roll < 0.65:
+            docs.append(f"{rng.choice(ADD_FORMS)} {rng.choice(ADD_ANSWERS)}".format(**words))
+        else:
+            docs.append(f"{rng.choice(SUB_FORMS)} {rng.choice(SUB_ANSWERS)}".format(**words))
     return docs
+
+
+def earlier_reply(prompt: str, rng: random.Random) -> str:
+    """A reply by "an earlier assistant", imported with the seed prompts so that the first round has
+    model replies to rank: right and in the format a third of the time, else a near miss, the right
+    number in other words, or off the point."""
+    answer = answer_of(prompt)
+    roll = rng.random()
+    if roll < 0.35:
+        return REPLY.format(n=answer)
+    if roll < 0.7:
+        return REPLY.format(n=answer + rng.choice([-3, -2, -1, 1, 2, 3]))
+    if roll < 0.9:
+        return rng.choice(["{n}", "It is {n}.", "I think it is {n}.", "{n}, I believe."]).format(n=answer)
+    return rng.choice(["I am not sure.", "Let me think about it.", "That is a good question."])
 
 
 def score_interval(correct: int, total: int, z: float = 1.96) -> tuple[float, float]:

@@ -1,9 +1,9 @@
 """The demo loop, unattended: scripted annotators, a training round, the hidden check, deploy, generate.
 
 One round of `manage.py demo_rounds`:
-1. the scripted annotators (annotate.demo_annotators, over HTTP) write the round's new prompts and
-   take every task: demonstrations, reviews, and rankings of the candidates generated last round
-   (round 1 ranks the seed prompts' K human demonstrations: no model exists yet);
+1. the scripted annotators (annotate.demo_annotators, over HTTP) take every task waiting: in
+   round 1 the seed prompts' demonstrations, reviews and rankings (of the K human demonstrations:
+   no model exists yet), later the rankings of the candidates the last round's policy wrote;
 2. a training round (training.services.runs, in this process): base from scratch in round 1,
    then SFT, reward model, PPO;
 3. every version of the round is measured on held-out problems that never entered the project
@@ -11,7 +11,9 @@ One round of `manage.py demo_rounds`:
    reward model's held-out accuracy and the annotators' agreement, the figures are printed,
    added to each version's metrics (`hidden_check_*`) and written to
    PLATFORM_DATA_DIR/demo-rounds/project-N.json;
-4. the policy is deployed and writes K candidates for the prompts that have no ranking yet.
+4. the policy is deployed; the annotators write the next round's prompts with one demonstration
+   each, and the policy writes the other K-1 candidates of each, which wait to be ranked (by the
+   next round's annotators, or by people on the demo's pages).
 """
 
 import json
@@ -70,12 +72,12 @@ def versions_measure(versions, *, heldout: int) -> dict:
 
 def round_run(*, project, admin, number: int, preset: str = "demo", seed: int = 0, heldout: int = 300,
               prompts_per_round: int = PROMPTS_PER_ROUND, config: dict | None = None, out=print) -> dict:
-    """Run one demo round (annotate, train, measure, deploy, generate); return its figures."""
+    """Run one demo round (annotate, train, measure, deploy, prepare the next); return its figures."""
     from annotate.management.commands.demo_annotate import annotate
 
     started = time.monotonic()
     timings = {}
-    counts = annotate(project, prompts=0 if number == 1 else prompts_per_round, seed=seed * 100 + number)
+    counts = annotate(project, seed=seed * 100 + number)
     timings["annotate"] = time.monotonic() - started
     if number == 1:
         # After the seed prompts, one demonstration per prompt: the deployed model writes the other K-1.
@@ -101,10 +103,12 @@ def round_run(*, project, admin, number: int, preset: str = "demo", seed: int = 
     with transaction.atomic():
         serving.deployment_create(project=project, model_version=policy, by=admin, replace=True,
                                   sampling={"temperature": 0.8, "top_p": 0.95, "max_new_tokens": 16, "seed": seed + number})
+    # The next round's work: new prompts and their demonstrations (and reviews), then the policy's candidates.
+    written = annotate(project, prompts=prompts_per_round, seed=seed * 100 + number + 50)
     job = serving.generation_enqueue(project=project, by=admin, max_prompts=100_000)
     serving.generation_execute(job_id=job.id)
     job.refresh_from_db()
-    timings["generate"] = time.monotonic() - mark
+    timings["next round"] = time.monotonic() - mark
     timings["round"] = time.monotonic() - started
     result = {
         "round": number, "run": run.number, "preset": preset, "seed": seed + number,
@@ -113,7 +117,9 @@ def round_run(*, project, admin, number: int, preset: str = "demo", seed: int = 
                    "eval_pairs": reward.metrics.get("eval_rows")},
         "agreement": {"krippendorff_alpha": agreement["krippendorff_alpha"],
                       "mean_kendall_w": agreement["mean_kendall_w"], "sets_with_overlap": agreement["sets_with_overlap"]},
-        "annotations": counts, "generated_replies": job.replies_written, "seconds": timings,
+        "annotations": counts, "next_round": {"annotations": written, "prompts": sum(d.get("prompt", 0) for d in written.values()),
+                                              "candidates": job.replies_written, "by": policy.name},
+        "seconds": timings,
     }
     _store(project, result)
     _print(result, out)
@@ -137,8 +143,8 @@ def _pct(figure):
 def _print(result, out):
     out(f"Round {result['round']} (training round {result['run']}, preset {result['preset']}, seed {result['seed']}): "
         f"{result['seconds']['round']:.0f} s (annotate {result['seconds']['annotate']:.0f}, train "
-        f"{result['seconds']['train']:.0f}, measure {result['seconds']['measure']:.0f}, generate "
-        f"{result['seconds']['generate']:.0f})")
+        f"{result['seconds']['train']:.0f}, measure {result['seconds']['measure']:.0f}, next round's prompts and "
+        f"candidates {result['seconds']['next round']:.0f})")
     n = next(iter(result["versions"].values()))["greedy"]["n"] if result["versions"] else 0
     out(f"  hidden check on {n} held-out prompts, share right with 95% interval:")
     for name, figure in result["versions"].items():
@@ -151,4 +157,6 @@ def _print(result, out):
     alpha, w = agreement["krippendorff_alpha"], agreement["mean_kendall_w"]
     out(f"  annotator agreement: Krippendorff alpha {'-' if alpha is None else f'{alpha:.3f}'}, mean Kendall W "
         f"{'-' if w is None else f'{w:.3f}'} over {agreement['sets_with_overlap']} sets")
-    out(f"  generated {result['generated_replies']} replies for ranking; figures in {result.get('stored_in', '-')}")
+    following = result["next_round"]
+    out(f"  next round: {following['prompts']} new prompts, {following['candidates']} candidates by {following['by']} "
+        f"waiting to be ranked; figures in {result.get('stored_in', '-')}")

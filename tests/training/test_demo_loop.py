@@ -3,12 +3,13 @@ hidden check of every version, deployment and generation of the next round's can
 
 import json
 import random
+import re
 
 import pytest
 
-from annotate import demo_data
+from annotate import demo_annotators, demo_data
 from annotate.management.commands.demo import demo_project_create
-from annotate.models import Message, MessageRole, Ranking, ReviewState, Task, TaskState
+from annotate.models import CandidateSet, Message, MessageRole, Ranking, ReviewState, Task, TaskState
 from training.demo_loop import round_run
 from training.models import Deployment, ModelKind, ModelVersion
 
@@ -38,6 +39,27 @@ def test_the_hidden_check_accepts_only_the_right_answer_in_the_format():
     rng = random.Random(0)
     assert all(demo_data.reply_check(p.prompt, demo_data.reply_write(p.prompt, rng, error_rate=0, sloppy_rate=0))
                for p in demo_data.prompt_pool(50))
+    # The pretraining corpus states the sums, never in the reply format the hidden check wants.
+    documents = demo_data.corpus(500)
+    assert not any("The answer is" in d for d in documents)
+    questions = [d.split("? ") for d in documents if "? " in d]
+    assert len(questions) > 250 and all(demo_data.answer_of(q + "?") == int(re.search(r"\d+", a).group()) for q, a in questions)
+    # The earlier assistant is right in the format about a third of the time.
+    pool = demo_data.prompt_pool(600)
+    right = sum(demo_data.reply_check(p.prompt, demo_data.earlier_reply(p.prompt, rng)) for p in pool)
+    assert 0.25 < right / len(pool) < 0.45
+
+
+def test_a_scripted_annotator_ties_replies_that_say_the_same_and_skips_a_set_of_one_text():
+    problem = "What is 7 + 5?"
+    annotator = demo_annotators.Annotator(demo_annotators.ANNOTATORS[3], "http://unused", 1, random.Random(0))
+    for _ in range(50):
+        tiers = annotator.rank(problem, [{"id": 1, "text": "The answer is 12."}, {"id": 2, "text": "The answer is 12."},
+                                         {"id": 3, "text": "The answer is 11."}, {"id": 4, "text": "The answer is 12. "}])
+        tier_of = {candidate: index for index, tier in enumerate(tiers) for candidate in tier}
+        assert tier_of[1] == tier_of[2] == tier_of[4] != tier_of[3]
+    same = [{"id": i, "text": "The answer is 12."} for i in range(4)]
+    assert annotator.rank(problem, same) is None
 
 
 # reset_sequences: the held-out split hashes each root message's id, so the same ids every run
@@ -49,20 +71,31 @@ def test_scripted_annotators_and_one_tiny_round_run_end_to_end(stores):
 
     admin = get_user_model().objects.get(username="admin")
     lines = []
-    result = round_run(project=project, admin=admin, number=1, preset="tiny", heldout=20, out=lines.append)
+    # The base model as the demo preset trains it: one padded row per pretraining document.
+    result = round_run(project=project, admin=admin, number=1, preset="tiny", heldout=20, prompts_per_round=6,
+                       config={"base": {"packing": False}}, out=lines.append)
+    seeds = list(Message.objects.filter(project=project, role=MessageRole.USER).order_by("id")[:12])
 
-    # The annotators did every task through the API: K demonstrations per seed prompt, each reviewed,
-    # and every set ranked by two people other than its authors.
-    demos = Message.objects.filter(project=project, role=MessageRole.ASSISTANT, source="annotator")
-    assert demos.count() == 12 * 4
+    # Each seed prompt came with two replies of an earlier assistant; the annotators did every task
+    # through the API: two demonstrations per seed prompt, each reviewed, and every set ranked by
+    # two people other than its authors, unless all its replies say the same (then all skip it).
+    demos = Message.objects.filter(project=project, role=MessageRole.ASSISTANT, source="annotator", parent__in=seeds)
+    assert demos.count() == 12 * 2
+    assert Message.objects.filter(project=project, source="import", role=MessageRole.ASSISTANT).count() == 12 * 2
     assert not demos.filter(review_state=ReviewState.PENDING).exists()
-    rejected = demos.filter(review_state=ReviewState.REJECTED)
-    assert 0 < rejected.count() < demos.count() // 2
-    assert Ranking.objects.filter(candidate_set__project=project).count() == 12 * 2
+    # The reviewer accepts a right number whatever its wording, with a little noise.
+    verdicts = [(d.review_state == ReviewState.ACCEPTED, demo_data.reply_grade(d.parent.text, d.text) >= 2) for d in demos]
+    assert sum(accepted != right for accepted, right in verdicts) <= 3
     assert not Task.objects.filter(project=project, state=TaskState.LEASED).exists()
-    for ranking in Ranking.objects.filter(candidate_set__project=project):
-        authors = set(Message.objects.filter(pk__in=ranking.candidate_set.message_ids).values_list("author_id", flat=True))
-        assert ranking.annotator_id not in authors
+    ranked = 0
+    for candidate_set in CandidateSet.objects.filter(project=project, parent__in=seeds):
+        rankings = list(Ranking.objects.filter(candidate_set=candidate_set))
+        texts = {m.text for m in Message.objects.filter(pk__in=candidate_set.message_ids)}
+        assert len(rankings) == (0 if len(texts) == 1 else 2)
+        authors = set(Message.objects.filter(pk__in=candidate_set.message_ids).values_list("author_id", flat=True))
+        assert not {r.annotator_id for r in rankings} & authors
+        ranked += bool(rankings)
+    assert ranked >= 9
 
     # Every version of the round is measured by the hidden check with its interval, and stored.
     assert {figure["kind"] for figure in result["versions"].values()} == {"base", "sft", "policy"}
@@ -71,14 +104,26 @@ def test_scripted_annotators_and_one_tiny_round_run_end_to_end(stores):
             f = figure[mode]
             assert f["n"] == 20 and 0 <= f["low"] <= f["score"] <= f["high"] <= 1
         version = ModelVersion.objects.get(project=project, kind=figure["kind"])
+        if figure["kind"] == "base":
+            assert version.config["overrides"] == {"packing": False}
         assert version.metrics["hidden_check_n"] == 20 and "hidden_check_greedy_ci95" in version.metrics
     assert 0 <= result["reward"]["accuracy"] <= 1
-    assert result["agreement"]["sets_with_overlap"] == 12 and -1 <= result["agreement"]["krippendorff_alpha"] <= 1
+    assert result["agreement"]["sets_with_overlap"] == ranked and -1 <= result["agreement"]["krippendorff_alpha"] <= 1
     stored = json.loads((stores / "demo-rounds" / f"project-{project.id}.json").read_text())
     assert [r["round"] for r in stored] == [1]
     assert any("hidden check on 20 held-out prompts" in line for line in lines)
 
-    # The policy is deployed; with every seed prompt ranked, round 2's annotators write prompts and the
-    # generation job fills each with the model's replies next to its demonstration.
+    # The policy is deployed; the annotators wrote the next round's prompts, each with one
+    # demonstration, and the policy wrote the rest of each set of K, which waits to be ranked.
     policy = ModelVersion.objects.get(project=project, kind=ModelKind.POLICY)
     assert Deployment.objects.get(project=project, is_active=True).model_version == policy
+    fresh = Message.objects.filter(project=project, role=MessageRole.USER).exclude(pk__in=[s.pk for s in seeds])
+    assert fresh.count() == 6 == result["next_round"]["prompts"]
+    for prompt in fresh:
+        replies = Message.objects.filter(parent=prompt, excluded=False)
+        assert replies.count() == 4
+        assert replies.filter(source="annotator").count() <= 1
+        assert all(r.generated.model_version == policy for r in replies.filter(source="model"))
+        candidate_set = CandidateSet.objects.get(parent=prompt)
+        assert not Ranking.objects.filter(candidate_set=candidate_set).exists()
+    assert result["next_round"]["candidates"] == Message.objects.filter(parent__in=fresh, source="model").count() >= 6 * 3

@@ -2,6 +2,7 @@
 
 import io
 import os
+import random
 import threading
 
 from django.contrib.auth import get_user_model
@@ -18,7 +19,7 @@ from annotate.services import tree
 
 DEMO_PASSWORD = "demo-pass-2026"
 # alice and bob are for people; the scripted annotators (manage.py demo_annotate) log in as carol..frank
-# too: with K=4 demonstrations per seed prompt, a set's four authors may not rank it, so four others must.
+# too: two annotators write the demonstrations of a seed prompt and may not rank its set, so two others must.
 DEMO_PEOPLE = [
     ("admin", Role.ADMIN), ("reviewer", Role.REVIEWER), ("alice", Role.ANNOTATOR), ("bob", Role.ANNOTATOR),
     ("carol", Role.ANNOTATOR), ("dave", Role.ANNOTATOR), ("erin", Role.ANNOTATOR), ("frank", Role.ANNOTATOR),
@@ -28,17 +29,19 @@ DEMO_GUIDELINES = """Write short arithmetic questions (sums and differences of s
 Reply in exactly this form: `The answer is N.` with the right number N.
 When ranking, put right answers in that form first, then the right number in other words, then the
 form with a wrong number, then anything else."""
-# Seed prompts: each gets K demonstrations from different annotators, whose rankings are the
-# first round's comparisons (no model exists yet to write candidates).
+# Seed prompts: each comes with two replies of an earlier assistant (imported) and gets two
+# demonstrations from different annotators; the rankings of these four are the first round's
+# comparisons (no model of the project exists yet to write candidates).
 DEMO_SEED_PROMPTS = 200
+SEED_REPLIES = 2
 DEMO_SETTINGS = {
-    "replies_per_ranking": 4, "overlap": 2, "max_depth": 1, "demonstrations_per_prompt": 4,
+    "replies_per_ranking": 4, "overlap": 2, "max_depth": 1, "demonstrations_per_prompt": 2,
     "task_mix": {"label": 0, "compare": 0},
 }
 
 
 @transaction.atomic
-def demo_project_create(*, seed_prompts: int = DEMO_SEED_PROMPTS, corpus_documents: int = 4000) -> Project:
+def demo_project_create(*, seed_prompts: int = DEMO_SEED_PROMPTS, corpus_documents: int = 16000) -> Project:
     """Create the demo accounts and project, or return them as they are if they exist."""
     User = get_user_model()
     users = {}
@@ -61,11 +64,17 @@ def demo_project_create(*, seed_prompts: int = DEMO_SEED_PROMPTS, corpus_documen
         account_services.membership_set(project=project, user=user, role=role)
     if not Message.objects.filter(project=project).exists():
         account_services.project_settings_update(project=project, **DEMO_SETTINGS)
+        rng = random.Random("earlier-assistant")
         for problem in demo_data.prompt_pool(seed_prompts):
-            tree.message_create(
+            prompt = tree.message_create(
                 project=project, parent=None, role=MessageRole.USER, text=problem.prompt, source=MessageSource.IMPORT,
                 origin={"source": "demo"},
             )
+            for _ in range(SEED_REPLIES):
+                tree.message_create(
+                    project=project, parent=prompt, role=MessageRole.ASSISTANT, source=MessageSource.IMPORT,
+                    text=demo_data.earlier_reply(problem.prompt, rng), origin={"source": "demo", "model": "earlier assistant"},
+                )
         text = "\n\n".join(demo_data.corpus(corpus_documents)).encode()
         import_run(project=project, format="text", stream=io.BytesIO(text), filename="demo-corpus.txt")
     return project
