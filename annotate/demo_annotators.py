@@ -18,7 +18,6 @@ No Django import at module level: this is a client of the API.
 
 import random
 import threading
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -75,11 +74,18 @@ class Annotator:
     def submit(self, task: dict, payload: dict) -> None:
         body = {"submit_key": f"{self.profile.username}-{task['id']}", "time_spent_ms": self.rng.randint(3000, 40000),
                 **payload}
-        answer = self.session.post(f"{self.base_url}/api/tasks/{task['id']}/submit/", json=body, timeout=60)
-        if answer.status_code >= 400:
-            raise RuntimeError(f"{self.profile.username}: submit of task {task['id']} ({task['kind']}) refused: "
-                               f"{answer.status_code} {answer.text[:300]}")
+        self._task_post(task, "submit", body)
         self.done[task["kind"]] = self.done.get(task["kind"], 0) + 1
+
+    def skip(self, task: dict) -> None:
+        self._task_post(task, "skip", {})
+        self.done["skipped"] = self.done.get("skipped", 0) + 1
+
+    def _task_post(self, task: dict, action: str, body: dict) -> None:
+        answer = self.session.post(f"{self.base_url}/api/tasks/{task['id']}/{action}/", json=body, timeout=60)
+        if answer.status_code >= 400:
+            raise RuntimeError(f"{self.profile.username}: {action} of task {task['id']} ({task['kind']}) refused: "
+                               f"{answer.status_code} {answer.text[:300]}")
 
     def act(self, task: dict) -> None:
         prompt = task["conversation"][-1]["text"] if task["kind"] != "review" else task["conversation"][-2]["text"]
@@ -104,13 +110,6 @@ class Annotator:
         else:
             raise ValueError(f"{p.username} does not do {task['kind']} tasks")
 
-    def skip(self, task: dict) -> None:
-        answer = self.session.post(f"{self.base_url}/api/tasks/{task['id']}/skip/", json={}, timeout=60)
-        if answer.status_code >= 400:
-            raise RuntimeError(f"{self.profile.username}: skip of task {task['id']} refused: "
-                               f"{answer.status_code} {answer.text[:300]}")
-        self.done["skipped"] = self.done.get("skipped", 0) + 1
-
     def rank(self, prompt: str, candidates: list[dict]) -> list[list[int]] | None:
         """Tiers by the hidden grade plus this annotator's noise; None (skip) when every reply says the same.
 
@@ -122,13 +121,11 @@ class Annotator:
             return None
         noise = {text: self.rng.gauss(0, self.profile.rank_noise) for text in sorted(texts)}
         noisy = {c["id"]: demo_data.reply_grade(prompt, c["text"]) + noise[c["text"].strip()] for c in candidates}
+        # Tiers of the rounded scores; if that ties everything (the API refuses it), the texts ordered by the noise alone.
+        tier_of = round if len({round(score) for score in noisy.values()}) > 1 else float
         scored = {}
         for candidate_id, score in noisy.items():
-            scored.setdefault(round(score), []).append(candidate_id)
-        if len(scored) == 1:  # all tied says nothing (the API refuses it): order the texts by the noise alone
-            scored = {}
-            for candidate_id, score in noisy.items():
-                scored.setdefault(score, []).append(candidate_id)
+            scored.setdefault(tier_of(score), []).append(candidate_id)
         return [scored[score] for score in sorted(scored, reverse=True)]
 
     def write_prompt(self, text: str) -> bool:
@@ -142,7 +139,7 @@ class Annotator:
 def team(base_url: str, project_id: int, *, password: str, seed: int = 0,
          profiles=ANNOTATORS + (REVIEWER,)) -> list[Annotator]:
     members = []
-    for index, profile in enumerate(profiles):
+    for profile in profiles:
         member = Annotator(profile, base_url.rstrip("/"), project_id, random.Random(f"{seed}-{profile.username}"))
         member.login(password)
         members.append(member)
@@ -180,28 +177,19 @@ def work_through(members: list[Annotator], *, prompts: list[str] = (), max_tasks
 def local_server():
     """Serve this process's Django app over HTTP on a free loopback port (for a command run without
     a web server): the annotators still go through URLs, auth, serializers and the queue."""
-    from socketserver import ThreadingMixIn
-    from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+    from wsgiref.simple_server import WSGIRequestHandler, make_server
 
+    from django.core.servers.basehttp import ThreadedWSGIServer
     from django.core.wsgi import get_wsgi_application
-    from django.db import connections
-
-    class Server(ThreadingMixIn, WSGIServer):
-        daemon_threads = True
 
     class QuietHandler(WSGIRequestHandler):
         def log_message(self, *args):
             pass
 
-        def handle(self):
-            # Each request has a thread of its own: close its database connection as the thread
-            # ends, or persistent connections (CONN_MAX_AGE) pile up to the server's limit.
-            try:
-                super().handle()
-            finally:
-                connections.close_all()
-
-    server = make_server("127.0.0.1", 0, get_wsgi_application(), server_class=Server, handler_class=QuietHandler)
+    # Django's threaded server closes each request thread's database connections as it ends;
+    # without that, persistent connections (CONN_MAX_AGE) pile up to the database's limit.
+    server = make_server("127.0.0.1", 0, get_wsgi_application(), server_class=ThreadedWSGIServer,
+                         handler_class=QuietHandler)
     thread = threading.Thread(target=server.serve_forever, name="demo-http", daemon=True)
     thread.start()
     try:
@@ -209,4 +197,3 @@ def local_server():
     finally:
         server.shutdown()
         server.server_close()
-        time.sleep(0)

@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 from django.conf import settings
-from django.db import transaction
 
 from annotate import demo_data
 from annotate.selectors.stats import project_agreement
@@ -32,37 +31,37 @@ from training.services import runs, serving
 PROMPTS_PER_ROUND = 200
 
 
-def hidden_check_score(model_dir: str, problems, *, sample: bool = False, temperature: float = 0.7,
-                       batch_size: int = 64, seed: int = 0) -> dict:
-    """Share of `problems` a causal LM answers right by the hidden check, greedy or sampled."""
-    import torch
+def hidden_check_scores(model_dir: str, problems, *, temperature: float = 0.7, batch_size: int = 64,
+                        seed: int = 0) -> dict:
+    """Share of `problems` a causal LM answers right by the hidden check, greedy and sampled at
+    `temperature`; the model is loaded once for both."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from training.trainers.evaluate import generate
 
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
-    texts = [tokenizer.apply_chat_template([{"role": "user", "content": p.prompt}], add_generation_prompt=True,
-                                           tokenize=False) for p in problems]
-    prompts = [tokenizer(text, add_special_tokens=False)["input_ids"] for text in texts]
-    replies = generate(model, tokenizer, prompts, max_new_tokens=12, batch_size=batch_size, sample=sample,
-                       temperature=temperature, seed=seed)
-    texts = [tokenizer.decode(r, skip_special_tokens=True) for r in replies]
-    correct = sum(demo_data.reply_check(p.prompt, t) for p, t in zip(problems, texts))
-    low, high = demo_data.score_interval(correct, len(problems))
-    return {"score": correct / len(problems), "low": low, "high": high, "correct": correct, "n": len(problems),
-            "examples": [[p.prompt, t] for p, t in list(zip(problems, texts))[:3]]}
+    prompts = [tokenizer.apply_chat_template([{"role": "user", "content": p.prompt}], add_generation_prompt=True,
+                                             tokenize=True, return_dict=False) for p in problems]
+    scores = {}
+    for mode, sample in (("greedy", False), ("sampled", True)):
+        replies = generate(model, tokenizer, prompts, max_new_tokens=12, batch_size=batch_size, sample=sample,
+                           temperature=temperature, seed=seed)
+        texts = [tokenizer.decode(r, skip_special_tokens=True) for r in replies]
+        correct = sum(demo_data.reply_check(p.prompt, t) for p, t in zip(problems, texts))
+        low, high = demo_data.score_interval(correct, len(problems))
+        scores[mode] = {"score": correct / len(problems), "low": low, "high": high, "correct": correct,
+                        "n": len(problems), "examples": [[p.prompt, t] for p, t in list(zip(problems, texts))[:3]]}
+    return scores
 
 
 def versions_measure(versions, *, heldout: int) -> dict:
     problems = demo_data.heldout_problems(heldout)
     figures = {}
     for version in versions:
-        model_dir = str(settings.MODEL_STORE / version.folder)
-        greedy = hidden_check_score(model_dir, problems)
-        sampled = hidden_check_score(model_dir, problems, sample=True)
-        figures[version.name] = {"kind": version.kind, "greedy": greedy, "sampled": sampled}
+        scores = hidden_check_scores(str(settings.MODEL_STORE / version.folder), problems)
+        greedy, sampled = scores["greedy"], scores["sampled"]
+        figures[version.name] = {"kind": version.kind, **scores}
         metrics = {**version.metrics, "hidden_check_greedy": greedy["score"], "hidden_check_greedy_ci95": [greedy["low"], greedy["high"]],
                    "hidden_check_sampled": sampled["score"], "hidden_check_sampled_ci95": [sampled["low"], sampled["high"]],
                    "hidden_check_n": greedy["n"]}
@@ -100,9 +99,8 @@ def round_run(*, project, admin, number: int, preset: str = "demo", seed: int = 
     agreement = project_agreement(project=project)
     policy = next(v for v in made if v.kind == ModelKind.POLICY)
     mark = time.monotonic()
-    with transaction.atomic():
-        serving.deployment_create(project=project, model_version=policy, by=admin, replace=True,
-                                  sampling={"temperature": 0.8, "top_p": 0.95, "max_new_tokens": 16, "seed": seed + number})
+    serving.deployment_create(project=project, model_version=policy, by=admin, replace=True,
+                              sampling={"temperature": 0.8, "top_p": 0.95, "max_new_tokens": 16, "seed": seed + number})
     # The next round's work: new prompts and their demonstrations (and reviews), then the policy's candidates.
     written = annotate(project, prompts=prompts_per_round, seed=seed * 100 + number + 50)
     job = serving.generation_enqueue(project=project, by=admin, max_prompts=100_000)

@@ -6,7 +6,7 @@ from django.utils import timezone
 
 from annotate.models import Role
 from annotate.selectors.accounts import project_for_member
-from training.models import MetricPoint, ModelVersion, RunStage, RunStatus, TrainingRun
+from training.models import Deployment, MetricPoint, ModelVersion, RunStage, RunStatus, TrainingRun
 
 # How many of the latest points the ETA looks at: recent speed, not the warm-up's.
 ETA_WINDOW = 20
@@ -135,14 +135,17 @@ def version_leaderboard(*, project, samples: int = 200) -> list[dict]:
     return leaderboard(version_votes(project=project), samples=samples)
 
 
+def active_deployments(*, project) -> QuerySet[Deployment]:
+    """The deployments that write the project's replies now, newest first (the model's order), with their versions."""
+    return Deployment.objects.filter(project=project, is_active=True).select_related("model_version")
+
+
 def deployment_for_chat(*, project, deployment_id: int | None = None):
     """The active deployment that answers chats: the one asked for, else the newest; 404 if none."""
     from django.http import Http404
 
-    from training.models import Deployment
-
-    active = Deployment.objects.filter(project=project, is_active=True).select_related("model_version")
-    found = active.filter(pk=deployment_id).first() if deployment_id else active.order_by("-created_at").first()
+    active = active_deployments(project=project)
+    found = active.filter(pk=deployment_id).first() if deployment_id else active.first()
     if found is None:
         raise Http404("no model is deployed to this project" if not deployment_id else "no such active deployment")
     return found

@@ -250,12 +250,12 @@ class ArenaForm(forms.Form):
             self.fields[name].label_from_instance = lambda v: v.name
 
 
-def _models_context(request, membership, **forms_given):
+def _models_context(membership, **forms_given):
     project = membership.project
     return {
         "project": project, "membership": membership,
         "comparison": selectors.model_comparison(project=project),
-        "deployments": Deployment.objects.filter(project=project, is_active=True).select_related("model_version"),
+        "deployments": selectors.active_deployments(project=project),
         "deploy_form": forms_given.get("deploy_form") or DeployForm(project=project),
         "arena_form": forms_given.get("arena_form") or ArenaForm(project=project),
         "jobs": GenerationJob.objects.filter(project=project).order_by("-id")[:10],
@@ -266,7 +266,7 @@ def _models_context(request, membership, **forms_given):
 @login_required
 def models_page(request, project_id):
     membership = membership_with_role(user=request.user, project_id=project_id, role=Role.ADMIN)
-    return render(request, "training/models.html", _models_context(request, membership))
+    return render(request, "training/models.html", _models_context(membership))
 
 
 @login_required
@@ -315,7 +315,7 @@ def model_action(request, project_id, action):
             raise Http404("no such action")
     except (ValidationError, ValueError) as error:
         messages.error(request, " ".join(getattr(error, "messages", [str(error)])))
-        return render(request, "training/models.html", _models_context(request, membership, **given), status=400)
+        return render(request, "training/models.html", _models_context(membership, **given), status=400)
     return redirect("training:models", project_id=project.id)
 
 
@@ -324,5 +324,5 @@ def chat_page(request, project_id):
     """Talk with the deployed model; the reply streams in as it is written (members)."""
     membership = membership_with_role(user=request.user, project_id=project_id, role=Role.ANNOTATOR)
     project = membership.project
-    deployments = Deployment.objects.filter(project=project, is_active=True).select_related("model_version").order_by("-created_at")
-    return render(request, "training/chat.html", {"project": project, "membership": membership, "deployments": deployments})
+    return render(request, "training/chat.html", {"project": project, "membership": membership,
+                                                  "deployments": selectors.active_deployments(project=project)})

@@ -13,6 +13,7 @@ from django.utils import timezone
 from annotate.errors import Conflict
 from annotate.models import CandidateSet, CandidateSetKind, Message, MessageRole, MessageSource
 from annotate.services import tree
+from training import selectors
 from training.models import (
     Backend,
     Deployment,
@@ -117,7 +118,7 @@ def generation_enqueue(
             raise ValidationError({"versions": "an arena compares exactly two different model versions"})
         if any(v.project_id != project.id or v.kind not in (ModelKind.SFT, ModelKind.POLICY) for v in versions):
             raise ValidationError({"versions": "both versions must be SFT models or policies of this project"})
-    elif not Deployment.objects.filter(project=project, is_active=True).exists():
+    elif not selectors.active_deployments(project=project).exists():
         raise ValidationError({"kind": "no model is deployed to this project: deploy a version first"})
     with transaction.atomic():
         job = GenerationJob.objects.create(project=project, kind=kind, max_prompts=max_prompts, requested_by=by,
@@ -211,11 +212,12 @@ def _slots(deployments: list[Deployment], missing: int, rng: random.Random) -> l
 
 def _candidates(job: GenerationJob) -> None:
     project = job.project
-    deployments = list(Deployment.objects.filter(project=project, is_active=True).select_related("model_version"))
+    deployments = list(selectors.active_deployments(project=project))
     if not deployments:
         raise ValidationError("no model is deployed to this project")
     rng = random.Random(job.id)
     backends = {d.id: backend_of(d) for d in deployments}
+    settings = {d.id: sampling_settings(d.sampling) for d in deployments}
     needed = prompts_needing_replies(project=project, limit=job.max_prompts)
     for start in range(0, len(needed), PROMPTS_PER_BATCH):
         batch = needed[start:start + PROMPTS_PER_BATCH]
@@ -225,9 +227,8 @@ def _candidates(job: GenerationJob) -> None:
             asked = [(prompt, slots.count(deployment)) for prompt, slots in plans if deployment in slots]
             for count in sorted({n for _, n in asked}):
                 group = [prompt for prompt, n in asked if n == count]
-                texts = backends[deployment.id].generate(
-                    [conversation_of(p) for p in group], n=count, settings=sampling_settings(deployment.sampling)
-                )
+                texts = backends[deployment.id].generate([conversation_of(p) for p in group], n=count,
+                                                         settings=settings[deployment.id])
                 for prompt, generated in zip(group, texts):
                     replies[(prompt.id, deployment.id)] = list(generated)
         written = 0
