@@ -103,6 +103,39 @@ def training_arguments(job: Job, cls, **extra):
     return cls(**kwargs)
 
 
+# Largest vocabulary for which SFT materialises the logits (TRL's plain "nll" loss): at 64 rows of 1024
+# tokens and 32k tokens of vocabulary they take about 8 GB in float32; above it, TRL's "chunked_nll".
+FULL_LOGITS_MAX_VOCAB = 32768
+COMPILED_PAD_MULTIPLE = 64
+
+
+def padded_batch_arguments(job: Job, *, vocab_size: int | None = None, group_by_length: bool = False) -> dict:
+    """Return the extra TrainingArguments that keep a GPU busy on batches of padded chats; none without CUDA.
+
+    Seen on an H100 at the gpu preset (bench/gpu_throughput.py): a random batch of 64 chats was padded
+    to about 700 tokens for about 400 real ones per row; TRL's default SFT loss ("chunked_nll") loops in
+    Python over checkpointed 256-token chunks, whose count it reads from the GPU (without compile, with
+    TRL's defaults: about 0.7 s a step); grouped by length with the plain loss but not padded to a multiple,
+    torch.compile recompiled on new lengths and on lengths that were no multiple of 8
+    (TORCH_LOGS=recompiles), about 1 step/s over steps 10 to 60. With all three, compiling ended within
+    the first two steps and SFT ran 6.4 steps/s, 159k non-padding tokens/s. CPU runs (tests, the demo)
+    keep TRL's defaults.
+    """
+    if not job.cuda:
+        return {}
+    extra = {}
+    if group_by_length:
+        # Rows of about the same length share a batch (LengthGroupedSampler: random across groups of
+        # 50 batches), so a batch pads to its own rows' length, not to the longest of 64 random ones.
+        extra["train_sampling_strategy"] = "group_by_length"
+    if job.setting("torch_compile"):
+        # A few aligned shapes: the compiled graphs go dynamic once and stop recompiling.
+        extra["pad_to_multiple_of"] = COMPILED_PAD_MULTIPLE
+    if vocab_size is not None and vocab_size <= FULL_LOGITS_MAX_VOCAB:
+        extra["loss_type"] = "nll"  # one matmul and one fused loss; the logits are small at this vocabulary
+    return extra
+
+
 # Our names for the figures the job layer charts, from the names each trainer logs.
 _ALIASES = {
     "learning_rate": ("learning_rate", "lr"),

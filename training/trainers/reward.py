@@ -10,13 +10,15 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from trl import RewardConfig, RewardTrainer
 
 from . import evaluate
-from .common import Job, ProgressCallback, publish, start_work, training_arguments
+from .common import Job, ProgressCallback, padded_batch_arguments, publish, start_work, training_arguments
 from .data import stage_rows
 
 
 def train(job: Job) -> None:
     c = job.config
-    args = training_arguments(job, RewardConfig, max_length=c["max_length"])
+    # No grouping by length: TRL's sampler reads an `input_ids` column, and a pair's rows are `chosen_ids`
+    # and `rejected_ids`.
+    args = training_arguments(job, RewardConfig, max_length=c["max_length"], **padded_batch_arguments(job))
     main = args.process_index == 0
     checkpoint = start_work(job, args)
     tokenizer = AutoTokenizer.from_pretrained(job.base_model)

@@ -5,17 +5,18 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import SFTConfig, SFTTrainer
 
 from . import evaluate
-from .common import Job, ProgressCallback, publish, start_work, training_arguments
+from .common import Job, ProgressCallback, padded_batch_arguments, publish, start_work, training_arguments
 from .data import stage_rows
 
 
 def train(job: Job) -> None:
     c = job.config
+    tokenizer = AutoTokenizer.from_pretrained(job.base_model)
     # assistant_only_loss masks every token outside the chat template's {% generation %} blocks.
-    args = training_arguments(job, SFTConfig, max_length=c["max_length"], assistant_only_loss=True, packing=False)
+    args = training_arguments(job, SFTConfig, max_length=c["max_length"], assistant_only_loss=True, packing=False,
+                              **padded_batch_arguments(job, vocab_size=len(tokenizer), group_by_length=True))
     main = args.process_index == 0
     checkpoint = start_work(job, args)
-    tokenizer = AutoTokenizer.from_pretrained(job.base_model)
     model = AutoModelForCausalLM.from_pretrained(job.base_model, attn_implementation=c["attn_implementation"])
     callback = ProgressCallback(job)
     trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(stage_rows("sft", job.train_path)),
