@@ -175,3 +175,25 @@ def test_the_child_names_a_bad_line_before_loading_torch(models, tmp_path):
     assert result.returncode == 2 and time.time() - started < 5
     [event] = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
     assert event["message"] == f"refused: {train}, line 6: messages must be a list of {{role, content}} messages"
+
+
+def test_the_gpu_batch_arguments_are_ones_trl_accepts(tmp_path, monkeypatch):
+    """On CUDA, SFT groups rows by length, pads to a multiple of 64 under torch.compile and uses the
+    plain loss (bench/gpu_throughput.py); on CPU none of it. CI has no GPU, so the names and values
+    are checked here against the installed TRL, which a rename would break."""
+    from trl import RewardConfig, SFTConfig
+
+    from training.trainers import common
+    from training.trainers.progress import Progress
+
+    job = common.Job(stage="sft", out_dir=tmp_path, work_dir=tmp_path, train_path=None, eval_path=None,
+                     config=stage_config("sft", "gpu", {}), progress=Progress(None))
+    assert common.padded_batch_arguments(job, vocab_size=8192, group_by_length=True) == {}
+    monkeypatch.setattr(common.Job, "cuda", property(lambda self: True))
+    sft = common.padded_batch_arguments(job, vocab_size=8192, group_by_length=True)
+    assert sft == {"train_sampling_strategy": "group_by_length", "pad_to_multiple_of": 64, "loss_type": "nll"}
+    assert "loss_type" not in common.padded_batch_arguments(job, vocab_size=50_000)
+    args = SFTConfig(output_dir=str(tmp_path), use_cpu=True, report_to=[], **sft)
+    assert (args.train_sampling_strategy, args.pad_to_multiple_of, args.loss_type) == ("group_by_length", 64, "nll")
+    reward = common.padded_batch_arguments(job)
+    assert RewardConfig(output_dir=str(tmp_path), use_cpu=True, report_to=[], **reward).pad_to_multiple_of == 64
