@@ -4,7 +4,9 @@ Each logs in for a token (POST /api/auth/token/), asks for the next task of a ki
 (POST /api/projects/{id}/tasks/next/) and submits it (POST /api/tasks/{id}/submit/). They know
 the hidden check of `annotate.demo_data` and act on it with their own noise:
 
-- demonstrations: `The answer is N.`, with a personal rate of wrong numbers and sloppy wording;
+- demonstrations: the right number in the form the prompt asks for, with personal rates of wrong
+  numbers, of sloppy wording and of following the asked form (else the guidelines' form, out of
+  habit: writing to an instruction is harder than seeing whether a reply follows it);
 - rankings: by the hidden grade plus personal Gaussian noise drawn per distinct text, rounded
   into tiers (equal grades tie, the same text always ties), so two annotators of one set
   sometimes disagree; a set whose replies all say the same is skipped, as a person would;
@@ -33,19 +35,20 @@ SITTING = 10
 class Profile:
     username: str
     error_rate: float = 0.1  # demonstrations with a wrong number
-    sloppy_rate: float = 0.1  # demonstrations not in the reply format
+    sloppy_rate: float = 0.1  # demonstrations in other words than any reply form
+    follow_rate: float = 0.5  # demonstrations in the form the prompt asks for (else `The answer is N.`)
     rank_noise: float = 0.4  # sd of the noise added to the hidden grade when ranking
     review_noise: float = 0.05  # chance a review goes the wrong way
     kinds: tuple = ("ranking", "demonstration")
 
 
 ANNOTATORS = (
-    Profile("alice", error_rate=0.05, sloppy_rate=0.05, rank_noise=0.25),
-    Profile("bob", error_rate=0.15, sloppy_rate=0.10, rank_noise=0.45),
-    Profile("carol", error_rate=0.20, sloppy_rate=0.15, rank_noise=0.35),
-    Profile("dave", error_rate=0.30, sloppy_rate=0.20, rank_noise=0.60),
-    Profile("erin", error_rate=0.10, sloppy_rate=0.25, rank_noise=0.30),
-    Profile("frank", error_rate=0.25, sloppy_rate=0.10, rank_noise=0.50),
+    Profile("alice", error_rate=0.05, sloppy_rate=0.05, follow_rate=0.7, rank_noise=0.2),
+    Profile("bob", error_rate=0.15, sloppy_rate=0.10, follow_rate=0.5, rank_noise=0.35),
+    Profile("carol", error_rate=0.20, sloppy_rate=0.15, follow_rate=0.4, rank_noise=0.3),
+    Profile("dave", error_rate=0.30, sloppy_rate=0.20, follow_rate=0.3, rank_noise=0.45),
+    Profile("erin", error_rate=0.10, sloppy_rate=0.25, follow_rate=0.6, rank_noise=0.25),
+    Profile("frank", error_rate=0.25, sloppy_rate=0.10, follow_rate=0.45, rank_noise=0.4),
 )
 REVIEWER = Profile("reviewer", kinds=("review",), review_noise=0.03)
 
@@ -92,7 +95,7 @@ class Annotator:
         p = self.profile
         if task["kind"] == "demonstration":
             self.submit(task, {"text": demo_data.reply_write(prompt, self.rng, error_rate=p.error_rate,
-                                                             sloppy_rate=p.sloppy_rate)})
+                                                             sloppy_rate=p.sloppy_rate, follow_rate=p.follow_rate)})
         elif task["kind"] == "ranking":
             tiers = self.rank(prompt, task["candidates"])
             if tiers is None:

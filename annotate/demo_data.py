@@ -3,15 +3,21 @@
 Pure Python, no Django: the demo project, the scripted annotators and the evaluation of every
 model version all read the same family from here.
 
-- A problem is a prompt (one of several wordings) with a known answer; a good reply states it in
-  the guidelines' format, `The answer is N.`
-- `reply_check` is the hidden check: True only for that format with the right number.
-- `reply_grade` is the hidden preference the scripted annotators rank by (3 best): right number in
-  the right format, right number in other words, right format with a wrong number, anything else.
-- `corpus` is pretraining text from the same family: the sums and differences in prose, but never
-  in the reply format (so a base model knows arithmetic and the demonstrations teach the format).
-- `earlier_reply` is an earlier assistant's reply, right a third of the time: the seed prompts come
-  with two each, so that the first round ranks model replies too.
+- A problem is a question (one of several wordings) with a known answer; most questions also state
+  the form of the reply (`FORMS`): "It is N.", ending with "!", or starting with "Sure,".
+  Without such an instruction a good reply is the guidelines' `The answer is N.`
+- `reply_check` is the hidden check: True only for the right number in the form the prompt asks for.
+- `reply_grade` is the hidden preference the scripted annotators rank by (4 best): right number in
+  the asked form, in the guidelines' form, in other words; a reply form with a wrong number; anything else.
+- Writing and checking differ on purpose, as they do for people (the premise of learning from
+  rankings): the scripted writers follow the asked form only about half the time and otherwise
+  write the guidelines' form out of habit, while a ranker sees at a glance which reply follows it.
+  So SFT learns the form about as often as the demonstrations show it, and the reward model can
+  learn to check it.
+- `corpus` is pretraining text from the same family: the sums and differences in prose, never in
+  a reply form (so a base model knows arithmetic and the demonstrations teach the forms).
+- `earlier_reply` is an earlier assistant's reply: the seed prompts come with two each, so that
+  the first round ranks model replies too.
 - `prompt_pool` and `heldout_problems` never share a prompt text: the held-out problems are for
   measuring versions only and never enter the project.
 """
@@ -22,8 +28,9 @@ from dataclasses import dataclass
 
 NAMES = ["Alice", "Bob", "Carol", "Dan", "Eve", "Finn", "Grace", "Hugo", "Iris", "Jack", "Kim", "Leo"]
 THINGS = ["apples", "books", "coins", "pens", "stamps", "shells", "cards", "marbles", "cookies", "stickers"]
-# Operands stay small so that a model of about a million parameters can learn the table in minutes.
-LEFT, RIGHT = range(1, 13), range(1, 10)
+# Operands stay small (90 facts: 45 sums, 45 differences) so that a model of half a million parameters
+# learns the table in minutes, and its reward model, from a few hundred rankings, can check a number.
+LEFT, RIGHT = range(1, 10), range(1, 6)
 
 ADD_FORMS = [
     "What is {a} + {b}?",
@@ -39,7 +46,17 @@ SUB_FORMS = [
     "A box holds {c} {things}. {name} takes out {b}. How many {things} are in the box now?",
 ]
 REPLY = "The answer is {n}."
-_REPLY_RE = re.compile(r"^\s*The answer is (-?\d+)\.?\s*$")
+# Instructions a prompt may end with, and the reply form each asks for ("" asks for none: `REPLY`).
+FORMS = {
+    "": REPLY,
+    "Answer briefly.": "It is {n}.",
+    "End your answer with an exclamation mark.": "The answer is {n}!",
+    "Begin your answer with Sure.": "Sure, the answer is {n}.",
+}
+SLOPPY = ["I think it is {n}.", "{n}, I believe.", "Maybe {n}."]
+_FORM_RES = {instruction: re.compile(r"^\s*" + re.escape(form).replace(re.escape("{n}"), r"(-?\d+)") + r"\s*$")
+             for instruction, form in FORMS.items()}
+_REPLY_RE = _FORM_RES[""]
 _NUMBER_RE = re.compile(r"-?\d+")
 
 
@@ -52,9 +69,12 @@ class Problem:
 def problem_make(rng: random.Random) -> Problem:
     a, b = rng.choice(LEFT), rng.choice(RIGHT)
     name, things = rng.choice(NAMES), rng.choice(THINGS)
+    instruction = rng.choice(list(FORMS))
     if rng.random() < 0.5:
-        return Problem(rng.choice(ADD_FORMS).format(a=a, b=b, name=name, things=things), a + b)
-    return Problem(rng.choice(SUB_FORMS).format(c=a + b, b=b, name=name, things=things), a)
+        question, answer = rng.choice(ADD_FORMS).format(a=a, b=b, name=name, things=things), a + b
+    else:
+        question, answer = rng.choice(SUB_FORMS).format(c=a + b, b=b, name=name, things=things), a
+    return Problem(f"{question} {instruction}".strip(), answer)
 
 
 def _distinct(rng: random.Random, count: int, taken: set[str]) -> list[Problem]:
@@ -88,33 +108,50 @@ def answer_of(prompt: str) -> int | None:
     return first - second if subtracting else first + second
 
 
+def instruction_of(prompt: str) -> str:
+    """The reply-form instruction a prompt ends with ("" if none)."""
+    return next((i for i in FORMS if i and prompt.rstrip().endswith(i)), "")
+
+
+def reply_form(prompt: str) -> str:
+    """The form a reply to `prompt` should take, with `{n}` for the number."""
+    return FORMS[instruction_of(prompt)]
+
+
+def _in_form(prompt: str, reply: str) -> int | None:
+    """The number of a reply in the form the prompt asks for (None if it is not in that form)."""
+    found = _FORM_RES[instruction_of(prompt)].match(reply or "")
+    return int(found.group(1)) if found else None
+
+
 def reply_check(prompt: str, reply: str) -> bool:
-    """The hidden check: the reply is `The answer is N.` with the right N."""
+    """The hidden check: the reply gives the right number in the form the prompt asks for."""
     answer = answer_of(prompt)
-    found = _REPLY_RE.match(reply or "")
-    return answer is not None and found is not None and int(found.group(1)) == answer
+    return answer is not None and _in_form(prompt, reply) == answer
 
 
 def reply_grade(prompt: str, reply: str) -> int:
-    """The hidden preference, 3 best: right and in format; right number in other words; in format but
-    wrong; anything else."""
+    """The hidden preference, 4 best: right and in the asked form; right in the guidelines' form (when
+    another was asked); right number in other words; a reply form with a wrong number; anything else."""
     if reply_check(prompt, reply):
-        return 3
+        return 4
     answer = answer_of(prompt)
     numbers = [int(n) for n in _NUMBER_RE.findall(reply or "")]
     if answer is not None and numbers and numbers[-1] == answer:
-        return 2
-    return 1 if _REPLY_RE.match(reply or "") else 0
+        return 3 if _REPLY_RE.match(reply) else 2
+    return 1 if _in_form(prompt, reply) is not None or _REPLY_RE.match(reply or "") else 0
 
 
-def reply_write(prompt: str, rng: random.Random, *, error_rate: float, sloppy_rate: float) -> str:
-    """A demonstration as a person writes it: usually right, sometimes a slip of the number or the format."""
+def reply_write(prompt: str, rng: random.Random, *, error_rate: float, sloppy_rate: float,
+                follow_rate: float = 1.0) -> str:
+    """A demonstration as a person writes it: usually the right number; the asked form `follow_rate`
+    of the time, else the guidelines' form out of habit; sometimes other words altogether."""
     answer = answer_of(prompt)
     if rng.random() < error_rate:
         answer += rng.choice([-2, -1, 1, 2])
     if rng.random() < sloppy_rate:
-        return rng.choice(["{n}", "It is {n}.", "I think it is {n}.", "{n}, I believe."]).format(n=answer)
-    return REPLY.format(n=answer)
+        return rng.choice(SLOPPY).format(n=answer)
+    return (reply_form(prompt) if rng.random() < follow_rate else REPLY).format(n=answer)
 
 
 # Pretraining sentences: the facts, and the prompts' own wordings answered in other words than the reply format.
@@ -127,8 +164,8 @@ FACT_FORMS = [
     "{name} had {c} {things} and gave away {b}, so {a} {things} were left.",
     "If you add {b} to {a} you get {c}, and if you take {b} from {c} you get {a}.",
 ]
-ADD_ANSWERS = ["{c}.", "It is {c}.", "{c} in all."]
-SUB_ANSWERS = ["{a}.", "It is {a}.", "{a} are left."]
+ADD_ANSWERS = ["{c}.", "That makes {c}.", "{c} in all."]
+SUB_ANSWERS = ["{a}.", "That leaves {a}.", "{a} are left."]
 
 
 def corpus(documents: int = 16000, seed: int = 11) -> list[str]:
@@ -156,17 +193,15 @@ def corpus(documents: int = 16000, seed: int = 11) -> list[str]:
 
 def earlier_reply(prompt: str, rng: random.Random) -> str:
     """A reply by "an earlier assistant", imported with the seed prompts so that the first round has
-    model replies to rank: right and in the format a third of the time, else a near miss, the right
-    number in other words, or off the point."""
+    model replies to rank: the right number half the time (else a near miss), in the asked form a
+    third of the time, else the guidelines' form or other words; now and then off the point."""
     answer = answer_of(prompt)
+    if rng.random() < 0.1:
+        return rng.choice(["I am not sure.", "Let me think about it.", "That is a good question."])
+    number = answer if rng.random() < 0.5 else answer + rng.choice([-3, -2, -1, 1, 2, 3])
     roll = rng.random()
-    if roll < 0.35:
-        return REPLY.format(n=answer)
-    if roll < 0.7:
-        return REPLY.format(n=answer + rng.choice([-3, -2, -1, 1, 2, 3]))
-    if roll < 0.9:
-        return rng.choice(["{n}", "It is {n}.", "I think it is {n}.", "{n}, I believe."]).format(n=answer)
-    return rng.choice(["I am not sure.", "Let me think about it.", "That is a good question."])
+    form = reply_form(prompt) if roll < 0.35 else REPLY if roll < 0.75 else rng.choice(SLOPPY)
+    return form.format(n=number)
 
 
 def score_interval(correct: int, total: int, z: float = 1.96) -> tuple[float, float]:

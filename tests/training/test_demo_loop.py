@@ -24,30 +24,46 @@ def stores(tmp_path, settings):
     return tmp_path
 
 
-def test_the_hidden_check_accepts_only_the_right_answer_in_the_format():
+def test_the_hidden_check_accepts_only_the_right_answer_in_the_asked_form():
     problem = demo_data.Problem("Alice has 12 coins and gives away 5. How many coins are left?", 7)
     assert demo_data.answer_of(problem.prompt) == 7
     assert demo_data.reply_check(problem.prompt, "The answer is 7.")
     assert not demo_data.reply_check(problem.prompt, "The answer is 8.")
     assert not demo_data.reply_check(problem.prompt, "It is 7.")
-    assert [demo_data.reply_grade(problem.prompt, r) for r in ("The answer is 7.", "It is 7.", "The answer is 6.", "hm")] == [3, 2, 1, 0]
+    assert [demo_data.reply_grade(problem.prompt, r) for r in ("The answer is 7.", "I think it is 7.", "The answer is 6.", "hm")] == [4, 2, 1, 0]
+    # A prompt that asks for a form is answered right only in that form.
+    asks = {"What is 3 + 4? Answer briefly.": ("It is 7.", "The answer is 7.", "It is 8."),
+            "What is 3 + 4? End your answer with an exclamation mark.": ("The answer is 7!", "The answer is 7.", "The answer is 8!"),
+            "What is 3 + 4? Begin your answer with Sure.": ("Sure, the answer is 7.", "The answer is 7.", "Sure, the answer is 5.")}
+    for prompt, (right, guidelines_form, wrong) in asks.items():
+        assert demo_data.answer_of(prompt) == 7
+        grades = [demo_data.reply_grade(prompt, r) for r in (right, guidelines_form, "7, I believe.", wrong, "hm")]
+        assert grades == [4, 3, 2, 1, 0]
+        assert demo_data.reply_check(prompt, right) and not demo_data.reply_check(prompt, guidelines_form)
     assert demo_data.answer_of("What is 3 + 9?") == 12 and demo_data.answer_of("What is 13 - 9?") == 4
-    for p in demo_data.prompt_pool(300):
+    pool = demo_data.prompt_pool(600)
+    for p in pool:
         assert demo_data.answer_of(p.prompt) == p.answer
+    assert {demo_data.instruction_of(p.prompt) for p in pool} == set(demo_data.FORMS)
     # Held-out problems never enter the project.
     assert not {p.prompt for p in demo_data.heldout_problems()} & {p.prompt for p in demo_data.prompt_pool(2000)}
     rng = random.Random(0)
     assert all(demo_data.reply_check(p.prompt, demo_data.reply_write(p.prompt, rng, error_rate=0, sloppy_rate=0))
                for p in demo_data.prompt_pool(50))
-    # The pretraining corpus states the sums, never in the reply format the hidden check wants.
+    # A writer who follows the asked form half the time writes the guidelines' form otherwise.
+    asked = [p for p in pool if demo_data.instruction_of(p.prompt)]
+    written = [demo_data.reply_write(p.prompt, rng, error_rate=0, sloppy_rate=0, follow_rate=0.5) for p in asked]
+    followed = sum(demo_data.reply_check(p.prompt, w) for p, w in zip(asked, written))
+    assert 0.4 < followed / len(asked) < 0.6
+    assert all(demo_data.reply_grade(p.prompt, w) >= 2 for p, w in zip(asked, written))
+    # The pretraining corpus states the sums, never in a reply form the hidden check wants.
     documents = demo_data.corpus(500)
-    assert not any("The answer is" in d for d in documents)
+    assert not any(form in d for d in documents for form in ("The answer is", "It is", "Sure,", "!"))
     questions = [d.split("? ") for d in documents if "? " in d]
     assert len(questions) > 250 and all(demo_data.answer_of(q + "?") == int(re.search(r"\d+", a).group()) for q, a in questions)
-    # The earlier assistant is right in the format about a third of the time.
-    pool = demo_data.prompt_pool(600)
+    # The earlier assistant is right in the asked form about a fifth of the time.
     right = sum(demo_data.reply_check(p.prompt, demo_data.earlier_reply(p.prompt, rng)) for p in pool)
-    assert 0.25 < right / len(pool) < 0.45
+    assert 0.12 < right / len(pool) < 0.3
 
 
 def test_a_scripted_annotator_ties_replies_that_say_the_same_and_skips_a_set_of_one_text():

@@ -25,14 +25,16 @@ DEMO_PEOPLE = [
     ("carol", Role.ANNOTATOR), ("dave", Role.ANNOTATOR), ("erin", Role.ANNOTATOR), ("frank", Role.ANNOTATOR),
 ]
 DEMO_PROJECT = "Demo: arithmetic assistant"
-DEMO_GUIDELINES = """Write short arithmetic questions (sums and differences of small numbers, plain or as little stories).
-Reply in exactly this form: `The answer is N.` with the right number N.
-When ranking, put right answers in that form first, then the right number in other words, then the
-form with a wrong number, then anything else."""
+DEMO_GUIDELINES = """Write short arithmetic questions (sums and differences of small numbers, plain or as little stories),
+and say, if you like, how the reply should look: "Answer briefly." (then `It is N.`), "End your answer with
+an exclamation mark." or "Begin your answer with Sure."
+Reply with the right number in the form the question asks for; if it asks for none, `The answer is N.`
+When ranking, put right answers in the asked form first, then right ones in `The answer is N.`, then
+the right number in other words, then a wrong number in one of these forms, then anything else."""
 # Seed prompts: each comes with two replies of an earlier assistant (imported) and gets two
 # demonstrations from different annotators; the rankings of these four are the first round's
 # comparisons (no model of the project exists yet to write candidates).
-DEMO_SEED_PROMPTS = 200
+DEMO_SEED_PROMPTS = 300
 SEED_REPLIES = 2
 DEMO_SETTINGS = {
     "replies_per_ranking": 4, "overlap": 2, "max_depth": 1, "demonstrations_per_prompt": 2,
