@@ -2,8 +2,9 @@
 
 One round of `manage.py demo_rounds`:
 1. the scripted annotators (annotate.demo_annotators, over HTTP) take every task waiting: in
-   round 1 the seed prompts' demonstrations, reviews and rankings (of the K human demonstrations:
-   no model exists yet), later the rankings of the candidates the last round's policy wrote;
+   round 1 the seed prompts' demonstrations, reviews and rankings (of two demonstrations and two
+   imported replies of an earlier assistant each), later the rankings of the candidates the last
+   round's policy wrote;
 2. a training round (training.services.runs, in this process): base from scratch in round 1,
    then SFT, reward model, PPO;
 3. every version of the round is measured on held-out problems that never entered the project
