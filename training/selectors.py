@@ -1,5 +1,7 @@
 """Reads for training rounds and models: what the pages and the API show."""
 
+import hashlib
+
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
@@ -113,7 +115,8 @@ def version_votes(*, project) -> list[tuple[str, str, float]]:
         .values_list("message_id", "model_version__kind", "model_version__version")
     }
     votes = []
-    for tiers, all_bad in Ranking.objects.filter(candidate_set__project=project).values_list("tiers", "all_bad"):
+    rankings = Ranking.objects.filter(candidate_set__project=project).order_by("id")
+    for tiers, all_bad in rankings.values_list("tiers", "all_bad"):
         if all_bad:
             continue
         placed = [[version_of.get(m) for m in tier] for tier in tiers]
@@ -129,10 +132,28 @@ def version_votes(*, project) -> list[tuple[str, str, float]]:
     return votes
 
 
+LEADERBOARD_CACHE_S = 24 * 3600
+
+
 def version_leaderboard(*, project, samples: int = 200) -> list[dict]:
+    """The versions' Bradley-Terry leaderboard with bootstrap intervals, cached per set of votes.
+
+    The fit and its `samples` bootstrap refits cost seconds at ten thousand votes (every view of the
+    models page and of the API asked for them); the same votes, in ranking order, give the same
+    board, so it is kept under a digest of the votes and recomputed only when a vote changes.
+    """
+    from django.core.cache import cache
+
     from training.leaderboard import leaderboard
 
-    return leaderboard(version_votes(project=project), samples=samples)
+    votes = version_votes(project=project)
+    digest = hashlib.sha256(repr(votes).encode()).hexdigest()
+    key = f"leaderboard:{project.id}:{samples}:{digest}"
+    board = cache.get(key)
+    if board is None:
+        board = leaderboard(votes, samples=samples)
+        cache.set(key, board, LEADERBOARD_CACHE_S)
+    return board
 
 
 def active_deployments(*, project) -> QuerySet[Deployment]:

@@ -167,7 +167,7 @@ def test_a_chat_reply_streams_and_the_chat_becomes_a_prompt(project, owner, memb
     assert WorkItem.objects.filter(message=last, kind=TaskKind.DEMONSTRATION).exists()
 
 
-def test_arena_votes_rank_versions_in_their_true_order(project, owner, member):
+def test_arena_votes_rank_versions_in_their_true_order(project, owner, member, monkeypatch):
     """Three versions whose true strengths are known; simulated blind votes recover the order."""
     versions = [tiny_version(project, n) for n in (1, 2, 3)]
     job = serving.generation_enqueue(project=project, by=owner, kind="arena", versions=versions[:2], max_prompts=3)
@@ -206,6 +206,20 @@ def test_arena_votes_rank_versions_in_their_true_order(project, owner, member):
     assert [row["version"] for row in board] == ["policy-v3", "policy-v2", "policy-v1"]
     assert board[0]["low"] > board[2]["high"]
     assert all(row["low"] <= row["strength"] <= row["high"] for row in board)
+
+    # The fit is kept per set of votes: asked again, the board comes back without a refit; a new
+    # vote gives a new board.
+    from training import leaderboard as fitting
+
+    fits = []
+    real = fitting.leaderboard
+    monkeypatch.setattr(fitting, "leaderboard", lambda *args, **kw: fits.append(1) or real(*args, **kw))
+    assert selectors.version_leaderboard(project=project, samples=100) == board and fits == []
+    candidate_set = CandidateSet.objects.filter(project=project).first()
+    Ranking.objects.create(candidate_set=candidate_set, external_annotator="late voter",
+                           tiers=[[reply_of["policy-v1"]], [reply_of["policy-v2"]]])
+    again = selectors.version_leaderboard(project=project, samples=100)
+    assert fits == [1] and again != board
 
 
 def test_bradley_terry_recovers_a_known_order_from_noisy_votes():
