@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT)]
 
 from training.trainers.config import stage_config  # noqa: E402
-from training.trainers.launch import child_command  # noqa: E402
+from training.trainers.launch import child_command, spec_write  # noqa: E402
 
 PEAK = 989e12  # H100 SXM, dense bf16
 STAGES = ("sft", "reward")
@@ -87,13 +87,10 @@ def run_stage(stage: str, tmp: Path, model_dir: Path, data: Path, config: dict, 
     """Run one stage as the worker does; return its progress events."""
     work = tmp / f"{stage}-{tag}"
     work.mkdir()
+    spec_path = spec_write(work, stage=stage, train=data, base_model=model_dir, preset="gpu", config=config)
     progress = work / "progress.jsonl"
-    spec = {"stage": stage, "out_dir": str(work / "model"), "work_dir": str(work / "work"),
-            "data": {"train": str(data), "eval": None}, "base_model": str(model_dir), "preset": "gpu",
-            "config": config, "seed": 0, "resume": False, "progress_file": str(progress)}
-    (work / "spec.json").write_text(json.dumps(spec, indent=1))
     with open(work / "stage.log", "wb") as log:
-        child = subprocess.run(child_command(str(work / "spec.json")), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+        child = subprocess.run(child_command(str(spec_path)), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
     events = [json.loads(line) for line in progress.read_text().splitlines() if line.strip()]
     if child.returncode != 0 or not any(e["event"] == "done" for e in events):

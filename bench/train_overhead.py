@@ -49,7 +49,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "platform"), str(ROOT)]
 
 from training.trainers.config import stage_config  # noqa: E402
-from training.trainers.launch import child_command  # noqa: E402
+from training.trainers.launch import child_command, spec_write  # noqa: E402
 
 DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/bench_overhead"
 STAGES = ("sft", "reward")
@@ -205,12 +205,8 @@ def run_platform(stage: str, tmp: Path, model_dir: Path, data: Path, config: dic
     """Run the stage as the worker does; with `db`, also do the worker's database writes as it runs."""
     work = tmp / f"platform-{stage}-{tag}"
     work.mkdir()
+    spec_path = spec_write(work, stage=stage, train=data, base_model=model_dir, preset="small", config=config)
     progress = work / "progress.jsonl"
-    spec = {"stage": stage, "out_dir": str(work / "model"), "work_dir": str(work / "work"),
-            "data": {"train": str(data), "eval": None}, "base_model": str(model_dir), "preset": "small",
-            "config": config, "seed": 0, "resume": False, "progress_file": str(progress)}
-    spec_path = work / "spec.json"
-    spec_path.write_text(json.dumps(spec, indent=1))
     db_seconds, polls = 0.0, 0
     if db is not None:
         from training.models import RunStage, TrainingRun

@@ -25,6 +25,7 @@ spec, work_dir and out_dir (only global rank 0 writes the progress file and the 
 `$SLURM_NODEID` and the head node the first of `scontrol show hostnames $SLURM_JOB_NODELIST`.)
 """
 
+import json
 import socket
 import sys
 from pathlib import Path
@@ -38,6 +39,17 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def spec_write(work: Path, *, stage: str, train: Path, base_model: Path, preset: str, config: dict) -> Path:
+    """Write a one-stage spec for training outside a round (the benchmarks): `train` with no held-out
+    file, seed 0, the model in work/model, checkpoints in work/work, progress in work/progress.jsonl."""
+    spec = {"stage": stage, "out_dir": str(work / "model"), "work_dir": str(work / "work"),
+            "data": {"train": str(train), "eval": None}, "base_model": str(base_model), "preset": preset,
+            "config": config, "seed": 0, "resume": False, "progress_file": str(work / "progress.jsonl")}
+    path = work / "spec.json"
+    path.write_text(json.dumps(spec, indent=1))
+    return path
 
 
 def child_command(spec_path: str, *, processes: int = 1, gpus: int = 0, zero_stage: int = 2,
