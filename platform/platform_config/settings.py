@@ -103,7 +103,8 @@ else:
 DATABASES["default"]["CONN_MAX_AGE"] = env.integer("CONN_MAX_AGE", 60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
-DATABASES["default"].setdefault("TEST", {})["NAME"] = "test_platform"
+# Tests use Django's default test database name, "test_" + NAME: runs against one shared server with
+# different database names (DATABASE_URL=.../mine) then never collide.
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
