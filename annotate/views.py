@@ -21,7 +21,6 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from annotate import forms, plots
-from annotate.errors import Conflict, NotYours
 from annotate.importers import ImportRefused, import_run
 from annotate.models import Flag, Invite, Message, Role, TaskKind, TaskState
 from annotate.selectors import accounts as account_selectors
@@ -32,6 +31,7 @@ from annotate.selectors import tasks as task_selectors
 from annotate.selectors import work as work_selectors
 from annotate.services import accounts as account_services
 from annotate.services import judgements, queue, tree
+from platform_common.errors import Conflict, NotYours
 
 # ---------------------------------------------------------------------------------------------
 # Helpers

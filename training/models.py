@@ -2,7 +2,8 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from annotate.models import Project, TimeStamped
+from annotate.models import Project
+from platform_common.models import TimeStamped
 
 
 class SnapshotKind(models.TextChoices):

@@ -6,7 +6,7 @@ from django.http import Http404
 from django.utils import timezone
 
 from annotate.models import ROLE_RANK, Invite, Membership, Project, ProjectSettings, Role, plausible_invite_token
-from annotate.rows import columns, fetch_one
+from platform_common.raw_sql import columns, fetch_one
 
 
 def projects_for_user(*, user) -> QuerySet[Project]:
@@ -61,7 +61,7 @@ WHERE t.id = %s
 def membership_for_task(*, user, task_id) -> Membership:
     """Return the user's active membership in the project of the task, or 404.
 
-    On every submit, so written as one query (see annotate/rows.py)."""
+    On every submit, so written as one query (see platform_common/raw_sql.py)."""
     found = None
     if user.is_authenticated and user.is_active:
         found = fetch_one(MEMBERSHIP_FOR_TASK, [user.id, task_id], [Membership, Project, ProjectSettings])

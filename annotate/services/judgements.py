@@ -11,7 +11,6 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connection, transaction
 from django.utils import timezone
 
-from annotate.errors import Conflict, NotYours
 from annotate.models import (
     CandidateSet,
     Flag,
@@ -29,8 +28,9 @@ from annotate.models import (
     TaskState,
     WorkItem,
 )
-from annotate.rows import columns, fetch_one
 from annotate.services import queue, tree
+from platform_common.errors import Conflict, NotYours
+from platform_common.raw_sql import columns, fetch_one
 
 MAX_TIME_SPENT_MS = 24 * 3600 * 1000
 COMPARE_CHOICES = ("A", "B", "tie", "both_bad")

@@ -17,9 +17,9 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from annotate.errors import Conflict, NotYours
 from annotate.models import ROLE_RANK, Project, Role, Task, TaskKind, TaskState, WorkItem
-from annotate.rows import columns, fetch_one
+from platform_common.errors import Conflict, NotYours
+from platform_common.raw_sql import columns, fetch_one
 
 # Kinds that need more than the annotator role.
 KIND_ROLE = {TaskKind.REVIEW: Role.REVIEWER}

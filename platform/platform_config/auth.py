@@ -1,11 +1,11 @@
-"""Token authentication in one hand-written query (see annotate/rows.py for why)."""
+"""Token authentication in one hand-written query (see platform_common/raw_sql.py for why)."""
 
 from django.contrib.auth import get_user_model
 from rest_framework import exceptions
 from rest_framework.authentication import TokenAuthentication
 from rest_framework.authtoken.models import Token
 
-from annotate.rows import columns, fetch_one
+from platform_common.raw_sql import columns, fetch_one
 
 User = get_user_model()
 

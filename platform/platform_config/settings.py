@@ -54,6 +54,11 @@ INSTALLED_APPS = [
     "procrastinate.contrib.django",
     "annotate",
     "training",
+    # The demo (its data, scripted annotators, rounds and commands): an app of its own that may
+    # import both apps above; they never import it.
+    "training.demo",
+    # For its management command `serve` (web and workers together).
+    "platform_config",
 ]
 
 MIDDLEWARE = [
@@ -67,6 +72,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
+# The checkout: training children run from here (python -m training.trainers.run).
+BASE_DIR = REPO_ROOT
 ROOT_URLCONF = "platform_config.urls"
 WSGI_APPLICATION = "platform_config.wsgi.application"
 
@@ -144,7 +151,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "platform_config.api.AutoSchema",
-    "EXCEPTION_HANDLER": "platform_config.api.exception_handler",
+    "EXCEPTION_HANDLER": "platform_common.errors.exception_handler",
     "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.UserRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {
         "user": os.environ.get("API_THROTTLE_RATE", "6000/minute"),

@@ -6,7 +6,7 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from annotate.errors import Conflict
+from platform_common.errors import Conflict
 from training.models import ModelKind, ModelVersion, RunStatus, StageStatus, TrainingRun
 from training.services import runs
 from tests.training.factories import arithmetic_project

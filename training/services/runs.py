@@ -26,9 +26,8 @@ from django.db import IntegrityError, close_old_connections, connection, transac
 from django.db.models import Max
 from django.utils import timezone
 
-from annotate.errors import Conflict
 from annotate.models import CorpusText
-from platform_config.paths import REPO_ROOT
+from platform_common.errors import Conflict
 from training.models import (
     Algorithm,
     MetricPoint,
@@ -311,7 +310,7 @@ def _stage_execute(run, stage) -> str:
     with log_path.open("ab") as log:
         child = subprocess.Popen(
             child_command(str(spec_path), processes=run.processes, gpus=_gpus()),
-            cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, env=_child_env(),
+            cwd=settings.BASE_DIR, stdout=log, stderr=subprocess.STDOUT, env=_child_env(),
             start_new_session=True, preexec_fn=_die_with_parent,
         )
         reader = _ProgressReader(progress, offset)

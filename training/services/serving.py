@@ -10,9 +10,9 @@ from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from annotate.errors import Conflict
 from annotate.models import CandidateSet, CandidateSetKind, Message, MessageRole, MessageSource
 from annotate.services import tree
+from platform_common.errors import Conflict
 from training import selectors
 from training.models import (
     Backend,

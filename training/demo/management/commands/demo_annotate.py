@@ -1,19 +1,9 @@
-"""Scripted annotators work through the demo project over the HTTP API (see annotate/demo_annotators.py)."""
+"""Scripted annotators work through the demo project over the HTTP API (see training/demo/annotators.py)."""
 
 from django.core.management.base import BaseCommand, CommandError
 
-from annotate import demo_annotators, demo_data
-from annotate.management.commands.demo import DEMO_PASSWORD, DEMO_PROJECT
-from annotate.models import Message, MessageRole, Project
-
-
-def prompts_to_write(project, count: int) -> list[str]:
-    """The next `count` problems of the pool that are not in the project yet."""
-    if count <= 0:
-        return []
-    have = set(Message.objects.filter(project=project, role=MessageRole.USER).values_list("text", flat=True))
-    pool = demo_data.prompt_pool(len(have) + count + 50)
-    return [p.prompt for p in pool if p.prompt not in have][:count]
+from annotate.models import Project
+from training.demo.project import DEMO_PASSWORD, DEMO_PROJECT, annotate
 
 
 class Command(BaseCommand):
@@ -35,13 +25,3 @@ class Command(BaseCommand):
         counts = annotate(found, url=url, prompts=prompts, seed=seed, password=password)
         for name, done in counts.items():
             self.stdout.write(f"  {name:<9} " + ", ".join(f"{kind} {n}" for kind, n in sorted(done.items())))
-
-
-def annotate(project, *, url: str = "", prompts: int = 0, seed: int = 0, password: str = DEMO_PASSWORD) -> dict:
-    texts = prompts_to_write(project, prompts)
-    if url:
-        members = demo_annotators.team(url, project.id, password=password, seed=seed)
-        return demo_annotators.work_through(members, prompts=texts)
-    with demo_annotators.local_server() as local:
-        members = demo_annotators.team(local, project.id, password=password, seed=seed)
-        return demo_annotators.work_through(members, prompts=texts)

@@ -7,10 +7,11 @@ import re
 
 import pytest
 
-from annotate import demo_annotators, demo_data
-from annotate.management.commands.demo import demo_project_create
 from annotate.models import CandidateSet, Message, MessageRole, Ranking, ReviewState, Task, TaskState
-from training.demo_loop import round_run
+from training.demo import annotators as demo_annotators
+from training.demo import data as demo_data
+from training.demo.project import demo_project_create
+from training.demo.rounds import round_run
 from training.models import Deployment, ModelKind, ModelVersion
 
 pytestmark = [pytest.mark.slow, pytest.mark.training, pytest.mark.django_db(transaction=True)]

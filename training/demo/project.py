@@ -1,21 +1,17 @@
-"""Set up the demo project with its accounts, then run web and worker (see README)."""
+"""The demo project: its accounts, guidelines, settings, seed prompts and pretraining corpus."""
 
 import io
-import os
 import random
-import threading
 
 from django.contrib.auth import get_user_model
-from django.core.management import call_command
-from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from annotate import demo_data
 from annotate.importers import import_run
-from annotate.services import accounts as account_services
-from annotate.management.commands.serve import serve
 from annotate.models import Message, MessageRole, MessageSource, Project, Role
+from annotate.services import accounts as account_services
 from annotate.services import tree
+from training.demo import annotators
+from training.demo import data as demo_data
 
 DEMO_PASSWORD = "demo-pass-2026"
 # alice and bob are for people; the scripted annotators (manage.py demo_annotate) log in as carol..frank
@@ -82,42 +78,21 @@ def demo_project_create(*, seed_prompts: int = DEMO_SEED_PROMPTS, corpus_documen
     return project
 
 
-class Command(BaseCommand):
-    help = "Migrate, load the demo project and accounts, and run web and worker until Ctrl-C."
-
-    def add_arguments(self, parser):
-        parser.add_argument("--bind", default=os.environ.get("BIND", "127.0.0.1:8000"))
-        parser.add_argument("--setup-only", action="store_true", help="load the demo data and exit")
-        parser.add_argument("--rounds", type=int, default=1,
-                            help="while serving, run demo rounds until the project has this many (manage.py "
-                                 "demo_rounds: scripted annotators, training, figures); 0 runs none")
-
-    def handle(self, *args, bind, setup_only, rounds, **options):
-        call_command("migrate", interactive=False, verbosity=0)
-        project = demo_project_create()
-        logins = "".join(f"  {name:<9} {DEMO_PASSWORD}   ({role})\n" for name, role in DEMO_PEOPLE)
-        banner = (
-            f"Demo project '{project.name}' is ready. Log in at http://{bind}/login/ as:\n{logins}"
-            f"The API docs are at http://{bind}/api/docs/\n"
-        )
-        if setup_only:
-            self.stdout.write(banner)
-            return
-        if rounds > 0:
-            banner += (f"Demo rounds run in the background until there are {rounds} (scripted annotators, then base, "
-                       f"SFT, reward model, PPO); follow them at http://{bind}/ as admin. Their figures print here.\n")
-            threading.Thread(target=_rounds_in_background, args=(rounds, self.stdout), daemon=True,
-                             name="demo-rounds").start()
-        serve(bind=bind, workers=None, with_worker=True, out=self.stdout, banner=banner)
+def prompts_to_write(project, count: int) -> list[str]:
+    """The next `count` problems of the pool that are not in the project yet."""
+    if count <= 0:
+        return []
+    have = set(Message.objects.filter(project=project, role=MessageRole.USER).values_list("text", flat=True))
+    pool = demo_data.prompt_pool(len(have) + count + 50)
+    return [p.prompt for p in pool if p.prompt not in have][:count]
 
 
-def _rounds_in_background(rounds: int, out) -> None:
-    """Run the demo rounds (training's command, called by name: annotate never imports training)."""
-    from django.db import connection
-
-    try:
-        call_command("demo_rounds", rounds=rounds, up_to=True, stdout=out)
-    except Exception as error:  # noqa: BLE001 - the web server goes on; say why the rounds stopped
-        out.write(f"demo rounds stopped: {type(error).__name__}: {error}\n")
-    finally:
-        connection.close()
+def annotate(project, *, url: str = "", prompts: int = 0, seed: int = 0, password: str = DEMO_PASSWORD) -> dict:
+    """Have the scripted annotators write `prompts` new prompts, then take every task waiting; return their counts."""
+    texts = prompts_to_write(project, prompts)
+    if url:
+        members = annotators.team(url, project.id, password=password, seed=seed)
+        return annotators.work_through(members, prompts=texts)
+    with annotators.local_server() as local:
+        members = annotators.team(local, project.id, password=password, seed=seed)
+        return annotators.work_through(members, prompts=texts)

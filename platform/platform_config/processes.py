@@ -1,4 +1,4 @@
-"""Run the web server (gunicorn) and a job worker together until Ctrl-C or SIGTERM."""
+"""Run the web server (gunicorn) and the job workers together until Ctrl-C or SIGTERM (manage.py serve, demo)."""
 
 import os
 import signal
@@ -7,10 +7,8 @@ import sys
 import time
 
 from django.conf import settings
-from django.core.management import call_command
-from django.core.management.base import BaseCommand
 
-from platform_config.paths import PLATFORM_DIR, REPO_ROOT
+from .paths import PLATFORM_DIR, REPO_ROOT
 
 
 def start_web(*, bind: str, workers: int | None = None) -> subprocess.Popen:
@@ -42,19 +40,6 @@ def stop_all(processes: list[subprocess.Popen], timeout: float = 20) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-
-
-class Command(BaseCommand):
-    help = "Migrate, then run gunicorn and one job worker until stopped (Ctrl-C)."
-
-    def add_arguments(self, parser):
-        parser.add_argument("--bind", default=os.environ.get("BIND", "127.0.0.1:8000"))
-        parser.add_argument("--workers", type=int, default=None, help="gunicorn worker processes")
-        parser.add_argument("--no-worker", action="store_true", help="web only, no job worker")
-
-    def handle(self, *args, bind, workers, no_worker, **options):
-        call_command("migrate", interactive=False, verbosity=0)
-        serve(bind=bind, workers=workers, with_worker=not no_worker, out=self.stdout)
 
 
 def serve(*, bind: str, workers: int | None, with_worker: bool, out, banner: str = "") -> None:

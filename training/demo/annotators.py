@@ -2,7 +2,7 @@
 
 Each logs in for a token (POST /api/auth/token/), asks for the next task of a kind
 (POST /api/projects/{id}/tasks/next/) and submits it (POST /api/tasks/{id}/submit/). They know
-the hidden check of `annotate.demo_data` and act on it with their own noise:
+the hidden check of `training.demo.data` and act on it with their own noise:
 
 - demonstrations: the right number in the form the prompt asks for, with personal rates of wrong
   numbers, of sloppy wording and of following the asked form (else the guidelines' form, out of
@@ -25,8 +25,7 @@ from dataclasses import dataclass, field
 
 import requests
 
-from annotate import demo_data
-
+from training.demo import data as demo_data
 
 SITTING = 10
 

@@ -1,14 +1,14 @@
 """The demo loop, unattended: scripted annotators, a training round, the hidden check, deploy, generate.
 
 One round of `manage.py demo_rounds`:
-1. the scripted annotators (annotate.demo_annotators, over HTTP) take every task waiting: in
+1. the scripted annotators (training.demo.annotators, over HTTP) take every task waiting: in
    round 1 the seed prompts' demonstrations, reviews and rankings (of two demonstrations and two
    imported replies of an earlier assistant each), later the rankings of the candidates the last
    round's policy wrote;
 2. a training round (training.services.runs, in this process): base from scratch in round 1,
    then SFT, reward model, PPO;
 3. every version of the round is measured on held-out problems that never entered the project
-   (annotate.demo_data.heldout_problems) by the hidden check, with a Wilson 95% interval; with the
+   (training.demo.data.heldout_problems) by the hidden check, with a Wilson 95% interval; with the
    reward model's held-out accuracy and the annotators' agreement, the figures are printed,
    added to each version's metrics (`hidden_check_*`) and written to
    PLATFORM_DATA_DIR/demo-rounds/project-N.json;
@@ -22,11 +22,13 @@ import time
 from pathlib import Path
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 
-from annotate import demo_data
 from annotate.selectors.stats import project_agreement
 from annotate.services import accounts as account_services
-from training.models import ModelKind, ModelVersion
+from training.demo import data as demo_data
+from training.demo.project import DEMO_PROJECT, annotate, demo_project_create
+from training.models import ModelKind, ModelVersion, TrainingRun
 from training.services import runs, serving
 
 PROMPTS_PER_ROUND = 200
@@ -70,11 +72,22 @@ def versions_measure(versions, *, heldout: int) -> dict:
     return figures
 
 
+def rounds_run(*, rounds: int, up_to: bool = False, preset: str = "demo", seed: int = 0, heldout: int = 300,
+               prompts_per_round: int = PROMPTS_PER_ROUND, config: dict | None = None, out=print) -> list[dict]:
+    """Load the demo project if needed, then run `rounds` more rounds (with `up_to`: until it has that many)."""
+    project = demo_project_create()
+    admin = get_user_model().objects.get(username="admin")
+    done = TrainingRun.objects.filter(project=project, status="succeeded").count()
+    out(f"{DEMO_PROJECT} (project {project.id}): {done} round(s) done before")
+    last = rounds if up_to else done + rounds
+    return [round_run(project=project, admin=admin, number=number, preset=preset, seed=seed, heldout=heldout,
+                      prompts_per_round=prompts_per_round, config=config, out=out)
+            for number in range(done + 1, last + 1)]
+
+
 def round_run(*, project, admin, number: int, preset: str = "demo", seed: int = 0, heldout: int = 300,
               prompts_per_round: int = PROMPTS_PER_ROUND, config: dict | None = None, out=print) -> dict:
     """Run one demo round (annotate, train, measure, deploy, prepare the next); return its figures."""
-    from annotate.management.commands.demo_annotate import annotate
-
     started = time.monotonic()
     timings = {}
     counts = annotate(project, seed=seed * 100 + number)

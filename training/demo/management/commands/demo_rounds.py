@@ -1,13 +1,11 @@
-"""Run demo rounds unattended and print the hidden-check figures of every version (training/demo_loop.py)."""
+"""Run demo rounds unattended and print the hidden-check figures of every version (training/demo/rounds.py)."""
 
 import json
 
-from django.contrib.auth import get_user_model
+from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from annotate.management.commands.demo import DEMO_PROJECT, demo_project_create
-from training.demo_loop import round_run
-from training.models import TrainingRun
+from training.demo.rounds import rounds_run
 
 
 class Command(BaseCommand):
@@ -24,18 +22,10 @@ class Command(BaseCommand):
         parser.add_argument("--config", default="{}", help="per stage overrides as JSON, as for manage.py train")
 
     def handle(self, *args, rounds, up_to, preset, seed, heldout, prompts_per_round, config, **options):
-        from django.core.management import call_command
-
-        call_command("migrate", interactive=False, verbosity=0)
-        project = demo_project_create()
-        admin = get_user_model().objects.get(username="admin")
-        done = TrainingRun.objects.filter(project=project, status="succeeded").count()
         try:
             overrides = json.loads(config)
         except ValueError as error:
             raise CommandError(f"--config is not JSON: {error}") from None
-        self.stdout.write(f"{DEMO_PROJECT} (project {project.id}): {done} round(s) done before")
-        last = rounds if up_to else done + rounds
-        for number in range(done + 1, last + 1):
-            round_run(project=project, admin=admin, number=number, preset=preset, seed=seed, heldout=heldout,
-                      prompts_per_round=prompts_per_round, config=overrides, out=self.stdout.write)
+        call_command("migrate", interactive=False, verbosity=0)
+        rounds_run(rounds=rounds, up_to=up_to, preset=preset, seed=seed, heldout=heldout,
+                   prompts_per_round=prompts_per_round, config=overrides, out=self.stdout.write)
