@@ -6,7 +6,7 @@ loading the model:
                evaluation, which the bare script does not do, is not timed), started as the worker
                starts it; the bench waits for it to exit.
   platform+db  the same child, with the worker's own loop beside it: every second, read the new
-               progress lines and write them into a real PostgreSQL with `runs._apply` (one stage
+               progress lines and write them into a real PostgreSQL with `supervisor._apply` (one stage
                update and one bulk insert of metric points per poll), and check for a cancel.
                Skipped, with a note, when no database can be reached.
   bare         a minimal TRL script (BARE_SCRIPT below): the same model and tokenizer from the same
@@ -90,7 +90,7 @@ print("BARE_RESULT " + json.dumps(result.metrics))
 
 
 def child_env(tmp: Path, threads: int) -> dict:
-    """The environment the worker gives a stage's child (runs._child_env), used for both sides."""
+    """The environment the worker gives a stage's child (supervisor._child_env), used for both sides."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1",
            "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_CACHE": str(tmp / "hf-datasets")}
     env.pop("DATABASE_URL", None)  # the child never touches the database
@@ -210,7 +210,7 @@ def run_platform(stage: str, tmp: Path, model_dir: Path, data: Path, config: dic
     db_seconds, polls = 0.0, 0
     if db is not None:
         from training.models import RunStage, TrainingRun
-        from training.services.runs import _apply, _ProgressReader
+        from training.services.supervisor import _apply, _ProgressReader
 
         row = db.stage(stage)
         reader, done, error = _ProgressReader(progress, 0), None, None

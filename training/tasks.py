@@ -26,9 +26,9 @@ def snapshot_export(*, project_id: int, kind: str, demonstrations: str = "accept
 @app.task(name="training.run_execute", queue="training")
 def run_execute(*, run_id: int) -> str:
     """Run a training round's stages (minutes to hours); return its final status."""
-    from training.services import runs
+    from training.services import supervisor
 
-    status = runs.run_execute(run_id=run_id)
+    status = supervisor.run_execute(run_id=run_id)
     logger.info("training round %s: %s", run_id, status)
     return status
 

@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from platform_common.errors import Conflict
 from training.models import ModelKind, ModelVersion, RunStatus, StageStatus, TrainingRun
-from training.services import runs
+from training.services import runs, supervisor
 from tests.training.factories import arithmetic_project
 
 pytestmark = pytest.mark.django_db
@@ -60,7 +60,7 @@ def test_cancelling_a_queued_round_ends_it_at_once(filled, owner):
     assert set(run.stages.values_list("status", flat=True)) == {StageStatus.CANCELLED}
     with pytest.raises(Conflict, match="already cancelled"):
         runs.run_cancel(run=run)
-    assert runs.run_execute(run_id=run.id) == RunStatus.CANCELLED  # a worker that picks it up later does nothing
+    assert supervisor.run_execute(run_id=run.id) == RunStatus.CANCELLED  # a worker that picks it up later does nothing
 
 
 def test_a_round_whose_worker_stopped_heartbeating_is_marked_lost_and_can_be_resumed(filled, owner):

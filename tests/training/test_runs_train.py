@@ -12,7 +12,7 @@ from django.conf import settings
 
 from training import selectors
 from training.models import MetricPoint, ModelKind, ModelVersion, RunStage, RunStatus, StageStatus, TrainingRun
-from training.services import runs
+from training.services import runs, supervisor
 from tests.helpers import REPO_ROOT, child_env, stop
 from tests.training.factories import arithmetic_project
 
@@ -83,7 +83,7 @@ def test_a_round_survives_its_worker_being_killed_and_a_second_round_is_cancelle
     assert not ModelVersion.objects.filter(kind=ModelKind.POLICY).exists()
 
     runs.run_resume(run=run)
-    assert runs.run_execute(run_id=run.id) == RunStatus.SUCCEEDED
+    assert supervisor.run_execute(run_id=run.id) == RunStatus.SUCCEEDED
     run.refresh_from_db()
     payload = selectors.run_payload(run)
     assert [(s["name"], s["status"]) for s in payload["stages"]] == [

@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand, CommandError
 from annotate.models import Project
 from training import selectors
 from training.models import Algorithm, TrainingRun
-from training.services import runs
+from training.services import runs, supervisor
 
 
 class Command(BaseCommand):
@@ -54,7 +54,7 @@ class Command(BaseCommand):
         if not here:
             self.stdout.write("Queued for a worker (manage.py procrastinate worker); follow it on its page or the API.")
             return
-        status = runs.run_execute(run_id=run.id)
+        status = supervisor.run_execute(run_id=run.id)
         run.refresh_from_db()
         for stage in selectors.run_payload(run)["stages"]:
             version = stage["model_version"]

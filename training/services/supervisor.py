@@ -1,0 +1,366 @@
+"""The worker's side of a training round: run its stages in order, each as a supervised child process.
+
+Each stage is a child process (`python -m training.trainers.run SPEC`, or `accelerate launch` of it)
+that the worker watches: it reads the progress file the trainer appends to, writes steps and metrics
+into the database, and kills the child's process group when an admin cancels. Running the stage in a
+child is what makes cancelling PPO possible at all: trl 1.12's PPO trainer never checks
+`should_training_stop`. A stage's model directory is written whole by the trainer and registered as a
+`ModelVersion` only after the child has said it is done, so no failure leaves a half-registered model.
+"""
+
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import close_old_connections, connection, transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from training.models import (
+    MetricPoint,
+    ModelKind,
+    ModelVersion,
+    RunStage,
+    RunStatus,
+    SnapshotKind,
+    StageName,
+    StageStatus,
+    TrainingRun,
+)
+from training.services.runs import run_finish, stage_problems
+from training.services.snapshots import snapshot_create
+from training.trainers.launch import child_command
+
+logger = logging.getLogger(__name__)
+
+HEARTBEAT_SECONDS = 5
+# After SIGTERM, how long a stage's child gets before SIGKILL.
+KILL_GRACE_SECONDS = 5
+
+STAGE_DATA = {
+    StageName.BASE: SnapshotKind.PRETRAINING,
+    StageName.SFT: SnapshotKind.SFT,
+    StageName.REWARD: SnapshotKind.PREFERENCE,
+    StageName.PPO: SnapshotKind.PROMPTS,
+    StageName.RLOO: SnapshotKind.PROMPTS,
+}
+STAGE_MODEL = {
+    StageName.BASE: ModelKind.BASE,
+    StageName.SFT: ModelKind.SFT,
+    StageName.REWARD: ModelKind.REWARD,
+    StageName.PPO: ModelKind.POLICY,
+    StageName.RLOO: ModelKind.POLICY,
+}
+
+
+def run_execute(*, run_id: int) -> str:
+    """Run a queued round's pending stages in order; return the round's final status."""
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    # Another worker may have claimed it first (or an admin cancelled it while queued).
+    claimed = TrainingRun.objects.filter(id=run_id, status=RunStatus.QUEUED).update(
+        status=RunStatus.RUNNING, worker=worker, heartbeat_at=timezone.now(), started_at=timezone.now(),
+    )
+    if claimed != 1:
+        return TrainingRun.objects.get(id=run_id).status
+    run = TrainingRun.objects.select_related("project").get(id=run_id)
+    with _Heartbeat(run.id):
+        try:
+            _prepare_data(run)
+            for stage in run.stages.order_by("order"):
+                if stage.status == StageStatus.SUCCEEDED:
+                    continue
+                outcome = _stage_execute(run, stage)
+                if outcome != StageStatus.SUCCEEDED:
+                    return TrainingRun.objects.get(id=run.id).status
+        except _Refused as refused:
+            _fail(run, str(refused))
+            return RunStatus.FAILED
+        except Exception as error:  # noqa: BLE001 - the round must end failed, never running forever
+            logger.exception("round %s failed", run.id)
+            _fail(run, f"{type(error).__name__}: {error}")
+            return RunStatus.FAILED
+    with transaction.atomic():
+        run = TrainingRun.objects.select_for_update().get(id=run.id)
+        if run.status == RunStatus.RUNNING:
+            run_finish(run, RunStatus.SUCCEEDED)
+    return run.status
+
+
+class _Refused(Exception):
+    """The round cannot start or go on, for a reason an admin can act on."""
+
+
+def _fail(run, error):
+    with transaction.atomic():
+        run = TrainingRun.objects.select_for_update().get(id=run.id)
+        if run.status == RunStatus.RUNNING:
+            run_finish(run, RunStatus.FAILED, error)
+        run.stages.filter(status=StageStatus.RUNNING).update(status=StageStatus.FAILED, error=error[:2000])
+
+
+def _prepare_data(run):
+    """Export every stage's data (all feedback so far) and check the settings against the row counts."""
+    problems = []
+    for stage in run.stages.order_by("order"):
+        if stage.status == StageStatus.SUCCEEDED:
+            continue
+        if stage.snapshot_id is None and not (stage.name == StageName.BASE and run.base_source):
+            kind = STAGE_DATA[stage.name]
+            try:
+                stage.snapshot = snapshot_create(project=run.project, kind=kind, by_id=run.created_by_id, parquet=False)
+            except ValidationError as error:
+                raise _Refused(f"{stage.name}: {' '.join(error.messages)}") from None
+            stage.save(update_fields=["snapshot", "updated_at"])
+        if stage.snapshot_id:
+            rows = stage.snapshot.rows
+            problems += stage_problems(
+                stage.name, run.preset, run.config.get(stage.name, {}), processes=run.processes,
+                train_rows=rows.get("train", 0), eval_rows=rows.get("test", 0),
+            )
+    if problems:
+        raise _Refused("refused before training: " + "; ".join(problems))
+
+
+def _stage_execute(run, stage) -> str:
+    """Run one stage as a child process; register its model when it says it is done."""
+    folder = f"project-{run.project_id}/run-{run.number}/{stage.name}"
+    out_dir = settings.MODEL_STORE / folder
+    work_dir = settings.MODEL_STORE / f"{folder}.work"
+    work_dir.mkdir(parents=True, exist_ok=True)
+    progress = work_dir / "progress.jsonl"
+    spec = _spec(run, stage, out_dir=out_dir, work_dir=work_dir, progress=progress)
+    spec_path = work_dir / "spec.json"
+    spec_path.write_text(json.dumps(spec, indent=1))
+    RunStage.objects.filter(pk=stage.pk).update(
+        status=StageStatus.RUNNING, started_at=timezone.now(), finished_at=None, error="", updated_at=timezone.now()
+    )
+    log_path = work_dir / "stage.log"
+    offset = progress.stat().st_size if progress.exists() else 0
+    with log_path.open("ab") as log:
+        child = subprocess.Popen(
+            child_command(str(spec_path), processes=run.processes, gpus=_gpus()),
+            cwd=settings.BASE_DIR, stdout=log, stderr=subprocess.STDOUT, env=_child_env(),
+            start_new_session=True, preexec_fn=_die_with_parent,
+        )
+        reader = _ProgressReader(progress, offset)
+        done, error, cancelled = None, None, False
+        while True:
+            exit_code = child.poll()
+            done, error = _apply(stage, reader.read(), done, error)
+            if exit_code is not None:
+                break
+            if TrainingRun.objects.filter(id=run.id, cancel_requested=True).exists():
+                cancelled = True
+                _kill(child)
+                break
+            time.sleep(1)
+        done, error = _apply(stage, reader.read(), done, error)
+    if cancelled:
+        with transaction.atomic():
+            RunStage.objects.filter(pk=stage.pk).update(status=StageStatus.CANCELLED, finished_at=timezone.now())
+            run.stages.filter(status=StageStatus.PENDING).update(status=StageStatus.CANCELLED)
+            locked = TrainingRun.objects.select_for_update().get(id=run.id)
+            run_finish(locked, RunStatus.CANCELLED, f"cancelled during {stage.name}")
+        return StageStatus.CANCELLED
+    if exit_code != 0 or done is None or not out_dir.is_dir():
+        reason = error or _tail(log_path) or f"the trainer exited with code {exit_code}"
+        _fail(run, f"{stage.name} failed: {reason}")
+        return StageStatus.FAILED
+    _register(run, stage, folder=folder, metrics=done.get("metrics") or {}, spec=spec)
+    return StageStatus.SUCCEEDED
+
+
+def _spec(run, stage, *, out_dir, work_dir, progress):
+    latest = _latest_versions(run)
+    store = settings.SNAPSHOT_STORE
+    data = {"train": None, "eval": None}
+    if stage.snapshot_id:
+        kind, folder = stage.snapshot.kind, store / stage.snapshot.folder
+        data = {"train": str(folder / f"{kind}-train.jsonl"),
+                "eval": str(folder / f"{kind}-test.jsonl") if stage.snapshot.rows.get("test") else None}
+    if stage.name == StageName.BASE:
+        # The tokenizer also learns the demonstrations' text, exported for this round's SFT stage.
+        sft = run.stages.filter(name=StageName.SFT, snapshot__isnull=False).select_related("snapshot").first()
+        if sft:
+            data["texts_for_tokenizer"] = [str(store / sft.snapshot.folder / "sft-train.jsonl")]
+    base_model = {
+        StageName.BASE: run.base_source or None,
+        StageName.SFT: latest.get(ModelKind.BASE),
+        StageName.REWARD: latest.get(ModelKind.SFT),
+        StageName.PPO: latest.get(ModelKind.SFT),
+        StageName.RLOO: latest.get(ModelKind.SFT),
+    }[stage.name]
+    spec = {
+        "stage": stage.name, "out_dir": str(out_dir), "work_dir": str(work_dir), "data": data,
+        "base_model": _path(base_model), "preset": run.preset, "config": run.config.get(stage.name, {}),
+        "seed": run.seed, "resume": stage.resume, "progress_file": str(progress),
+    }
+    if stage.name in (StageName.PPO, StageName.RLOO):
+        spec["reward_model"] = _path(latest.get(ModelKind.REWARD))
+        previous = (ModelVersion.objects.filter(project=run.project, kind=ModelKind.POLICY)
+                    .exclude(run=run).order_by("-version").first())
+        spec["previous_policy"] = _path(previous)
+    return spec
+
+
+def _latest_versions(run) -> dict:
+    """The versions a stage builds on: this round's where it made one, else the project's latest base."""
+    found = {version.kind: version for version in ModelVersion.objects.filter(run=run)}
+    if ModelKind.BASE not in found:
+        base = ModelVersion.objects.filter(project=run.project, kind=ModelKind.BASE).order_by("-version").first()
+        if base:
+            found[ModelKind.BASE] = base
+    return found
+
+
+def _path(version):
+    return str(settings.MODEL_STORE / version.folder) if version else None
+
+
+def _register(run, stage, *, folder, metrics, spec):
+    latest = _latest_versions(run)
+    kind = STAGE_MODEL[stage.name]
+    parent = {ModelKind.BASE: None, ModelKind.SFT: latest.get(ModelKind.BASE)}.get(kind, latest.get(ModelKind.SFT))
+    with transaction.atomic():
+        number = (ModelVersion.objects.filter(project=run.project, kind=kind).aggregate(v=Max("version"))["v"] or 0) + 1
+        version = ModelVersion.objects.create(
+            project=run.project, kind=kind, version=number, folder=folder, run=run, parent=parent,
+            reward_model=latest.get(ModelKind.REWARD) if kind == ModelKind.POLICY else None,
+            snapshot=stage.snapshot, algorithm=stage.name if kind == ModelKind.POLICY else "",
+            metrics=metrics, config={"preset": spec["preset"], "overrides": spec["config"], "seed": spec["seed"]},
+        )
+        RunStage.objects.filter(pk=stage.pk).update(
+            status=StageStatus.SUCCEEDED, finished_at=timezone.now(), model_version=version, resume=False,
+        )
+    return version
+
+
+def _apply(stage, events, done, error):
+    """Write the trainer's new progress events into the database: one stage update and one
+    insert of metric points per poll, however many steps the trainer reported since the last."""
+    changes, points = {}, []
+    for event in events:
+        kind = event.get("event")
+        if kind == "start":
+            changes["total"] = int(event.get("total") or 0)
+        elif kind == "progress":
+            metrics = {k: v for k, v in (event.get("metrics") or {}).items() if isinstance(v, (int, float))}
+            step = int(event.get("step") or 0)
+            changes.update(step=step, total=int(event.get("total") or 0), metrics=metrics)
+            if metrics:
+                at = event.get("time")
+                points.append(MetricPoint(
+                    stage_id=stage.pk, step=step, values=metrics,
+                    reported_at=datetime.fromtimestamp(at, tz=UTC) if isinstance(at, (int, float)) else timezone.now(),
+                ))
+        elif kind == "checkpoint":
+            changes["last_checkpoint"] = str(event.get("path", ""))
+        elif kind == "done":
+            done = event
+        elif kind == "error":
+            error = str(event.get("message") or "the trainer reported an error")
+    if changes:
+        RunStage.objects.filter(pk=stage.pk).update(**changes, updated_at=timezone.now())
+    if points:
+        MetricPoint.objects.bulk_create(points)
+    return done, error
+
+
+class _ProgressReader:
+    """Read the lines the trainer appended since the last read; a half-written line waits."""
+
+    def __init__(self, path: Path, offset: int):
+        self.path, self.offset = path, offset
+
+    def read(self):
+        if not self.path.exists():
+            return []
+        with self.path.open("rb") as handle:
+            handle.seek(self.offset)
+            chunk = handle.read()
+        complete = chunk[: chunk.rfind(b"\n") + 1]
+        self.offset += len(complete)
+        events = []
+        for line in complete.splitlines():
+            try:
+                events.append(json.loads(line))
+            except ValueError:
+                logger.warning("unreadable progress line in %s: %r", self.path, line[:200])
+        return events
+
+
+class _Heartbeat:
+    """Write the round's heartbeat from a thread while the worker runs it."""
+
+    def __init__(self, run_id):
+        self.run_id, self.stop = run_id, threading.Event()
+        self.thread = threading.Thread(target=self._beat, name=f"heartbeat-run-{run_id}", daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+
+    def _beat(self):
+        try:
+            while not self.stop.wait(HEARTBEAT_SECONDS):
+                close_old_connections()
+                TrainingRun.objects.filter(id=self.run_id, status=RunStatus.RUNNING).update(heartbeat_at=timezone.now())
+        finally:
+            connection.close()
+
+
+def _kill(child):
+    """Stop a stage's process group: SIGTERM, then SIGKILL if it lingers."""
+    for sig, wait in ((signal.SIGTERM, KILL_GRACE_SECONDS), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(child.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            child.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _die_with_parent():
+    """In the child: be killed if the worker dies, so a lost worker never leaves training running."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _child_env():
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
+    # Trainers never fetch from a hub; say so to the libraries too.
+    env.update({"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
+    return env
+
+
+def _gpus() -> int:
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return len([d for d in visible.split(",") if d.strip()])
+    return len(list(Path("/dev").glob("nvidia[0-9]*")))
+
+
+def _tail(path: Path, lines: int = 8) -> str:
+    try:
+        text = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return "\n".join(text[-lines:])
