@@ -29,7 +29,7 @@ from annotate.services import accounts as account_services
 from training.demo import data as demo_data
 from training.demo.project import DEMO_PROJECT, annotate, demo_project_create
 from training.models import ModelKind, ModelVersion, TrainingRun
-from training.services import runs, serving
+from training.services import runs, serving, supervisor
 
 PROMPTS_PER_ROUND = 200
 
@@ -97,7 +97,7 @@ def round_run(*, project, admin, number: int, preset: str = "demo", seed: int = 
         account_services.project_settings_update(project=project, demonstrations_per_prompt=1)
     mark = time.monotonic()
     run = runs.run_create(project=project, by=admin, preset=preset, seed=seed + number, config=config or {})
-    status = runs.run_execute(run_id=run.id)
+    status = supervisor.run_execute(run_id=run.id)
     run.refresh_from_db()
     timings["train"] = time.monotonic() - mark
     if status != "succeeded":
