@@ -67,7 +67,7 @@ def build(tmp: Path, *, rows: int, shape: dict) -> tuple[Path, dict, int, int]:
 
     The vocabulary is what the BPE learns from the data, at most shape["vocab_size"]: 3000 words
     fill about 3.3k of 8192, as in the anchor, so the model has about 88M parameters."""
-    from training.trainers.base_model import gpt_from_config, tokenizer_train
+    from training.trainers.scratch import gpt_from_config, tokenizer_train
     from training.trainers.data import texts_of
 
     chats, pairs = sentences(rows)

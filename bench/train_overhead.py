@@ -130,7 +130,7 @@ def build(tmp: Path, *, rows: int, width: int, layers: int, vocab: int, context:
 
     from datasets import load_dataset
 
-    from training.trainers.base_model import gpt_from_config, tokenizer_train
+    from training.trainers.scratch import gpt_from_config, tokenizer_train
     from training.trainers.data import texts_of
 
     # Numbers up to 1998 and a few words: enough distinct pieces for the BPE to fill most of `vocab`.

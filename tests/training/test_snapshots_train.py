@@ -10,7 +10,7 @@ from annotate.models import Message, Ranking
 from annotate.services import tree
 from tests.annotate.factories import ranking_items
 from training import services
-from training.trainers.base_model import gpt_from_config, tokenizer_train
+from training.trainers.scratch import gpt_from_config, tokenizer_train
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow, pytest.mark.training]
 

@@ -22,7 +22,7 @@ def models(tmp_path_factory):
     """Model folders as the stages write them: a policy, its reward model, and two that must be refused."""
     from transformers import GPT2ForSequenceClassification
 
-    from training.trainers.base_model import gpt_from_config, tokenizer_train
+    from training.trainers.scratch import gpt_from_config, tokenizer_train
 
     root = tmp_path_factory.mktemp("models")
     tokenizer = tokenizer_train(TEXTS, vocab_size=300)

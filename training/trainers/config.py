@@ -156,7 +156,7 @@ _POSITIVE = {
 }
 _NON_NEGATIVE = {"eval_max_rows", "min_train_rows", "step_delay_s", "weight_decay", "warmup_steps", "kl_coef",
                  "seed_offset", "num_train_epochs"}
-# 256 byte symbols and the five chat special tokens of base_model.tokenizer_train.
+# 256 byte symbols and the five chat special tokens of scratch.tokenizer_train.
 MIN_VOCAB = 261
 
 

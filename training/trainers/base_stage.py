@@ -19,7 +19,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import SFTConfig, SFTTrainer
 
 from . import evaluate
-from .base_model import ASSISTANT, PAD, USER, chat_template, gpt_from_config, tokenizer_train
+from .scratch import ASSISTANT, PAD, USER, chat_template, gpt_from_config, tokenizer_train
 from .common import Job, ProgressCallback, publish, start_work, training_arguments
 from .data import stage_rows, texts_of
 from .progress import process_rank
