@@ -329,9 +329,16 @@ def test_openai_backend_streams_server_sent_events(served_chat_model, chat_model
 class _GarbageHandler(http.server.BaseHTTPRequestHandler):
     bodies = {"/html/v1/chat/completions": (200, b"<html>It works!</html>"),
               "/shape/v1/chat/completions": (200, b'{"result": "no choices here"}'),
-              "/broken/v1/chat/completions": (500, b"Internal Server Error")}
+              "/broken/v1/chat/completions": (500, b"Traceback: /srv/secret/app.py"),
+              # Two words of a reply, then the server gives up (as vLLM does when it runs out of memory).
+              "/midway/v1/chat/completions": (200, b'data: {"choices": [{"index": 0, "delta": {"content": "Four"}}]}'
+                                                   b'\n\ndata: {"error": {"message": "Traceback: /srv/secret"}}\n\n'),
+              "/ok/v1/chat/completions": (200, b'{"choices": [{"index": 0, "message": {"role": "assistant", '
+                                               b'"content": "Four."}}]}')}
+    authorizations = []
 
     def do_POST(self):
+        self.authorizations.append(self.headers.get("Authorization"))
         status, body = self.bodies.get(self.path, (404, b"not found"))
         self.send_response(status)
         self.send_header("Content-Length", str(len(body)))
@@ -355,10 +362,41 @@ def test_openai_backend_errors_name_the_url():
     try:
         for path, message in (("html", "not JSON"), ("shape", "not a chat completion"), ("broken", "answered 500")):
             backend = backend_for(kind="openai", url=f"{base}/{path}", model="m")
-            with pytest.raises(GenerationError, match=f"{base}/{path}/v1/chat/completions .*{message}"):
+            with pytest.raises(GenerationError, match=f"{base}/{path}/v1/chat/completions .*{message}") as error:
                 backend.generate([ask("Hi")], n=1, settings=GREEDY)
-        with pytest.raises(GenerationError, match="answered no server-sent events: '<html>"):
+            # What the server answered is its own text, never shown as ours.
+            assert _GarbageHandler.bodies[f"/{path}/v1/chat/completions"][1].decode() not in str(error.value)
+        with pytest.raises(GenerationError, match="answered no server-sent events"):
             list(backend_for(kind="openai", url=f"{base}/html", model="m").stream(ask("Hi"), settings=GREEDY))
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture
+def garbage_server():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _GarbageHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    _GarbageHandler.authorizations.clear()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_openai_backend_stream_that_fails_midway_says_so_after_the_text_it_sent(garbage_server):
+    chunks = []
+    with pytest.raises(GenerationError, match=f"{garbage_server}/midway/v1/chat/completions failed while streaming$"):
+        for chunk in backend_for(kind="openai", url=f"{garbage_server}/midway", model="m").stream(ask("Hi"),
+                                                                                              settings=GREEDY):
+            chunks.append(chunk)
+    assert chunks == ["Four"]
+
+
+def test_openai_backend_sends_only_its_own_key(garbage_server, monkeypatch):
+    # This process's key is for api.openai.com; the server at the URL is somebody else's.
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-for-api-openai-com")
+    for api_key in (None, "served-key"):
+        backend = backend_for(kind="openai", url=f"{garbage_server}/ok", model="m", api_key=api_key)
+        assert backend.generate([ask("Hi")], n=1, settings=GREEDY) == [["Four."]]
+    assert "sk-for-api-openai-com" not in str(_GarbageHandler.authorizations)
+    assert _GarbageHandler.authorizations[-1] == "Bearer served-key"

@@ -34,7 +34,7 @@ def backend_for(*, kind: str = "transformers", model_dir: str | None = None, url
       min_new_tokens (see local.TransformersBackend).
     kind "openai": url is required; the model name sent is `model`, else `model_dir` (vLLM and
       transformers serve name a model served from a directory by its path), else the first one the
-      server lists; options api_key, timeout, concurrency, send_n, extra_body (see
+      server lists; options api_key, timeout, max_retries, concurrency, send_n, extra_body (see
       openai.OpenAICompatibleBackend).
     """
     if kind == "transformers":

@@ -1,25 +1,34 @@
 """Replies from any OpenAI-compatible chat server (vLLM, SGLang, TGI, `transformers serve`), by URL.
 
-Only `POST {url}/v1/chat/completions` is used (and `GET {url}/v1/models` when no model name is
-given). Replies to many conversations are requested a few at a time in parallel, which is how
-these servers batch. `n` is sent in the request; a server that answers fewer choices than asked
-(transformers serve ignores `n`) is asked again, one reply per request with seeds seed+1, seed+2, ...,
-and is not sent `n` again by this backend.
+Requests go through the `openai` client: `POST {url}/v1/chat/completions` (and `GET {url}/v1/models`
+when no model name is given). Replies to many conversations are requested a few at a time in
+parallel, which is how these servers batch. `n` is sent in the request; a server that answers fewer
+choices than asked (transformers serve ignores `n`) is asked again, one reply per request with seeds
+seed+1, seed+2, ..., and is not sent `n` again by this backend.
 
     backend = OpenAICompatibleBackend("http://127.0.0.1:8000", model="/store/models/sft-3")
 
 `transformers serve` samples only when the model's generation config says do_sample; for models
 whose generation_config.json does not, pass
-`extra_body={"generation_config": json.dumps({"do_sample": True})}` (its own request field).
+`extra_body={"generation_config": json.dumps({"do_sample": True})}` (its own request field). Other
+sampling fields the OpenAI API lacks (vLLM's top_k, repetition_penalty, ...) go in extra_body too.
+
+Errors name the address and say what went wrong (the status, unreachable, not a chat completion), but
+never repeat what the server answered: that text is the server's, not ours to show.
 """
 
-import json
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
-import requests
+import openai
+from openai.types.chat import ChatCompletion
 
 from .base import GenerationError, SamplingSettings, check_conversations
+
+# Sent when no key is given. Without it the client would send this process's OPENAI_API_KEY, a key
+# for api.openai.com, to whatever server the URL names; servers started without a key ignore it.
+NO_KEY = "none"
 
 
 class OpenAICompatibleBackend:
@@ -28,7 +37,10 @@ class OpenAICompatibleBackend:
     Options:
       model: the model name the server knows; None asks /v1/models and takes the first.
       api_key: sent as a bearer token when given.
-      timeout: seconds to wait for a whole reply, or for the next chunk of a stream.
+      timeout: seconds to wait to connect, or for the reply or the next chunk of a stream.
+      max_retries: how often a request is sent again after a connection error, a timeout, a 408,
+        409, 429 or 5xx answer (with backoff, as the openai client does); a stream is never resent
+        once it has begun.
       concurrency: requests in flight at once during generate().
       send_n: None (send n until the server shows it ignores it), True, or False (one reply per request).
       extra_body: fields merged into every request body, for a server's own extensions.
@@ -37,17 +49,18 @@ class OpenAICompatibleBackend:
     name = "openai"
 
     def __init__(self, url: str, *, model: str | None = None, api_key: str | None = None, timeout: float = 300.0,
-                 concurrency: int = 4, send_n: bool | None = None, extra_body: dict | None = None):
+                 max_retries: int = 2, concurrency: int = 4, send_n: bool | None = None,
+                 extra_body: dict | None = None):
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
             raise ValueError(f"url must be an http:// or https:// address, not {url!r}")
-        base = url.rstrip("/")
-        self.url = base.removesuffix("/v1")
+        self.url = url.rstrip("/").removesuffix("/v1")
         self.model = model
-        self.api_key = api_key
         self.timeout = timeout
         self.concurrency = max(1, concurrency)
         self.send_n = send_n
         self.extra_body = dict(extra_body or {})
+        self._client = openai.OpenAI(base_url=f"{self.url}/v1", api_key=api_key or NO_KEY, timeout=timeout,
+                                     max_retries=max_retries)
 
     def describe(self) -> dict:
         """Return the server and model; "model" is None until the server was asked, when none was given."""
@@ -72,38 +85,21 @@ class OpenAICompatibleBackend:
         """Yield the reply's text as the server sends it (server-sent events)."""
         check_conversations([conversation], n=1)
         self._resolve_model()
-        body = self._body(conversation, settings=settings, n=1, seed=settings.seed)
-        body["stream"] = True
-        response = self._post(body, stream=True)
-        try:
-            response.encoding = "utf-8"
-            events, other = 0, None
-            # chunk_size=None: hand on each piece as it arrives, not after 512 bytes.
-            for line in response.iter_lines(chunk_size=None, decode_unicode=True):
-                if not line or not line.startswith("data:"):
-                    other = other or line  # blank separators, comments, "event:" lines
-                    continue
+        chunks = self._create(conversation, settings=settings, n=1, seed=settings.seed, stream=True)
+        # Closing this generator early closes the stream, and the server stops generating.
+        with chunks, self._errors(self._endpoint, broke_off=True):
+            events = 0
+            for chunk in chunks:
                 events += 1
-                data = line[len("data:"):].strip()
-                if data == "[DONE]":
-                    break
-                event = self._json(data, what="a stream event")
-                if isinstance(event, dict) and event.get("error"):
-                    raise GenerationError(f"{self._endpoint} failed while streaming: {event['error']}")
                 try:
-                    choice = event["choices"][0] if event["choices"] else {}
-                    content = choice.get("delta", {}).get("content")
-                except (KeyError, TypeError, AttributeError):
+                    content = chunk.choices[0].delta.content if chunk.choices else None
+                except (AttributeError, TypeError, IndexError):
                     raise GenerationError(f"{self._endpoint} sent a stream event that is not a chat completion "
-                                          f"chunk: {data[:200]}") from None
+                                          "chunk") from None
                 if content:
                     yield content
             if not events:
-                raise GenerationError(f"{self._endpoint} answered no server-sent events: {other!r:.200}")
-        except requests.RequestException as exc:
-            raise GenerationError(f"the stream from {self._endpoint} broke off: {exc}") from exc
-        finally:
-            response.close()
+                raise GenerationError(f"{self._endpoint} answered no server-sent events")
 
     # Requests
 
@@ -111,89 +107,76 @@ class OpenAICompatibleBackend:
     def _endpoint(self) -> str:
         return f"{self.url}/v1/chat/completions"
 
-    def _headers(self) -> dict:
-        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+    @contextmanager
+    def _errors(self, address: str, *, broke_off: bool = False):
+        """Turn the openai client's errors into a GenerationError naming `address`, without the server's text."""
+        try:
+            yield
+        except openai.APIStatusError as exc:
+            reason = exc.response.reason_phrase
+            raise GenerationError(f"{address} answered {exc.status_code}{f' {reason}' if reason else ''}") from None
+        except openai.APITimeoutError:
+            raise GenerationError(f"{address} sent nothing for {self.timeout:g} s") from None
+        except openai.APIConnectionError as exc:
+            what = f"the stream from {address} broke off" if broke_off else f"cannot reach {address}"
+            raise GenerationError(f"{what}: {exc.__cause__ or exc}") from exc
+        except openai.APIError:  # an error event in a stream: its message is the server's
+            raise GenerationError(f"{address} failed while streaming") from None
+        except ValueError:  # a body or stream event that is not JSON
+            raise GenerationError(f"{address} answered something that is not JSON") from None
 
     def _resolve_model(self) -> None:
         if self.model:
             return
         address = f"{self.url}/v1/models"
-        try:
-            response = requests.get(address, headers=self._headers(), timeout=self.timeout)
-        except requests.RequestException as exc:
-            raise GenerationError(f"cannot reach {address}: {exc}") from exc
-        if response.status_code != 200:
-            raise GenerationError(f"{address} answered {response.status_code}: {response.text[:300]} "
-                                  "(name the model instead of asking the server)")
-        listing = self._json(response.text, what="a model list", address=address)
-        try:
-            models = [entry["id"] for entry in listing["data"]]
-        except (KeyError, TypeError):
-            raise GenerationError(f"{address} answered something that is not a model list: "
-                                  f"{response.text[:200]}") from None
+        with self._errors(address):
+            try:
+                models = [entry.id for entry in self._client.models.list().data]
+            except (AttributeError, TypeError):  # the client builds the page from whatever JSON or text came
+                raise GenerationError(f"{address} answered something that is not a model list") from None
         if not models:
             raise GenerationError(f"{address} lists no models; name the model the server serves")
         self.model = models[0]
 
-    def _body(self, conversation, *, settings: SamplingSettings, n: int, seed: int | None) -> dict:
-        body = {
-            "model": self.model,
-            "messages": [{"role": m["role"], "content": m["content"]} for m in conversation],
-            "max_tokens": settings.max_new_tokens,
-            "temperature": settings.temperature,
-            "top_p": settings.top_p,
-        }
-        if n > 1:
-            body["n"] = n
-        if seed is not None:
-            body["seed"] = seed
-        return {**body, **self.extra_body}
+    def _create(self, conversation, *, settings: SamplingSettings, n: int, seed: int | None, stream: bool = False):
+        """Send one chat completion request: a ChatCompletion, or a stream of chunks."""
+        with self._errors(self._endpoint):
+            return self._client.chat.completions.create(
+                model=self.model,
+                messages=[{"role": m["role"], "content": m["content"]} for m in conversation],
+                max_tokens=settings.max_new_tokens,
+                temperature=settings.temperature,
+                top_p=settings.top_p,
+                n=n if n > 1 else openai.omit,
+                seed=openai.omit if seed is None else seed,
+                stream=stream,
+                extra_body=self.extra_body or None,
+            )
 
-    def _post(self, body: dict, *, stream: bool = False) -> requests.Response:
-        try:
-            response = requests.post(self._endpoint, json=body, headers=self._headers(), timeout=self.timeout,
-                                     stream=stream)
-        except requests.RequestException as exc:
-            raise GenerationError(f"cannot reach {self._endpoint}: {exc}") from exc
-        if response.status_code != 200:
-            text = response.text[:300]
-            response.close()
-            raise GenerationError(f"{self._endpoint} answered {response.status_code}: {text}")
-        return response
-
-    def _json(self, text: str, *, what: str, address: str | None = None):
-        try:
-            return json.loads(text)
-        except ValueError:
-            raise GenerationError(f"{address or self._endpoint} answered something that is not JSON where "
-                                  f"{what} was expected: {text[:200]!r}") from None
-
-    def _completion(self, body: dict) -> list[str]:
+    def _completion(self, conversation, *, settings: SamplingSettings, n: int, seed: int | None) -> list[str]:
         """Return the reply texts of one request, in the order of their choice index."""
-        response = self._post(body)
-        completion = self._json(response.text, what="a chat completion")
+        completion = self._create(conversation, settings=settings, n=n, seed=seed)
+        if not isinstance(completion, ChatCompletion):  # the client hands back the text of a non-JSON body
+            raise GenerationError(f"{self._endpoint} answered something that is not JSON where a chat completion "
+                                  "was expected")
         try:
-            choices = sorted(completion["choices"], key=lambda choice: choice.get("index", 0))
-            texts = [choice["message"]["content"] or "" for choice in choices]
-        except (KeyError, TypeError, AttributeError):
-            raise GenerationError(f"{self._endpoint} answered something that is not a chat completion: "
-                                  f"{response.text[:200]}") from None
+            choices = sorted(completion.choices, key=lambda choice: getattr(choice, "index", 0) or 0)
+            texts = [choice.message.content or "" for choice in choices]
+        except (AttributeError, TypeError):
+            raise GenerationError(f"{self._endpoint} answered something that is not a chat completion") from None
         if not texts or not all(isinstance(text, str) for text in texts):
-            raise GenerationError(f"{self._endpoint} answered a chat completion without replies: "
-                                  f"{response.text[:200]}")
+            raise GenerationError(f"{self._endpoint} answered a chat completion without replies")
         return texts
 
     def _replies_for(self, conversation, *, n: int, settings: SamplingSettings) -> list[str]:
-        texts = []
         if n > 1 and self.send_n is not False:
-            texts = self._completion(self._body(conversation, settings=settings, n=n, seed=settings.seed))[:n]
+            texts = self._completion(conversation, settings=settings, n=n, seed=settings.seed)[:n]
             if len(texts) < n and self.send_n is None:
                 self.send_n = False  # the server ignores n: ask once per reply from now on
         else:
-            texts = self._completion(self._body(conversation, settings=settings, n=1, seed=settings.seed))
-            texts = texts[:1]
+            texts = self._completion(conversation, settings=settings, n=1, seed=settings.seed)[:1]
         # One reply per request for the rest, each with its own seed so that they differ.
         while len(texts) < n:
             seed = None if settings.seed is None else settings.seed + len(texts)
-            texts.append(self._completion(self._body(conversation, settings=settings, n=1, seed=seed))[0])
+            texts.append(self._completion(conversation, settings=settings, n=1, seed=seed)[0])
         return texts
