@@ -180,8 +180,12 @@ class Message(TimeStamped):
     guideline_version = models.PositiveIntegerField(null=True, blank=True)
     time_spent_ms = models.PositiveIntegerField(null=True, blank=True)
     review_state = models.CharField(max_length=16, choices=ReviewState.choices, default=ReviewState.NOT_NEEDED)
-    # Set by the flag and review services when the flag threshold is reached or a reviewer
-    # rejects; cleared only by an admin. Excluded messages are left out of every export.
+    # Exclusion, one state machine under one name: a message is *included* until flags reach the
+    # project's threshold or a reviewer rejects it (flags_apply, review_submit -> message_exclude);
+    # it is then *excluded*: left out of every export, its work closed, `excluded_reason` saying why.
+    # Only an admin ends an exclusion (message_clear): the message is included again and
+    # `cleared_at` remembers when, so flags given before then no longer count. "Flagged" on the
+    # pages is the admins' list of excluded messages, whatever excluded them.
     excluded = models.BooleanField(default=False)
     excluded_reason = models.CharField(max_length=200, blank=True)
     cleared_at = models.DateTimeField(null=True, blank=True)
