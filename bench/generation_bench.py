@@ -45,7 +45,7 @@ def model_build(folder: Path, *, device: str, seed: int, logit_scale: float) -> 
     """Save a random-weight model of the device's shape, with an 8192-token tokenizer."""
     import torch
 
-    from training.trainers.base_model import gpt_from_config, tokenizer_train
+    from training.trainers.scratch import gpt_from_config, tokenizer_train
 
     rng = random.Random(seed)
     vocabulary = words(rng, 30000)

@@ -46,7 +46,7 @@ def chat_model_dir(tmp_path_factory) -> Path:
     """A one-layer model trained in a second or two to answer ANSWERS and then end its turn."""
     import torch
 
-    from training.trainers.base_model import gpt_from_config, tokenizer_train
+    from training.trainers.scratch import gpt_from_config, tokenizer_train
 
     folder = tmp_path_factory.mktemp("chat-model")
     tokenizer = tokenizer_train([f"{q} {a}" for q, a in ANSWERS.items()] * 10, vocab_size=300)
@@ -78,7 +78,7 @@ def random_model_dir(tmp_path_factory) -> Path:
     (TextIteratorStreamer hands on text a word at a time)."""
     import torch
 
-    from training.trainers.base_model import gpt_from_config, tokenizer_train
+    from training.trainers.scratch import gpt_from_config, tokenizer_train
 
     folder = tmp_path_factory.mktemp("random-model")
     syllables = ["ka", "lo", "mi", "ne", "su", "ta", "ri", "po", "de", "gu"]

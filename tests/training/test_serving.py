@@ -13,7 +13,7 @@ from annotate.models import CandidateSet, CandidateSetKind, Message, Ranking, Ta
 from annotate.services import queue, tree
 from training.models import GeneratedReply, GenerationJob, ModelKind, ModelVersion
 from training.services import serving
-from training.trainers.base_model import gpt_from_config, tokenizer_train
+from training.trainers.scratch import gpt_from_config, tokenizer_train
 
 pytestmark = [pytest.mark.slow, pytest.mark.training, pytest.mark.django_db(transaction=True)]
 
