@@ -98,7 +98,7 @@ def main() -> None:
     import torch
 
     from training.generation import SamplingSettings
-    from training.generation.local import TransformersBackend
+    from training.generation.local import TransformersBackend, prompt_batch
 
     cuda = args.device.startswith("cuda")
     if cuda and not torch.cuda.is_available():
@@ -135,8 +135,7 @@ def main() -> None:
               f"temperature {settings.temperature}, top_p {settings.top_p}")
 
         with torch.inference_mode():
-            input_ids, attention_mask = batched._batch(loaded, batched._prompt_ids(loaded, prompts[:8], settings),
-                                                       pad_multiple=1)
+            input_ids, attention_mask = prompt_batch(loaded, batched._prompt_ids(loaded, prompts[:8], settings))
             probs = loaded.model(input_ids=input_ids, attention_mask=attention_mask).logits.float().softmax(-1)
             entropy = -(probs * probs.clamp_min(1e-12).log()).sum(-1)[attention_mask.bool()].mean().item()
         print(f"mean next-token entropy {entropy:.1f} nats (uniform over the vocabulary: "

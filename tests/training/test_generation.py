@@ -141,7 +141,10 @@ def test_a_missing_model_directory_is_named(tmp_path):
 
 def test_cpu_nucleus_sampler_draws_from_the_distribution_transformers_would():
     import torch
-    from transformers.generation.logits_process import TemperatureLogitsWarper, TopPLogitsWarper
+    from transformers.generation.logits_process import (
+        TemperatureLogitsWarper,
+        TopPLogitsWarper,
+    )
 
     from training.generation.local import NucleusSampler
 
@@ -202,12 +205,12 @@ def test_local_sampling_gives_n_replies_per_conversation_the_same_for_a_seed(cha
 def test_growing_kv_cache_generates_what_transformers_cache_does(random_model_dir):
     import torch
 
-    from training.generation.local import model_load, growing_cache
+    from training.generation.local import growing_cache, model_load, prompt_batch
 
     loaded = model_load(random_model_dir, device="cpu")
     backend = backend_for(model_dir=str(random_model_dir))
     prompts = backend._prompt_ids(loaded, [ask("ka"), ask("lo mi ne su ta ri po de gu " * 3)], GREEDY)
-    input_ids, attention_mask = backend._batch(loaded, prompts, pad_multiple=1)
+    input_ids, attention_mask = prompt_batch(loaded, prompts)
     settings = {"max_new_tokens": 150, "min_new_tokens": 150, "do_sample": False}  # past two regrowths
     with torch.inference_mode():
         ours = loaded.model.generate(input_ids=input_ids, attention_mask=attention_mask,
@@ -242,6 +245,62 @@ def test_local_stream_closed_early_stops_generating(random_model_dir):
     next(chunks)
     chunks.close()  # what a chat page that went away does
     assert not loaded.lock.locked()
+
+
+# The same loop for prompts that are token ids (the trainers' evaluation)
+
+
+def prompt_ids(tokenizer, questions: list[str]) -> list[list[int]]:
+    return [tokenizer.apply_chat_template(ask(q), tokenize=True, add_generation_prompt=True, return_dict=False)
+            for q in questions]
+
+
+@pytest.mark.slow
+def test_generate_ids_answers_in_the_order_given_each_reply_ending_with_its_eos(chat_model_dir):
+    from training.generation.local import SAVED, generate_ids, model_load
+
+    loaded = model_load(chat_model_dir, dtype=SAVED, keep=False)
+    tokenizer = loaded.tokenizer
+    questions = list(ANSWERS)[::-1]  # longest first: not the order of lengths the backend sorts into
+    replies = generate_ids(loaded, prompt_ids(tokenizer, questions), settings=GREEDY, batch_size=2)
+    assert [tokenizer.decode(r, skip_special_tokens=True) for r in replies] == [ANSWERS[q] for q in questions]
+    # The EOS is part of the reply (PPO's KL counts it) and nothing follows it.
+    assert all(r.index(tokenizer.eos_token_id) == len(r) - 1 for r in replies)
+    hot = SamplingSettings(temperature=3.0, max_new_tokens=12, seed=4)
+    prompts = prompt_ids(tokenizer, questions * 3)
+    sampled = generate_ids(loaded, prompts, settings=hot, batch_size=4)
+    assert len(set(map(tuple, sampled))) > 3
+    assert generate_ids(loaded, prompts, settings=hot, batch_size=4) == sampled
+
+
+@pytest.mark.slow
+def test_model_load_keeps_a_model_unless_told_not_to_and_can_load_the_saved_dtype(random_model_dir, tmp_path):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from training.generation.local import SAVED, model_load
+
+    kept = model_load(random_model_dir, device="cpu")
+    assert model_load(random_model_dir, device="cpu") is kept
+    assert model_load(random_model_dir, device="cpu", keep=False) is kept  # already kept: reused
+    loose = model_load(random_model_dir, device="cpu", dtype=SAVED, keep=False)
+    assert loose is not kept and model_load(random_model_dir, device="cpu", dtype=SAVED, keep=False) is not loose
+    AutoModelForCausalLM.from_pretrained(random_model_dir, dtype=torch.bfloat16).save_pretrained(tmp_path)
+    AutoTokenizer.from_pretrained(random_model_dir).save_pretrained(tmp_path)
+    assert model_load(tmp_path, device="cpu", dtype=SAVED, keep=False).dtype == torch.bfloat16
+    assert model_load(tmp_path, device="cpu", keep=False).dtype == torch.float32
+
+
+@pytest.mark.slow
+def test_sft_evaluation_generates_its_greedy_replies_through_this_path(chat_model_dir, tmp_path):
+    from training.trainers.evaluate import evaluate_sft
+
+    held_out = tmp_path / "sft-eval.jsonl"
+    held_out.write_text("".join(json.dumps({"messages": ask(q) + [{"role": "assistant", "content": a}]}) + "\n"
+                                for q, a in ANSWERS.items()))
+    config = {"eval_max_rows": 10, "max_length": 128, "per_device_eval_batch_size": 2, "eval_max_new_tokens": 16}
+    metrics = evaluate_sft(str(chat_model_dir), str(held_out), config)
+    assert metrics["exact_match"] == 1.0 and metrics["generated_rows"] == len(ANSWERS)
 
 
 # The OpenAI-compatible backend against a real server

@@ -38,18 +38,18 @@ def hidden_check_scores(model_dir: str, problems, *, temperature: float = 0.7, b
                         seed: int = 0) -> dict:
     """Share of `problems` a causal LM answers right by the hidden check, greedy and sampled at
     `temperature`; the model is loaded once for both."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from training.generation import SamplingSettings
+    from training.generation.local import SAVED, generate_ids, model_load
 
-    from training.trainers.evaluate import generate
-
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    # On the CPU, as the figures in the README were measured.
+    loaded = model_load(model_dir, device="cpu", dtype=SAVED, keep=False)
+    tokenizer = loaded.tokenizer
     prompts = [tokenizer.apply_chat_template([{"role": "user", "content": p.prompt}], add_generation_prompt=True,
                                              tokenize=True, return_dict=False) for p in problems]
     scores = {}
-    for mode, sample in (("greedy", False), ("sampled", True)):
-        replies = generate(model, tokenizer, prompts, max_new_tokens=12, batch_size=batch_size, sample=sample,
-                           temperature=temperature, seed=seed)
+    for mode, mode_temperature in (("greedy", 0), ("sampled", temperature)):
+        settings = SamplingSettings(temperature=mode_temperature, max_new_tokens=12, seed=seed)
+        replies = generate_ids(loaded, prompts, settings=settings, batch_size=batch_size)
         texts = [tokenizer.decode(r, skip_special_tokens=True) for r in replies]
         correct = sum(demo_data.reply_check(p.prompt, t) for p, t in zip(problems, texts))
         low, high = demo_data.score_interval(correct, len(problems))

@@ -9,6 +9,12 @@ a sampler that finds the nucleus without sorting the vocabulary (NucleusSampler)
 
     backend = TransformersBackend("/store/models/sft-3")
     replies = backend.generate([[{"role": "user", "content": "Hi"}]], n=4, settings=SamplingSettings(seed=7))
+
+The one loop behind it, for prompts that are already token ids (the trainers' evaluation, the demo's
+hidden check):
+
+    loaded = model_load("/store/models/sft-3", dtype=SAVED, keep=False)
+    reply_ids = generate_ids(loaded, prompt_ids, settings=SamplingSettings(temperature=0), batch_size=8)
 """
 
 import collections
@@ -19,13 +25,24 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import (AutoModelForCausalLM, AutoTokenizer, DynamicCache, GenerationConfig, LogitsProcessor,
-                          LogitsProcessorList, StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer)
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    DynamicCache,
+    GenerationConfig,
+    LogitsProcessor,
+    LogitsProcessorList,
+    StoppingCriteria,
+    StoppingCriteriaList,
+    TextIteratorStreamer,
+)
 from transformers.cache_utils import DynamicLayer
 
 from .base import GenerationError, SamplingSettings, check_conversations
 
 AUTO = "auto"
+# model_load's dtype for the one the directory records, as training saved it (transformers' own "auto").
+SAVED = "saved"
 # Rows per generate() call. A CPU stops gaining from bigger batches long before a GPU does.
 DEFAULT_BATCH_SIZE = {"cpu": 32, "cuda": 256}
 # On a GPU, prompts are padded to a multiple of this many tokens and batches to a power of two, so
@@ -75,17 +92,21 @@ def resolve_dtype(dtype: str | torch.dtype, device: str) -> torch.dtype:
         raise ValueError(f"dtype must be auto, float32, bfloat16 or float16, not {dtype!r}") from None
 
 
-def model_load(model_dir: str | Path, *, device: str = AUTO, dtype: str | torch.dtype = AUTO) -> LoadedModel:
+def model_load(model_dir: str | Path, *, device: str = AUTO, dtype: str | torch.dtype = AUTO,
+               keep: bool = True) -> LoadedModel:
     """Return the model in `model_dir` on `device`, loading it only the first time in this process.
 
-    A directory saved again (its config.json rewritten) is loaded afresh.
+    dtype: SAVED for the dtype the directory records, else as resolve_dtype reads it. keep=False
+    loads a model not loaded yet without keeping it, so that it is freed once the caller drops it (a
+    training process evaluating models one after another should hold one at a time); one already
+    kept is still reused. A directory saved again (its config.json rewritten) is loaded afresh.
     """
     path = Path(model_dir).resolve()
     if not (path / "config.json").is_file():
         raise GenerationError(f"{model_dir} is not a model directory (no config.json)")
     device = resolve_device(device)
-    torch_dtype = resolve_dtype(dtype, device)
-    key = (str(path), device, str(torch_dtype), (path / "config.json").stat().st_mtime_ns)
+    load_dtype = AUTO if dtype == SAVED else resolve_dtype(dtype, device)  # transformers' "auto": the saved one
+    key = (str(path), device, str(load_dtype), (path / "config.json").stat().st_mtime_ns)
     with _loaded_lock:
         if key in _loaded:
             _loaded.move_to_end(key)
@@ -93,7 +114,7 @@ def model_load(model_dir: str | Path, *, device: str = AUTO, dtype: str | torch.
         try:
             # local_files_only: a model is a directory on disk; nothing is ever fetched from a hub.
             tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-            model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=torch_dtype,
+            model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=load_dtype,
                                                          attn_implementation="sdpa")
         except (OSError, ValueError, KeyError) as exc:
             raise GenerationError(f"cannot load a causal language model from {model_dir}: {exc}") from exc
@@ -103,11 +124,12 @@ def model_load(model_dir: str | Path, *, device: str = AUTO, dtype: str | torch.
             raise GenerationError(f"the tokenizer in {model_dir} has no EOS token, so replies would never end")
         model.to(device).eval()
         context = getattr(model.config, "max_position_embeddings", None)
-        loaded = LoadedModel(model=model, tokenizer=tokenizer, device=device, dtype=torch_dtype, context=context,
+        loaded = LoadedModel(model=model, tokenizer=tokenizer, device=device, dtype=model.dtype, context=context,
                              lock=threading.Lock())
-        _loaded[key] = loaded
-        while len(_loaded) > MAX_LOADED:
-            _loaded.popitem(last=False)
+        if keep:
+            _loaded[key] = loaded
+            while len(_loaded) > MAX_LOADED:
+                _loaded.popitem(last=False)
         return loaded
 
 
@@ -220,6 +242,110 @@ class _StopWhenSet(StoppingCriteria):
         return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
 
 
+def generation_config(loaded: LoadedModel, settings: SamplingSettings, *, static_cache: bool = False,
+                      min_new_tokens: int = 0) -> GenerationConfig:
+    """Return the model's generation config with `settings` applied, for generate_ids or a stream."""
+    tokenizer = loaded.tokenizer
+    config = copy.deepcopy(loaded.model.generation_config)
+    config.max_new_tokens = settings.max_new_tokens
+    config.max_length = None
+    config.min_new_tokens = min(min_new_tokens, settings.max_new_tokens) or None
+    config.eos_token_id = tokenizer.eos_token_id
+    config.pad_token_id = pad_id(loaded)
+    config.num_beams = 1
+    # On a CPU, logits_processors() samples (NucleusSampler) and generate runs greedy.
+    config.do_sample = loaded.device.startswith("cuda") and not settings.greedy
+    if config.do_sample:
+        # top_k=0: transformers would otherwise apply top_k=50, which the recorded settings do not say.
+        config.temperature, config.top_p, config.top_k = float(settings.temperature), float(settings.top_p), 0
+    else:
+        config.temperature = config.top_p = config.top_k = None
+    config.cache_implementation = "static" if static_cache else None
+    return config
+
+
+def logits_processors(loaded: LoadedModel, settings: SamplingSettings) -> LogitsProcessorList:
+    """Return the processors that sample on a CPU (NucleusSampler); none for greedy or a GPU."""
+    # A GPU sorts a batch's vocabularies in microseconds; the rows found there would only add a sync.
+    if settings.greedy or loaded.device.startswith("cuda"):
+        return LogitsProcessorList()
+    return LogitsProcessorList([NucleusSampler(float(settings.temperature), float(settings.top_p))])
+
+
+def pad_id(loaded: LoadedModel) -> int:
+    """Return the token prompts are padded with: the pad token, else EOS (left of a prompt, masked out)."""
+    tokenizer = loaded.tokenizer
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+
+def prompt_batch(loaded: LoadedModel, prompts: list[list[int]], *, pad_multiple: int = 1):
+    """Return left-padded input ids and attention mask on the model's device."""
+    width = max(len(p) for p in prompts)
+    width = -(-width // pad_multiple) * pad_multiple
+    input_ids = torch.full((len(prompts), width), pad_id(loaded), dtype=torch.long)
+    attention_mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for row, prompt in enumerate(prompts):
+        input_ids[row, width - len(prompt):] = torch.tensor(prompt, dtype=torch.long)
+        attention_mask[row, width - len(prompt):] = 1
+    return input_ids.to(loaded.device), attention_mask.to(loaded.device)
+
+
+def generate_ids(loaded: LoadedModel, prompts: list[list[int]], *, settings: SamplingSettings, batch_size: int,
+                 compile: bool = False, min_new_tokens: int = 0) -> list[list[int]]:
+    """Return each prompt's reply as token ids, in the order given, `batch_size` prompts per generate call.
+
+    A reply runs up to and including its first EOS; pad tokens at its end are dropped, and so the EOS
+    too where pad is EOS: the tokens TRL's PPO counts as the reply. Greedy for temperature 0, else
+    sampled; torch is seeded once before the first batch, so the same prompts, settings and
+    batch_size give the same replies. compile: a static KV cache, with which `generate` compiles the
+    decoding step, and few shapes for it (see _generate_batch).
+    """
+    if not prompts:
+        return []
+    config = generation_config(loaded, settings, static_cache=compile, min_new_tokens=min_new_tokens)
+    processors = logits_processors(loaded, settings)
+    replies = []
+    with loaded.lock:
+        if settings.seed is not None:
+            torch.manual_seed(settings.seed)
+        for start in range(0, len(prompts), batch_size):
+            replies += _generate_batch(loaded, prompts[start:start + batch_size], config, processors,
+                                       compile=compile, batch_size=batch_size)
+    return replies
+
+
+def _generate_batch(loaded: LoadedModel, prompts: list[list[int]], config: GenerationConfig,
+                    processors: LogitsProcessorList, *, compile: bool, batch_size: int) -> list[list[int]]:
+    rows = len(prompts)
+    pad_multiple = 1
+    if compile:
+        # Few shapes for the compiled step: prompt widths in steps of 64, batches in powers of two
+        # up to batch_size (filled with copies of the last prompt, whose replies are dropped).
+        pad_multiple = CUDA_PAD_MULTIPLE
+        size = min(batch_size, 1 << (rows - 1).bit_length())
+        prompts = prompts + [prompts[-1]] * (size - rows)
+        if loaded.context:
+            pad_multiple = min(pad_multiple, max(1, loaded.context - config.max_new_tokens))
+    input_ids, attention_mask = prompt_batch(loaded, prompts, pad_multiple=pad_multiple)
+    if loaded.context and input_ids.shape[1] + config.max_new_tokens > loaded.context:
+        # Padding to a multiple may not push a prompt past the context; pad only to the longest prompt.
+        input_ids, attention_mask = prompt_batch(loaded, prompts, pad_multiple=1)
+    with torch.inference_mode():
+        cache = None if compile else growing_cache(loaded.model.config)
+        output = loaded.model.generate(input_ids=input_ids, attention_mask=attention_mask,
+                                       generation_config=config, logits_processor=processors,
+                                       past_key_values=cache)
+    eos, pad = config.eos_token_id, config.pad_token_id
+    replies = []
+    for tokens in output[:rows, input_ids.shape[1]:].tolist():
+        if eos in tokens:
+            tokens = tokens[:tokens.index(eos) + 1]
+        while tokens and tokens[-1] == pad:
+            tokens.pop()
+        replies.append(tokens)
+    return replies
+
+
 class TransformersBackend:
     """Generate with transformers on this machine's CPU or GPU.
 
@@ -265,17 +391,13 @@ class TransformersBackend:
         # Rows sorted by prompt length waste less on padding; each prompt's n samples are n rows.
         rows = [(index, sample) for index in sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
                 for sample in range(n)]
+        reply_ids = generate_ids(loaded, [prompts[index] for index, _ in rows], settings=settings,
+                                 batch_size=self.batch_size, compile=self.compile, min_new_tokens=self.min_new_tokens)
+        eos = loaded.tokenizer.eos_token_id
         replies: list[list[str | None]] = [[None] * n for _ in conversations]
-        config = self._generation_config(loaded, settings, static_cache=self.compile)
-        with loaded.lock:
-            if settings.seed is not None:
-                torch.manual_seed(settings.seed)
-            for start in range(0, len(rows), self.batch_size):
-                chunk = rows[start:start + self.batch_size]
-                texts = self._generate_rows(loaded, [prompts[index] for index, _ in chunk], config,
-                                            self.logits_processors(settings))
-                for (index, sample), text in zip(chunk, texts):
-                    replies[index][sample] = text
+        for (index, sample), tokens in zip(rows, reply_ids):
+            replies[index][sample] = loaded.tokenizer.decode(tokens[:-1] if tokens[-1:] == [eos] else tokens,
+                                                             skip_special_tokens=True)
         return replies
 
     def stream(self, conversation: list[dict], *, settings: SamplingSettings) -> Iterator[str]:
@@ -283,7 +405,7 @@ class TransformersBackend:
         check_conversations([conversation], n=1)
         loaded = self.load()
         prompt = self._prompt_ids(loaded, [conversation], settings)[0]
-        config = self._generation_config(loaded, settings, static_cache=False)
+        config = generation_config(loaded, settings, min_new_tokens=self.min_new_tokens)
         streamer = TextIteratorStreamer(loaded.tokenizer, skip_prompt=True, skip_special_tokens=True)
         stop = threading.Event()
         failures = []
@@ -293,12 +415,12 @@ class TransformersBackend:
                 with loaded.lock:
                     if settings.seed is not None:
                         torch.manual_seed(settings.seed)
-                    input_ids, attention_mask = self._batch(loaded, [prompt], pad_multiple=1)
+                    input_ids, attention_mask = prompt_batch(loaded, [prompt])
                     with torch.inference_mode():
                         loaded.model.generate(input_ids=input_ids, attention_mask=attention_mask,
                                               generation_config=config, streamer=streamer,
                                               past_key_values=growing_cache(loaded.model.config),
-                                              logits_processor=self.logits_processors(settings),
+                                              logits_processor=logits_processors(loaded, settings),
                                               stopping_criteria=StoppingCriteriaList([_StopWhenSet(stop)]))
             except BaseException as exc:  # handed to the reader, which would otherwise wait forever
                 failures.append(exc)
@@ -333,67 +455,3 @@ class TransformersBackend:
             # The oldest turns go first: the end of a conversation is what the reply answers.
             prompts.append(ids[-room:] if room else ids)
         return prompts
-
-    def _generation_config(self, loaded: LoadedModel, settings: SamplingSettings, *,
-                           static_cache: bool) -> GenerationConfig:
-        tokenizer = loaded.tokenizer
-        config = copy.deepcopy(loaded.model.generation_config)
-        config.max_new_tokens = settings.max_new_tokens
-        config.max_length = None
-        config.min_new_tokens = min(self.min_new_tokens, settings.max_new_tokens) or None
-        config.eos_token_id = tokenizer.eos_token_id
-        config.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        config.num_beams = 1
-        # On a CPU, logits_processors() samples (NucleusSampler) and generate runs greedy.
-        config.do_sample = self.cuda and not settings.greedy
-        if config.do_sample:
-            # top_k=0: transformers would otherwise apply top_k=50, which the recorded settings do not say.
-            config.temperature, config.top_p, config.top_k = float(settings.temperature), float(settings.top_p), 0
-        else:
-            config.temperature = config.top_p = config.top_k = None
-        config.cache_implementation = "static" if static_cache else None
-        return config
-
-    def logits_processors(self, settings: SamplingSettings) -> LogitsProcessorList:
-        # A GPU sorts a batch's vocabularies in microseconds; the rows found there would only add a sync.
-        if settings.greedy or self.cuda:
-            return LogitsProcessorList()
-        return LogitsProcessorList([NucleusSampler(float(settings.temperature), float(settings.top_p))])
-
-    def _batch(self, loaded: LoadedModel, prompts: list[list[int]], *, pad_multiple: int):
-        """Return left-padded input ids and attention mask on the model's device."""
-        width = max(len(p) for p in prompts)
-        width = -(-width // pad_multiple) * pad_multiple
-        pad = loaded.tokenizer.pad_token_id if loaded.tokenizer.pad_token_id is not None else loaded.tokenizer.eos_token_id
-        input_ids = torch.full((len(prompts), width), pad, dtype=torch.long)
-        attention_mask = torch.zeros((len(prompts), width), dtype=torch.long)
-        for row, prompt in enumerate(prompts):
-            input_ids[row, width - len(prompt):] = torch.tensor(prompt, dtype=torch.long)
-            attention_mask[row, width - len(prompt):] = 1
-        return input_ids.to(loaded.device), attention_mask.to(loaded.device)
-
-    def _generate_rows(self, loaded: LoadedModel, prompts: list[list[int]], config: GenerationConfig,
-                       processors: LogitsProcessorList) -> list[str]:
-        rows = len(prompts)
-        pad_multiple = 1
-        if self.compile:
-            # Few shapes for the compiled step: prompt widths in steps of 64, batches in powers of two
-            # up to batch_size (filled with copies of the last prompt, whose replies are dropped).
-            pad_multiple = CUDA_PAD_MULTIPLE
-            size = min(self.batch_size, 1 << (rows - 1).bit_length())
-            prompts = prompts + [prompts[-1]] * (size - rows)
-            if loaded.context:
-                pad_multiple = min(pad_multiple, max(1, loaded.context - config.max_new_tokens))
-        input_ids, attention_mask = self._batch(loaded, prompts, pad_multiple=pad_multiple)
-        if loaded.context and input_ids.shape[1] + config.max_new_tokens > loaded.context:
-            # Padding to a multiple may not push a prompt past the context; pad only to the longest prompt.
-            input_ids, attention_mask = self._batch(loaded, prompts, pad_multiple=1)
-        with torch.inference_mode():
-            cache = None if self.compile else growing_cache(loaded.model.config)
-            output = loaded.model.generate(input_ids=input_ids, attention_mask=attention_mask,
-                                           generation_config=config, logits_processor=processors,
-                                           past_key_values=cache)
-        new_tokens = output[:rows, input_ids.shape[1]:].tolist()
-        eos = loaded.tokenizer.eos_token_id
-        return [loaded.tokenizer.decode(tokens[:tokens.index(eos)] if eos in tokens else tokens,
-                                        skip_special_tokens=True) for tokens in new_tokens]

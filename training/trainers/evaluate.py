@@ -11,13 +11,21 @@
   against that very reward model.
 
 Every function caps the rows it reads at `eval_max_rows` and returns {"eval_rows": 0} without
-a held-out file.
+a held-out file. Replies are generated as the platform generates them everywhere else, through
+training.generation.local (model_load and generate_ids), in the dtype the model was saved in.
 """
 
 import math
 
 import torch
-from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+from transformers import (
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+)
+
+from training.generation import SamplingSettings
+from training.generation.local import SAVED, LoadedModel, generate_ids, model_load
 
 from .data import stage_rows
 
@@ -39,16 +47,6 @@ def _pad_right(sequences: list[list[int]], pad_id: int, device) -> tuple[torch.T
         ids[i, :len(s)] = torch.tensor(s)
         mask[i, :len(s)] = 1
     return ids.to(device), mask.to(device)
-
-
-def _causal_lm(model_dir: str, device):
-    return AutoModelForCausalLM.from_pretrained(model_dir).to(device).eval()
-
-
-def _tokenizer(model_dir: str):
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    tokenizer.padding_side = "left"
-    return tokenizer
 
 
 @torch.no_grad()
@@ -76,42 +74,27 @@ def _loss_metrics(nll: list[tuple[float, int]]) -> dict:
     return {"eval_loss": loss, "perplexity": math.exp(min(loss, 50.0)), "eval_tokens": tokens}
 
 
-@torch.no_grad()
-def generate(model, tokenizer, prompts: list[list[int]], *, max_new_tokens: int, batch_size: int,
-             sample: bool, temperature: float = 1.0, seed: int = 0) -> list[list[int]]:
-    """Return each prompt's reply tokens, cut after the first EOS (kept), left-padded batches."""
-    device = next(model.parameters()).device
-    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
-    torch.manual_seed(seed)
-    replies = []
-    for chunk in _batches(prompts, batch_size):
-        width = max(len(p) for p in chunk)
-        ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for i, p in enumerate(chunk):
-            ids[i, width - len(p):] = torch.tensor(p)
-            mask[i, width - len(p):] = 1
-        kwargs = {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0} if sample else {
-            "do_sample": False}
-        output = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device),
-                                max_new_tokens=max_new_tokens, eos_token_id=eos, pad_token_id=pad, **kwargs)
-        for row in output[:, width:].tolist():
-            reply = []
-            for token in row:
-                reply.append(token)
-                if token == eos:
-                    break
-            while reply and reply[-1] == pad:
-                reply.pop()
-            replies.append(reply)
-    return replies
+def _generation_model(model_dir: str) -> LoadedModel:
+    """Load a model to generate from, in the dtype it was saved in, kept only while it is used.
+
+    keep=False: the process evaluating still holds the model it trained, and models evaluated one
+    after another should not all stay loaded.
+    """
+    return model_load(model_dir, dtype=SAVED, keep=False)
+
+
+def _settings(*, temperature: float, max_new_tokens: int, seed: int) -> SamplingSettings:
+    # A run's seed may be negative, which SamplingSettings refuses; torch takes it modulo 2**64 anyway.
+    return SamplingSettings(temperature=temperature, max_new_tokens=max_new_tokens, seed=seed % 2**64)
 
 
 def evaluate_base(model_dir: str, eval_path: str | None, config: dict) -> dict:
     if not eval_path:
         return {"eval_rows": 0}
     rows = stage_rows("base", eval_path, limit=config["eval_max_rows"])
-    tokenizer, model = _tokenizer(model_dir), _causal_lm(model_dir, _device())
+    # Loss only, nothing generated: not through model_load, which wants a chat template a base model may lack.
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir).to(_device()).eval()
     context = min(config["max_length"], model.config.max_position_embeddings)
     sequences = [tokenizer(r["text"])["input_ids"][:context] for r in rows]
     sequences = [s for s in sequences if len(s) > 1]
@@ -128,7 +111,8 @@ def evaluate_sft(model_dir: str, eval_path: str | None, config: dict, *, seed: i
     from rouge_score import rouge_scorer
 
     rows = stage_rows("sft", eval_path, limit=config["eval_max_rows"])
-    tokenizer, model = _tokenizer(model_dir), _causal_lm(model_dir, _device())
+    loaded = _generation_model(model_dir)
+    tokenizer, model = loaded.tokenizer, loaded.model
     context = min(config["max_length"], model.config.max_position_embeddings)
     sequences, masks, prompts, references = [], [], [], []
     for row in rows:
@@ -149,8 +133,8 @@ def evaluate_sft(model_dir: str, eval_path: str | None, config: dict, *, seed: i
     metrics = {"eval_rows": len(rows), **_loss_metrics(
         masked_nll(model, sequences, masks, pad_id=pad, batch_size=config["per_device_eval_batch_size"]))}
     if prompts:
-        replies = generate(model, tokenizer, prompts, max_new_tokens=config["eval_max_new_tokens"],
-                           batch_size=config["per_device_eval_batch_size"], sample=False, seed=seed)
+        greedy = _settings(temperature=0, max_new_tokens=config["eval_max_new_tokens"], seed=seed)
+        replies = generate_ids(loaded, prompts, settings=greedy, batch_size=config["per_device_eval_batch_size"])
         hypotheses = [tokenizer.decode(r, skip_special_tokens=True).strip() for r in replies]
         scorer = rouge_scorer.RougeScorer(["rougeL"])
         metrics.update({
@@ -211,24 +195,24 @@ def evaluate_policy(policy_dir: str, eval_path: str | None, config: dict, *, ref
     if not eval_path:
         return {"eval_rows": 0}
     rows = stage_rows("ppo", eval_path, limit=config["eval_max_rows"])
-    device, batch = _device(), config["per_device_eval_batch_size"]
-    length, temperature = config["response_length"], config["temperature"]
+    batch, length, temperature = config["per_device_eval_batch_size"], config["response_length"], config["temperature"]
+    sampled = _settings(temperature=temperature, max_new_tokens=length, seed=seed)
     score = RewardScorer(reward_dir, max_length=config["max_length"], batch_size=batch)
 
     def replies_of(model_dir: str, *, with_kl: bool = False):
-        tokenizer, model = _tokenizer(model_dir), _causal_lm(model_dir, device)
+        loaded = _generation_model(model_dir)
+        tokenizer, model = loaded.tokenizer, loaded.model
         room = model.config.max_position_embeddings - length
         prompts = [tokenizer.apply_chat_template(r["prompt"], tokenize=True, add_generation_prompt=True,
                                                  return_dict=False)[-room:] for r in rows]
-        replies = generate(model, tokenizer, prompts, max_new_tokens=length, batch_size=batch, sample=True,
-                           temperature=temperature, seed=seed)
+        replies = generate_ids(loaded, prompts, settings=sampled, batch_size=batch)
         texts = [tokenizer.decode(r, skip_special_tokens=True) for r in replies]
         chats = [r["prompt"] + [{"role": "assistant", "content": t}] for r, t in zip(rows, texts)]
         kl = None
         if with_kl:
             # KL(policy || reference) on the policy's own samples, both at the sampling temperature,
             # as PPO's objective/kl measures it: sum over reply tokens of log p - log p_ref.
-            reference = _causal_lm(reference_dir, device)
+            reference = _generation_model(reference_dir).model
             sequences = [p + r for p, r in zip(prompts, replies)]
             masks = [[0] * len(p) + [1] * len(r) for p, r in zip(prompts, replies)]
             pad = tokenizer.pad_token_id
@@ -236,7 +220,7 @@ def evaluate_policy(policy_dir: str, eval_path: str | None, config: dict, *, ref
             theirs = masked_nll(reference, sequences, masks, pad_id=pad, batch_size=batch, temperature=temperature)
             kl = sum(t[0] - o[0] for o, t in zip(ours, theirs)) / len(rows)
             del reference
-        del model
+        del loaded, model
         return score(chats), kl, sum(len(r) for r in replies) / len(replies)
 
     rewards, kl, mean_length = replies_of(policy_dir, with_kl=True)
