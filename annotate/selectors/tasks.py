@@ -6,7 +6,7 @@ from django.db import connection
 from django.db.models import QuerySet
 
 from annotate.models import Message, Task, TaskKind
-from annotate.services.judgements import compare_order
+from annotate.rules import compare_order
 
 
 def _path(by_id: dict, leaf_id: int) -> list:

@@ -5,8 +5,8 @@ from django.http import Http404
 from django.utils import timezone
 
 from annotate.models import Membership, Task, TaskKind, TaskState, WorkItem
+from annotate.rules import allowed_kinds
 from annotate.selectors.accounts import membership_for
-from annotate.services.queue import allowed_kinds
 
 
 def task_for_annotator(*, user, task_id: int) -> tuple[Task, Membership]:

@@ -28,6 +28,7 @@ from annotate.models import (
     TaskState,
     WorkItem,
 )
+from annotate.rules import compare_order
 from annotate.services import queue, tree
 from platform_common.errors import Conflict, NotYours
 from platform_common.raw_sql import columns, fetch_one
@@ -210,15 +211,6 @@ def judged_tiers(task: Task, payload: dict) -> tuple[list, bool]:
         shown = compare_order(task.id, candidate_set.message_ids)
         return compare_tiers(candidate_set, shown=shown, choice=payload.get("choice"))
     return ranking_tiers(candidate_set, payload)
-
-
-def compare_order(task_id: int, message_ids: list[int]) -> list[int]:
-    """Return the two replies in the order a task shows them as A and B.
-
-    The order is drawn per task (not stored with the set), so position bias averages out.
-    """
-    first, second = message_ids
-    return [first, second] if task_id % 2 == 0 else [second, first]
 
 
 def compare_tiers(candidate_set: CandidateSet, *, shown: list[int], choice) -> tuple[list, bool]:

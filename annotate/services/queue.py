@@ -17,12 +17,10 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from annotate.models import ROLE_RANK, Project, Role, Task, TaskKind, TaskState, WorkItem
+from annotate.models import Project, Task, TaskKind, TaskState, WorkItem
+from annotate.rules import KIND_ROLE, allowed_kinds, role_may_do
 from platform_common.errors import Conflict, NotYours
 from platform_common.raw_sql import columns, fetch_one
-
-# Kinds that need more than the annotator role.
-KIND_ROLE = {TaskKind.REVIEW: Role.REVIEWER}
 
 # Take one slot of the oldest item this annotator may have and record the lease, in one
 # statement: it is its own transaction, one round trip to the server.
@@ -97,14 +95,6 @@ def leases_reclaim(*, project: Project, force: bool = False) -> None:
         cursor.execute(RECLAIM_EXPIRED, {"project": project.id})
 
 
-def allowed_kinds(*, role: str, weights: dict[str, float]) -> list[str]:
-    return [
-        kind
-        for kind, weight in weights.items()
-        if weight > 0 and ROLE_RANK[role] >= ROLE_RANK[KIND_ROLE.get(kind, Role.ANNOTATOR)]
-    ]
-
-
 def kinds_in_order(*, kinds: list[str], weights: dict[str, float], rng: random.Random) -> list[str]:
     """Return the kinds in a weighted random order: the first is drawn by weight, and so on."""
     pool = list(kinds)
@@ -125,7 +115,7 @@ def task_next(*, project: Project, annotator, role: str, kind: str | None = None
     settings = project.settings
     weights = settings.weights()
     kinds = allowed_kinds(role=role, weights=weights) if kind is None else [kind]
-    if kind is not None and ROLE_RANK[role] < ROLE_RANK[KIND_ROLE.get(kind, Role.ANNOTATOR)]:
+    if kind is not None and not role_may_do(role=role, kind=kind):
         raise PermissionDenied(f"{kind} tasks need the {KIND_ROLE[kind]} role")
     if kind is not None and weights.get(kind, 0) <= 0:
         raise ValidationError({"kind": f"this project hands out no {kind} tasks (its task mix gives them weight 0)"})
