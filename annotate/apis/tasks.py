@@ -10,6 +10,7 @@ from annotate.apis.accounts import paginated
 from annotate.models import CandidateSet, CandidateSetKind, Flag, Message, Role, Task, TaskKind
 from annotate.selectors import accounts as account_selectors
 from annotate.selectors import tasks as task_selectors
+from annotate.selectors import tree as tree_selectors
 from annotate.services import judgements, queue, tree
 
 
@@ -202,19 +203,7 @@ class TreeApi(APIView):
     @extend_schema(responses=inline_serializer("Tree", {"messages": serializers.ListField(child=serializers.DictField())}))
     def get(self, request, project_id, root_id):
         membership = account_selectors.membership_for(user=request.user, project_id=project_id)
-        root = get_object_or_404(Message, pk=root_id, project=membership.project)
-        rows = Message.objects.filter(root_id=root.root_id).order_by("depth", "created_at").values(
-            "id", "parent_id", "depth", "role", "text", "source", "review_state", "excluded", "created_at"
-        )
-        if membership.has_role(Role.REVIEWER):
-            return Response({"messages": list(rows)})
-        turns = []
-        for row in rows:
-            turn = {key: row[key] for key in ("id", "parent_id", "depth", "role", "created_at")}
-            turn["text"] = None if row["excluded"] else row["text"]
-            turn["withheld"] = row["excluded"]
-            turns.append(turn)
-        return Response({"messages": turns})
+        return Response({"messages": tree_selectors.tree_messages(membership=membership, root_id=root_id)})
 
 
 class CandidateSetCreateApi(APIView):
