@@ -320,82 +320,80 @@ def _admin_project(request, project_id):
     return account_selectors.membership_with_role(user=request.user, project_id=project_id, role=Role.ADMIN)
 
 
-@login_required
-def admin_settings(request, project_id):
-    membership = _admin_project(request, project_id)
+def _settings_page(request, membership, *, settings_form=None, guidelines_form=None, status=200):
+    """Render the settings page: a form just posted as it came back, the other as saved."""
     project = membership.project
-    settings_form = forms.SettingsForm(initial=forms.SettingsForm.initial_from(project.settings))
-    guidelines_form = forms.GuidelinesForm(initial={"guidelines": project.guidelines})
-    status = 200
-    if request.method == "POST" and request.POST.get("form") == "settings":
-        settings_form = forms.SettingsForm(request.POST)
-        if settings_form.is_valid():
-            try:
-                account_services.project_settings_update(project=project, **settings_form.changes())
-            except ValidationError as error:
-                settings_form.add_error(None, _error_text(error))
-            else:
-                messages.success(request, "Queue settings saved. Items already made keep their K and overlap.")
-                return redirect("annotate:admin-settings", project_id=project.id)
-        status = 400
-    elif request.method == "POST" and request.POST.get("form") == "guidelines":
-        guidelines_form = forms.GuidelinesForm(request.POST)
-        if guidelines_form.is_valid():
-            before = project.guideline_version
-            project = account_services.project_update_guidelines(
-                project=project, guidelines=guidelines_form.cleaned_data["guidelines"]
-            )
-            if project.guideline_version != before:
-                messages.success(request, f"Guidelines saved as version {project.guideline_version}.")
-            else:
-                messages.info(request, "The guidelines did not change.")
-            return redirect("annotate:admin-settings", project_id=project.id)
-        status = 400
-    elif request.method == "POST":
-        return HttpResponse("unknown form", status=400)
+    if settings_form is None:
+        settings_form = forms.SettingsForm(initial=forms.SettingsForm.initial_from(project.settings))
+    if guidelines_form is None:
+        guidelines_form = forms.GuidelinesForm(initial={"guidelines": project.guidelines})
     return render(
         request,
         "annotate/admin_settings.html",
-        {"project": project, "membership": membership, "settings_form": settings_form, "guidelines_form": guidelines_form},
+        {
+            "project": project,
+            "membership": membership,
+            "settings_form": settings_form,
+            "guidelines_form": guidelines_form,
+            "tab": "admin-settings",  # also when a refused post renders it from its own URL
+        },
         status=status,
     )
 
 
 @login_required
-def admin_members(request, project_id):
+def admin_settings(request, project_id):
+    """The queue settings and the guidelines, each saved by its own view.
+
+    A post here (the page's forms before they had URLs of their own) goes to the view its
+    `form` field names.
+    """
     membership = _admin_project(request, project_id)
-    project = membership.project
-    invite_form = forms.InviteForm()
-    status = 200
     if request.method == "POST":
-        action = request.POST.get("action")
+        view = SETTINGS_FORMS.get(request.POST.get("form"))
+        if view is None:
+            return HttpResponse("unknown form", status=400)
+        return view(request, project_id)
+    return _settings_page(request, membership)
+
+
+@login_required
+@require_POST
+def settings_update(request, project_id):
+    membership = _admin_project(request, project_id)
+    form = forms.SettingsForm(request.POST)
+    if form.is_valid():
         try:
-            if action == "invite":
-                invite_form = forms.InviteForm(request.POST)
-                if not invite_form.is_valid():
-                    raise ValidationError("check the invite's fields")
-                invite = account_services.invite_create(project=project, created_by=request.user, **invite_form.cleaned_data)
-                link = request.build_absolute_uri(reverse("annotate:invite", args=[invite.token]))
-                messages.success(request, f"Invite link for a new {invite.get_role_display().lower()}: {link}")
-            elif action in ("role", "remove"):
-                member = get_object_or_404(account_selectors.members_of(project=project), user_id=_int(request.POST.get("user_id")))
-                if action == "role":
-                    account_services.membership_set(project=project, user=member.user, role=request.POST.get("role", ""))
-                    messages.success(request, f"{member.user.username} is now {request.POST['role']}.")
-                else:
-                    account_services.membership_remove(project=project, user=member.user)
-                    messages.success(request, f"{member.user.username} was removed from the project; their work stays.")
-            elif action == "revoke":
-                invite = get_object_or_404(Invite, pk=_int(request.POST.get("invite_id")), project=project)
-                account_services.invite_revoke(invite=invite)
-                messages.success(request, "Invite revoked.")
-            else:
-                raise ValidationError("unknown action")
+            account_services.project_settings_update(project=membership.project, **form.changes())
         except ValidationError as error:
-            messages.error(request, _error_text(error).capitalize() + ".")
-            status = 400
+            form.add_error(None, _error_text(error))
         else:
-            return redirect("annotate:admin-members", project_id=project.id)
+            messages.success(request, "Queue settings saved. Items already made keep their K and overlap.")
+            return redirect("annotate:admin-settings", project_id=project_id)
+    return _settings_page(request, membership, settings_form=form, status=400)
+
+
+@login_required
+@require_POST
+def guidelines_update(request, project_id):
+    membership = _admin_project(request, project_id)
+    form = forms.GuidelinesForm(request.POST)
+    if not form.is_valid():
+        return _settings_page(request, membership, guidelines_form=form, status=400)
+    before = membership.project.guideline_version
+    project = account_services.project_update_guidelines(project=membership.project, guidelines=form.cleaned_data["guidelines"])
+    if project.guideline_version != before:
+        messages.success(request, f"Guidelines saved as version {project.guideline_version}.")
+    else:
+        messages.info(request, "The guidelines did not change.")
+    return redirect("annotate:admin-settings", project_id=project.id)
+
+
+SETTINGS_FORMS = {"settings": settings_update, "guidelines": guidelines_update}
+
+
+def _members_page(request, membership, *, invite_form=None, status=200):
+    project = membership.project
     return render(
         request,
         "annotate/admin_members.html",
@@ -404,11 +402,96 @@ def admin_members(request, project_id):
             "membership": membership,
             "members": account_selectors.members_of(project=project),
             "invites": account_selectors.invites_open(project=project),
-            "invite_form": invite_form,
+            "invite_form": forms.InviteForm() if invite_form is None else invite_form,
             "roles": Role.choices,
+            "tab": "admin-members",  # also when a refused post renders it from its own URL
         },
         status=status,
     )
+
+
+def _members_refused(request, membership, error: ValidationError, *, invite_form=None):
+    messages.error(request, _error_text(error).capitalize() + ".")
+    return _members_page(request, membership, invite_form=invite_form, status=400)
+
+
+@login_required
+def admin_members(request, project_id):
+    """The members and open invites; each change is posted to its own view.
+
+    A post here (the page's forms before they had URLs of their own) goes to the view its
+    `action` field names.
+    """
+    membership = _admin_project(request, project_id)
+    if request.method == "POST":
+        view = MEMBER_ACTIONS.get(request.POST.get("action"))
+        if view is None:
+            return _members_refused(request, membership, ValidationError("unknown action"))
+        return view(request, project_id)
+    return _members_page(request, membership)
+
+
+@login_required
+@require_POST
+def member_invite(request, project_id):
+    membership = _admin_project(request, project_id)
+    form = forms.InviteForm(request.POST)
+    if not form.is_valid():
+        return _members_refused(request, membership, ValidationError("check the invite's fields"), invite_form=form)
+    try:
+        invite = account_services.invite_create(project=membership.project, created_by=request.user, **form.cleaned_data)
+    except ValidationError as error:
+        return _members_refused(request, membership, error, invite_form=form)
+    link = request.build_absolute_uri(reverse("annotate:invite", args=[invite.token]))
+    messages.success(request, f"Invite link for a new {invite.get_role_display().lower()}: {link}")
+    return redirect("annotate:admin-members", project_id=project_id)
+
+
+def _member(request, project):
+    """The member the form names (removed ones too: they can be added back), or 404."""
+    return get_object_or_404(account_selectors.members_of(project=project), user_id=_int(request.POST.get("user_id")))
+
+
+@login_required
+@require_POST
+def member_role_set(request, project_id):
+    membership = _admin_project(request, project_id)
+    member = _member(request, membership.project)
+    try:
+        account_services.membership_set(project=membership.project, user=member.user, role=request.POST.get("role", ""))
+    except ValidationError as error:
+        return _members_refused(request, membership, error)
+    messages.success(request, f"{member.user.username} is now {request.POST['role']}.")
+    return redirect("annotate:admin-members", project_id=project_id)
+
+
+@login_required
+@require_POST
+def member_remove(request, project_id):
+    membership = _admin_project(request, project_id)
+    member = _member(request, membership.project)
+    try:
+        account_services.membership_remove(project=membership.project, user=member.user)
+    except ValidationError as error:
+        return _members_refused(request, membership, error)
+    messages.success(request, f"{member.user.username} was removed from the project; their work stays.")
+    return redirect("annotate:admin-members", project_id=project_id)
+
+
+@login_required
+@require_POST
+def invite_revoke(request, project_id):
+    membership = _admin_project(request, project_id)
+    invite = get_object_or_404(Invite, pk=_int(request.POST.get("invite_id")), project=membership.project)
+    try:
+        account_services.invite_revoke(invite=invite)
+    except ValidationError as error:
+        return _members_refused(request, membership, error)
+    messages.success(request, "Invite revoked.")
+    return redirect("annotate:admin-members", project_id=project_id)
+
+
+MEMBER_ACTIONS = {"invite": member_invite, "role": member_role_set, "remove": member_remove, "revoke": invite_revoke}
 
 
 @login_required
