@@ -1,15 +1,69 @@
-"""Reads for training rounds and models: what the pages and the API show."""
+"""Reads for training: exports and the queue's view of them, rounds and models, as the pages
+and the API show them."""
 
-from django.db.models import QuerySet
+from datetime import timedelta
+from pathlib import Path
+
+from django.conf import settings
+from django.db.models import Min, QuerySet
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
+from procrastinate.contrib.django.models import ProcrastinateJob, ProcrastinateWorker
 
 from annotate.models import Role
 from annotate.selectors.accounts import project_for_member
-from training.models import Deployment, MetricPoint, ModelVersion, RunStage, RunStatus, TrainingRun
+from training.models import (
+    DatasetSnapshot, Deployment, GenerationJob, MetricPoint, ModelKind, ModelVersion, RunStage, RunStatus, TrainingRun,
+)
 
 # How many of the latest points the ETA looks at: recent speed, not the warm-up's.
 ETA_WINDOW = 20
+
+# The name training.tasks.snapshot_export is registered under: the queue's rows know it by that.
+EXPORT_TASK = "training.snapshot_export"
+
+
+# ---------------------------------------------------------------------------------------------
+# Exports
+
+
+def snapshots_of(*, project) -> QuerySet[DatasetSnapshot]:
+    """Return the project's snapshots, newest first, with who asked for each."""
+    return DatasetSnapshot.objects.filter(project=project).select_related("created_by").order_by("-created_at", "-id")
+
+
+def snapshot_file_path(*, project, snapshot_id: int, name: str) -> Path:
+    """Return where one file of one of the project's snapshots lies, or 404.
+
+    Only names the snapshot lists: never a path the asker made up.
+    """
+    snapshot = get_object_or_404(DatasetSnapshot, pk=snapshot_id, project=project)
+    if name not in {described["name"] for described in snapshot.files}:
+        raise Http404("no such file in this snapshot")
+    return settings.SNAPSHOT_STORE / snapshot.folder / name
+
+
+def exports_unfinished(*, project, limit: int = 10) -> list[ProcrastinateJob]:
+    """Return the project's latest exports that the queue has not finished: waiting, running,
+    failed (a failed export leaves no snapshot), each with when it was asked for (`asked_at`)."""
+    return list(
+        ProcrastinateJob.objects.filter(
+            task_name=EXPORT_TASK, args__project_id=project.id, status__in=["todo", "doing", "failed"]
+        )
+        .annotate(asked_at=Min("procrastinateevent__at"))
+        .order_by("-id")[:limit]
+    )
+
+
+def workers_alive() -> int:
+    """Return how many workers have sent a heartbeat lately (within WORKER_LOST_AFTER_SECONDS)."""
+    cutoff = timezone.now() - timedelta(seconds=settings.WORKER_LOST_AFTER_SECONDS)
+    return ProcrastinateWorker.objects.filter(last_heartbeat__gte=cutoff).count()
+
+
+# ---------------------------------------------------------------------------------------------
+# Rounds
 
 
 def run_for_member(*, user, run_id: int, role: str = Role.ADMIN) -> TrainingRun:
@@ -76,6 +130,25 @@ def run_curves(run: TrainingRun) -> dict[str, dict[str, list]]:
         for metric, value in values.items():
             curves.setdefault(stage_name, {}).setdefault(metric, []).append([step, value])
     return curves
+
+
+# ---------------------------------------------------------------------------------------------
+# Models and serving
+
+
+def base_version_latest(*, project) -> ModelVersion | None:
+    """Return the project's newest base model, or None before the first round built one."""
+    return ModelVersion.objects.filter(project=project, kind=ModelKind.BASE).order_by("-version").first()
+
+
+def deployable_versions(*, project) -> QuerySet[ModelVersion]:
+    """Return the versions that can write replies (SFT models and RL policies), newest first."""
+    return ModelVersion.objects.filter(project=project, kind__in=[ModelKind.SFT, ModelKind.POLICY]).order_by("-created_at")
+
+
+def generation_jobs_of(*, project) -> QuerySet[GenerationJob]:
+    """Return the project's generation jobs, newest first."""
+    return GenerationJob.objects.filter(project=project).order_by("-id")
 
 
 def model_versions_of(*, project) -> QuerySet[ModelVersion]:
@@ -148,8 +221,6 @@ def active_deployments(*, project) -> QuerySet[Deployment]:
 
 def deployment_for_chat(*, project, deployment_id: int | None = None):
     """The active deployment that answers chats: the one asked for, else the newest; 404 if none."""
-    from django.http import Http404
-
     active = active_deployments(project=project)
     found = active.filter(pk=deployment_id).first() if deployment_id else active.first()
     if found is None:

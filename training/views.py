@@ -2,31 +2,22 @@
 
 Exports run in a worker (training.tasks.snapshot_export), never in the request: the page queues
 one and lists the snapshots, and the exports still waiting or running, as the queue knows them.
+Each change a page makes is posted to a view of its own.
 """
 
-from datetime import timedelta
-
 from django import forms
-from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.db.models import Min
-from django.http import FileResponse, Http404, HttpResponse
+from django.http import FileResponse, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
-from django.utils import timezone
-from procrastinate.contrib.django.models import ProcrastinateJob, ProcrastinateWorker
 
 from annotate.models import Role
 from annotate.selectors.accounts import members_of, membership_with_role
 from training import plots, selectors, services
-from training.models import (
-    Algorithm, Backend, DatasetSnapshot, Deployment, GenerationJob, ModelKind, ModelVersion, SnapshotKind,
-)
+from training.models import Algorithm, Backend, Deployment, GenerationJob, ModelVersion, SnapshotKind
 from training.services import runs, serving
-
-EXPORT_TASK = "training.snapshot_export"
 
 
 class ExportForm(forms.Form):
@@ -57,23 +48,6 @@ class ExportForm(forms.Form):
                 for name, value in chosen.items() if value not in (None, "")}
 
 
-def _exports_unfinished(project) -> list[ProcrastinateJob]:
-    """The project's latest exports that the queue has not finished: waiting, running, failed
-    (a failed export leaves no snapshot), each with when it was asked for."""
-    return list(
-        ProcrastinateJob.objects.filter(
-            task_name=EXPORT_TASK, args__project_id=project.id, status__in=["todo", "doing", "failed"]
-        )
-        .annotate(asked_at=Min("procrastinateevent__at"))
-        .order_by("-id")[:10]
-    )
-
-
-def _workers_alive() -> int:
-    cutoff = timezone.now() - timedelta(seconds=settings.WORKER_LOST_AFTER_SECONDS)
-    return ProcrastinateWorker.objects.filter(last_heartbeat__gte=cutoff).count()
-
-
 @login_required
 def exports_page(request, project_id):
     membership = membership_with_role(user=request.user, project_id=project_id, role=Role.ADMIN)
@@ -100,7 +74,6 @@ def exports_page(request, project_id):
                 )
                 return redirect("training:exports", project_id=project.id)
         status = 400
-    snapshots = DatasetSnapshot.objects.filter(project=project).select_related("created_by").order_by("-created_at", "-id")[:100]
     return render(
         request,
         "training/exports.html",
@@ -108,9 +81,9 @@ def exports_page(request, project_id):
             "project": project,
             "membership": membership,
             "form": form,
-            "snapshots": snapshots,
-            "unfinished": _exports_unfinished(project),
-            "workers_alive": _workers_alive(),
+            "snapshots": selectors.snapshots_of(project=project)[:100],
+            "unfinished": selectors.exports_unfinished(project=project),
+            "workers_alive": selectors.workers_alive(),
         },
         status=status,
     )
@@ -120,11 +93,8 @@ def exports_page(request, project_id):
 def export_file(request, project_id, snapshot_id, name):
     """Download one file of a snapshot (admins)."""
     membership = membership_with_role(user=request.user, project_id=project_id, role=Role.ADMIN)
-    snapshot = get_object_or_404(DatasetSnapshot, pk=snapshot_id, project=membership.project)
-    # Only names the snapshot lists: never a path the asker made up.
-    if name not in {described["name"] for described in snapshot.files}:
-        raise Http404("no such file in this snapshot")
-    return FileResponse((settings.SNAPSHOT_STORE / snapshot.folder / name).open("rb"), as_attachment=True, filename=name)
+    path = selectors.snapshot_file_path(project=membership.project, snapshot_id=snapshot_id, name=name)
+    return FileResponse(path.open("rb"), as_attachment=True, filename=name)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -166,9 +136,9 @@ def runs_page(request, project_id):
                 return redirect("training:run", run_id=run.id)
         status = 400
     project_runs = selectors.runs_of(project=project)[:50]
-    base = ModelVersion.objects.filter(project=project, kind=ModelKind.BASE).order_by("-version").first()
     return render(request, "training/runs.html", {
-        "project": project, "membership": membership, "form": form, "runs": project_runs, "has_base": base,
+        "project": project, "membership": membership, "form": form, "runs": project_runs,
+        "has_base": selectors.base_version_latest(project=project),
         "next_number": (project_runs[0].number + 1) if project_runs else 1,
     }, status=status)
 
@@ -194,27 +164,45 @@ def run_curves(request, run_id):
     return HttpResponse(svg, content_type="image/svg+xml", headers={"Cache-Control": "no-store"})
 
 
-RUN_ACTIONS = {
-    "cancel": (lambda run, user: runs.run_cancel(run=run), "Cancelling round {number}: it stops within seconds."),
-    "resume": (lambda run, user: runs.run_resume(run=run), "Round {number} resumes from its last checkpoint."),
-    "retry": (lambda run, user: runs.run_retry(run=run, by=user), "Round {number} started with the same settings."),
-}
+def _run_refused(request, run, error: ValidationError):
+    messages.error(request, " ".join(error.messages))
+    return redirect("training:run", run_id=run.id)
 
 
 @login_required
 @require_POST
-def run_action(request, run_id, action):
+def run_cancel(request, run_id):
     run, _membership = _run_for_admin(request, run_id)
-    if action not in RUN_ACTIONS:
-        raise Http404("no such action")
-    act, said = RUN_ACTIONS[action]
     try:
-        changed = act(run, request.user)
+        cancelled = runs.run_cancel(run=run)
     except ValidationError as error:
-        messages.error(request, " ".join(error.messages))
-        return redirect("training:run", run_id=run.id)
-    messages.success(request, said.format(number=changed.number))
-    return redirect("training:run", run_id=changed.id)
+        return _run_refused(request, run, error)
+    messages.success(request, f"Cancelling round {cancelled.number}: it stops within seconds.")
+    return redirect("training:run", run_id=cancelled.id)
+
+
+@login_required
+@require_POST
+def run_resume(request, run_id):
+    run, _membership = _run_for_admin(request, run_id)
+    try:
+        resumed = runs.run_resume(run=run)
+    except ValidationError as error:
+        return _run_refused(request, run, error)
+    messages.success(request, f"Round {resumed.number} resumes from its last checkpoint.")
+    return redirect("training:run", run_id=resumed.id)
+
+
+@login_required
+@require_POST
+def run_retry(request, run_id):
+    run, _membership = _run_for_admin(request, run_id)
+    try:
+        retried = runs.run_retry(run=run, by=request.user)
+    except ValidationError as error:
+        return _run_refused(request, run, error)
+    messages.success(request, f"Round {retried.number} started with the same settings.")
+    return redirect("training:run", run_id=retried.id)
 
 
 class DeployForm(forms.Form):
@@ -231,10 +219,17 @@ class DeployForm(forms.Form):
 
     def __init__(self, *args, project, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["model_version"].queryset = ModelVersion.objects.filter(
-            project=project, kind__in=[ModelKind.SFT, ModelKind.POLICY]
-        ).order_by("-created_at")
+        self.fields["model_version"].queryset = selectors.deployable_versions(project=project)
         self.fields["model_version"].label_from_instance = lambda v: f"{v.name} (round {v.run.number if v.run else '–'})"
+
+    def deployment(self) -> dict:
+        """The cleaned form as serving.deployment_create takes it."""
+        data = self.cleaned_data
+        return {
+            "model_version": data["model_version"], "backend": data["backend"], "url": data["url"],
+            "served_model": data["served_model"], "share": data["share"], "replace": data["replace"],
+            "sampling": {name: data[name] for name in ("temperature", "top_p", "max_new_tokens", "seed")},
+        }
 
 
 class ArenaForm(forms.Form):
@@ -244,10 +239,14 @@ class ArenaForm(forms.Form):
 
     def __init__(self, *args, project, **kwargs):
         super().__init__(*args, **kwargs)
-        versions = ModelVersion.objects.filter(project=project, kind__in=[ModelKind.SFT, ModelKind.POLICY]).order_by("-created_at")
+        versions = selectors.deployable_versions(project=project)
         for name in ("first", "second"):
             self.fields[name].queryset = versions
             self.fields[name].label_from_instance = lambda v: v.name
+
+
+def _models_admin(request, project_id):
+    return membership_with_role(user=request.user, project_id=project_id, role=Role.ADMIN)
 
 
 def _models_context(membership, **forms_given):
@@ -258,65 +257,109 @@ def _models_context(membership, **forms_given):
         "deployments": selectors.active_deployments(project=project),
         "deploy_form": forms_given.get("deploy_form") or DeployForm(project=project),
         "arena_form": forms_given.get("arena_form") or ArenaForm(project=project),
-        "jobs": GenerationJob.objects.filter(project=project).order_by("-id")[:10],
+        "jobs": selectors.generation_jobs_of(project=project)[:10],
         "leaderboard": selectors.version_leaderboard(project=project),
+        "tab": "models",  # also when a refused post renders it from its own URL
     }
 
 
 @login_required
 def models_page(request, project_id):
-    membership = membership_with_role(user=request.user, project_id=project_id, role=Role.ADMIN)
-    return render(request, "training/models.html", _models_context(membership))
+    return render(request, "training/models.html", _models_context(_models_admin(request, project_id)))
+
+
+def _models_refused(request, membership, error: Exception, **forms_given):
+    """Show the models page again with what was refused (and the form as it was posted)."""
+    messages.error(request, " ".join(getattr(error, "messages", [str(error)])))
+    return render(request, "training/models.html", _models_context(membership, **forms_given), status=400)
+
+
+# The page's changes: a refusal (ValidationError from a service, ValueError from an id that is not
+# a number) shows the page again with why; a change done goes back to the page.
 
 
 @login_required
 @require_POST
-def model_action(request, project_id, action):
-    """Deploy, undeploy, roll back, generate candidates, start an arena, retry a failed job."""
-    membership = membership_with_role(user=request.user, project_id=project_id, role=Role.ADMIN)
-    project = membership.project
-    given = {}
+def deployment_create(request, project_id):
+    membership = _models_admin(request, project_id)
+    form = DeployForm(request.POST, project=membership.project)
+    if not form.is_valid():
+        return _models_refused(request, membership, ValidationError("check the deployment form"), deploy_form=form)
     try:
-        if action == "deploy":
-            form = given["deploy_form"] = DeployForm(request.POST, project=project)
-            if not form.is_valid():
-                raise ValidationError("check the deployment form")
-            data = form.cleaned_data
-            deployment = serving.deployment_create(
-                project=project, model_version=data["model_version"], by=request.user, backend=data["backend"],
-                url=data["url"], served_model=data["served_model"], share=data["share"], replace=data["replace"],
-                sampling={name: data[name] for name in ("temperature", "top_p", "max_new_tokens", "seed")},
-            )
-            messages.success(request, f"{deployment.model_version.name} is deployed: it writes the next candidates and answers chats.")
-        elif action == "undeploy":
-            deployment = get_object_or_404(Deployment, pk=request.POST.get("deployment_id"), project=project)
-            serving.deployment_end(deployment=deployment)
-            messages.success(request, f"{deployment.model_version.name} is no longer deployed.")
-        elif action == "rollback":
-            deployment = serving.deployment_rollback(project=project, by=request.user)
-            messages.success(request, f"Rolled back: {deployment.model_version.name} is deployed again.")
-        elif action == "generate":
-            job = serving.generation_enqueue(project=project, by=request.user, max_prompts=int(request.POST.get("max_prompts") or 100))
-            messages.success(request, f"Generation job {job.id} is queued: its replies appear as ranking tasks.")
-        elif action == "arena":
-            form = given["arena_form"] = ArenaForm(request.POST, project=project)
-            if not form.is_valid():
-                raise ValidationError("check the arena form")
-            job = serving.generation_enqueue(
-                project=project, by=request.user, kind="arena", max_prompts=form.cleaned_data["max_prompts"],
-                versions=[form.cleaned_data["first"], form.cleaned_data["second"]],
-            )
-            messages.success(request, f"Arena job {job.id} is queued: its pairs appear as blind comparison tasks.")
-        elif action == "retry":
-            job = get_object_or_404(GenerationJob, pk=request.POST.get("job_id"), project=project)
-            serving.generation_retry(job=job, by=request.user)
-            messages.success(request, f"Job {job.id} is queued again.")
-        else:
-            raise Http404("no such action")
+        deployment = serving.deployment_create(project=membership.project, by=request.user, **form.deployment())
     except (ValidationError, ValueError) as error:
-        messages.error(request, " ".join(getattr(error, "messages", [str(error)])))
-        return render(request, "training/models.html", _models_context(membership, **given), status=400)
-    return redirect("training:models", project_id=project.id)
+        return _models_refused(request, membership, error, deploy_form=form)
+    messages.success(request, f"{deployment.model_version.name} is deployed: it writes the next candidates and answers chats.")
+    return redirect("training:models", project_id=project_id)
+
+
+@login_required
+@require_POST
+def deployment_end(request, project_id):
+    membership = _models_admin(request, project_id)
+    try:
+        deployment = get_object_or_404(Deployment, pk=request.POST.get("deployment_id"), project=membership.project)
+        serving.deployment_end(deployment=deployment)
+    except (ValidationError, ValueError) as error:
+        return _models_refused(request, membership, error)
+    messages.success(request, f"{deployment.model_version.name} is no longer deployed.")
+    return redirect("training:models", project_id=project_id)
+
+
+@login_required
+@require_POST
+def deployment_rollback(request, project_id):
+    membership = _models_admin(request, project_id)
+    try:
+        deployment = serving.deployment_rollback(project=membership.project, by=request.user)
+    except (ValidationError, ValueError) as error:
+        return _models_refused(request, membership, error)
+    messages.success(request, f"Rolled back: {deployment.model_version.name} is deployed again.")
+    return redirect("training:models", project_id=project_id)
+
+
+@login_required
+@require_POST
+def generation_create(request, project_id):
+    membership = _models_admin(request, project_id)
+    try:
+        max_prompts = int(request.POST.get("max_prompts") or 100)
+        job = serving.generation_enqueue(project=membership.project, by=request.user, max_prompts=max_prompts)
+    except (ValidationError, ValueError) as error:
+        return _models_refused(request, membership, error)
+    messages.success(request, f"Generation job {job.id} is queued: its replies appear as ranking tasks.")
+    return redirect("training:models", project_id=project_id)
+
+
+@login_required
+@require_POST
+def arena_create(request, project_id):
+    membership = _models_admin(request, project_id)
+    form = ArenaForm(request.POST, project=membership.project)
+    if not form.is_valid():
+        return _models_refused(request, membership, ValidationError("check the arena form"), arena_form=form)
+    try:
+        job = serving.generation_enqueue(
+            project=membership.project, by=request.user, kind="arena", max_prompts=form.cleaned_data["max_prompts"],
+            versions=[form.cleaned_data["first"], form.cleaned_data["second"]],
+        )
+    except (ValidationError, ValueError) as error:
+        return _models_refused(request, membership, error, arena_form=form)
+    messages.success(request, f"Arena job {job.id} is queued: its pairs appear as blind comparison tasks.")
+    return redirect("training:models", project_id=project_id)
+
+
+@login_required
+@require_POST
+def generation_retry(request, project_id):
+    membership = _models_admin(request, project_id)
+    try:
+        job = get_object_or_404(GenerationJob, pk=request.POST.get("job_id"), project=membership.project)
+        serving.generation_retry(job=job, by=request.user)
+    except (ValidationError, ValueError) as error:
+        return _models_refused(request, membership, error)
+    messages.success(request, f"Job {job.id} is queued again.")
+    return redirect("training:models", project_id=project_id)
 
 
 @login_required
