@@ -88,3 +88,13 @@ def test_the_check_itself_sees_imports_inside_functions_and_commands_called_by_n
     sample = tmp_path / "sample.py"
     sample.write_text("def f():\n    from training.demo.rounds import round_run\n    call_command('demo_rounds')\n")
     assert {"training.demo.rounds", "call_command:demo_rounds"} <= imports_of(sample)
+
+
+@pytest.mark.parametrize("app", ["annotate", "training"])
+def test_selectors_never_import_services(app):
+    """Reads never reach writes: a rule both need lives where both can import it (annotate/rules.py)."""
+    selectors = REPO_ROOT / app / "selectors"
+    paths = list(selectors.rglob("*.py")) if selectors.is_dir() else [REPO_ROOT / app / "selectors.py"]
+    found = [f"{path.relative_to(REPO_ROOT)} imports {name}" for path in paths for name in sorted(imports_of(path))
+             if ".services" in name or name.endswith(".services")]
+    assert found == []
