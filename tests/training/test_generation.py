@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from training.generation import Backend, GenerationError, SamplingSettings, backend_for
+from training.generation import GenerationBackend, GenerationError, SamplingSettings, backend_for
 
 # What the chat model is trained to answer, exactly, with an EOS after each answer.
 ANSWERS = {
@@ -105,8 +105,8 @@ def test_sampling_settings_are_checked_and_recorded_as_plain_values():
 
 
 def test_backend_for_refuses_what_it_cannot_build(tmp_path):
-    assert isinstance(backend_for(model_dir=str(tmp_path)), Backend)
-    assert isinstance(backend_for(kind="openai", url="http://127.0.0.1:1"), Backend)
+    assert isinstance(backend_for(model_dir=str(tmp_path)), GenerationBackend)
+    assert isinstance(backend_for(kind="openai", url="http://127.0.0.1:1"), GenerationBackend)
     with pytest.raises(ValueError, match="unknown backend kind 'vllm'"):
         backend_for(kind="vllm", url="http://127.0.0.1:1")
     with pytest.raises(ValueError, match="needs model_dir"):

@@ -1,6 +1,6 @@
 """Generate replies from a trained model: the one interface behind candidate generation, chat and the arena.
 
-No Django here. Two backends implement `Backend`:
+No Django here. Two backends implement `GenerationBackend` (training.models.Backend names them for a deployment):
   "transformers" (default): a model directory loaded on this machine (local.TransformersBackend);
   "openai": any OpenAI-compatible server by URL, for models too big for a worker (openai.OpenAICompatibleBackend).
 
@@ -19,15 +19,15 @@ options); GenerationError when the model cannot be loaded or the server is down 
 
 import inspect
 
-from .base import Backend, GenerationError, SamplingSettings, conversation_problems
+from .base import GenerationBackend, GenerationError, SamplingSettings, conversation_problems
 
 KINDS = ("transformers", "openai")
 
-__all__ = ["KINDS", "Backend", "GenerationError", "SamplingSettings", "backend_for", "conversation_problems"]
+__all__ = ["KINDS", "GenerationBackend", "GenerationError", "SamplingSettings", "backend_for", "conversation_problems"]
 
 
 def backend_for(*, kind: str = "transformers", model_dir: str | None = None, url: str | None = None,
-                model: str | None = None, **options) -> Backend:
+                model: str | None = None, **options) -> GenerationBackend:
     """Return the backend of `kind` for a model directory (transformers) or a server URL (openai).
 
     kind "transformers": model_dir is required; options device, batch_size, dtype, compile,

@@ -49,7 +49,7 @@ class SamplingSettings:
 
 
 @runtime_checkable
-class Backend(Protocol):
+class GenerationBackend(Protocol):
     """Where replies come from: a local model directory or an OpenAI-compatible server.
 
     A conversation is a list of {"role": "system" | "user" | "assistant", "content": str} messages
