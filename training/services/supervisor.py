@@ -192,16 +192,18 @@ def _spec(run, stage, *, out_dir, work_dir, progress):
         sft = run.stages.filter(name=StageName.SFT, snapshot__isnull=False).select_related("snapshot").first()
         if sft:
             data["texts_for_tokenizer"] = [str(store / sft.snapshot.folder / "sft-train.jsonl")]
-    base_model = {
-        StageName.BASE: run.base_source or None,
-        StageName.SFT: latest.get(ModelKind.BASE),
-        StageName.REWARD: latest.get(ModelKind.SFT),
-        StageName.PPO: latest.get(ModelKind.SFT),
-        StageName.RLOO: latest.get(ModelKind.SFT),
-    }[stage.name]
+    if stage.name == StageName.BASE:
+        base_model = run.base_source or None  # a directory to adopt, not a registered version
+    else:
+        base_model = _path({
+            StageName.SFT: latest.get(ModelKind.BASE),
+            StageName.REWARD: latest.get(ModelKind.SFT),
+            StageName.PPO: latest.get(ModelKind.SFT),
+            StageName.RLOO: latest.get(ModelKind.SFT),
+        }[stage.name])
     spec = {
         "stage": stage.name, "out_dir": str(out_dir), "work_dir": str(work_dir), "data": data,
-        "base_model": _path(base_model), "preset": run.preset, "config": run.config.get(stage.name, {}),
+        "base_model": base_model, "preset": run.preset, "config": run.config.get(stage.name, {}),
         "seed": run.seed, "resume": stage.resume, "progress_file": str(progress),
     }
     if stage.name in (StageName.PPO, StageName.RLOO):
