@@ -1,10 +1,20 @@
 import pytest
 from django.contrib.auth import get_user_model
+from django.test import override_settings
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from annotate.services import accounts as account_services
 from annotate.models import Role
+
+
+@pytest.fixture(autouse=True, scope="session")
+def fast_password_hashing():
+    """Hash the tests' passwords with MD5: the fixtures make several accounts per test, and the
+    production hasher (PBKDF2 at Django's million iterations) takes a second of CPU for each. A test
+    about password hashing itself sets PASSWORD_HASHERS back with the `settings` fixture."""
+    with override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"]):
+        yield
 
 
 @pytest.fixture

@@ -17,11 +17,6 @@ from tests.annotate.factories import ranking_items
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def fast_passwords(settings):
-    """The fixtures make four accounts per test; hashing their passwords properly takes seconds."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
 FIXTURES = __import__("pathlib").Path(__file__).parent / "fixtures"
 
 

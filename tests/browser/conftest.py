@@ -52,8 +52,6 @@ def close_connections_after_each_request():
 
 @pytest.fixture(autouse=True)
 def browser_test_settings(settings, tmp_path):
-    # Accounts are made and logged into many times; a proper password hash takes a second each.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     settings.SNAPSHOT_STORE = tmp_path / "snapshots"
 
 
