@@ -1,4 +1,5 @@
-"""Helpers for tests that start platform processes (web, worker) against the test database."""
+"""Helpers for tests that start platform processes (web, worker) against the test database, and
+for tests that wait for something to happen."""
 
 import os
 import socket
@@ -30,6 +31,23 @@ def child_env(**extra) -> dict:
     env = dict(os.environ, DATABASE_URL=test_database_url(), PYTHONUNBUFFERED="1")
     env.update(extra)
     return env
+
+
+def wait_until(condition, *, what: str, timeout: float = 60, interval: float = 0.2):
+    """Return the first true value of `condition()`, asked every `interval` seconds until `timeout`.
+
+    Tests wait on what they need rather than sleep a fixed time: on a loaded machine (CI shares its
+    cores) any fixed sleep is sometimes too short, so the deadline is generous and a test that
+    passes returns as soon as the condition holds.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        found = condition()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(interval)
 
 
 def free_port() -> int:

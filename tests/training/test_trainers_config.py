@@ -1,16 +1,16 @@
 """A run is refused before it starts, with the reason, by the checks the web process and the child share."""
 
 import json
+import os
 import re
 import subprocess
-import time
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from training.trainers.config import PRESETS, config_problems, stage_config
+from training.trainers.config import DPO_LOSS_TYPES, PRESETS, STAGES, config_problems, stage_config
 from training.trainers.launch import child_command
 
 REPO = Path(__file__).resolve().parents[2]
@@ -115,10 +115,53 @@ def test_unknown_keys_and_wrong_types_are_named(models):
 
 def test_presets_cover_every_stage():
     for preset in PRESETS:
-        for stage in ("base", "sft", "reward", "ppo", "rloo"):
+        for stage in STAGES:
             config = stage_config(stage, preset, {})
             assert config["per_device_train_batch_size"] > 0
     assert stage_config("base", "gpu", {})["width"] == 768 and stage_config("base", "tiny", {})["width"] == 64
+
+
+def dpo_problems(models, *, train_rows=40, model="sft", processes=1, **overrides):
+    return config_problems("dpo", stage_config("dpo", "tiny", overrides), train_rows=train_rows, eval_rows=8,
+                           model_dir=models[model], processes=processes)
+
+
+def test_dpo_losses_and_batches_are_checked_before_training(models):
+    assert dpo_problems(models) == []
+    assert dpo_problems(models, loss_type=["sigmoid", "ipo"], loss_weights=[1.0, 0.5], beta=0.5) == []
+    assert dpo_problems(models, loss_type="dpo") == [
+        f"unknown loss_type 'dpo': TRL's DPO accepts {', '.join(DPO_LOSS_TYPES)}"]
+    assert dpo_problems(models, loss_type=["sigmoid", "ipo"], loss_weights=[1.0]) == [
+        "loss_weights has 1 weight for 2 loss types (sigmoid, ipo): give one weight per loss type, or none for 1 each"]
+    assert dpo_problems(models, loss_type="ipo", loss_weights=[1, -1]) == [
+        "loss_weights must be numbers of at least 0, not [1, -1]"]
+    assert dpo_problems(models, loss_type=[]) == ["loss_type must be a loss name or a non-empty list of them, not []"]
+    assert dpo_problems(models, loss_type=3) == ["loss_type must be a string or a list, not 3"]
+    assert dpo_problems(models, beta=0) == ["beta must be greater than 0, not 0"]
+    assert dpo_problems(models, loss_type="exo_pair") == [
+        "the exo_pair loss needs label_smoothing above 0 (the EXO paper suggests 1e-3)"]
+    assert dpo_problems(models, loss_type="exo_pair", label_smoothing=1e-3) == []
+    # A pair is a row: the batch counts pairs over every process, as for the other stages.
+    assert dpo_problems(models, train_rows=7, per_device_train_batch_size=4, gradient_accumulation_steps=2,
+                        min_train_rows=1) == [
+        "dataset smaller than one batch: 7 pairs for a batch of 8 (4 per device x 2 accumulation x 1 processes)"]
+    assert any("smaller than one batch" in p for p in dpo_problems(models, train_rows=12, processes=4, min_train_rows=1))
+    assert dpo_problems(models, max_length=256) == ["max_length (256) is longer than the SFT model's context (128)"]
+    assert any("pad token equals EOS" in p for p in dpo_problems(models, model="pad-is-eos"))
+    assert config_problems("dpo", stage_config("dpo", "tiny", {}), train_rows=40, model_dir=None) == [
+        "the dpo stage needs a SFT model directory"]
+
+
+def test_the_dpo_losses_are_those_trl_trains_with():
+    """config.py may not import TRL, so its list of DPO losses is written out: this is where a TRL pin that
+    adds or drops one shows."""
+    import inspect
+
+    from trl import DPOConfig, DPOTrainer
+
+    assert re.findall(r'loss_type == "(\w+)"', inspect.getsource(DPOTrainer._compute_loss)) == list(DPO_LOSS_TYPES)
+    documented = re.findall(r"`'(\w+)'`", DPOConfig.__dataclass_fields__["loss_type"].metadata["help"])
+    assert documented == list(DPO_LOSS_TYPES)
 
 
 def test_the_child_refuses_a_bad_config_with_an_error_event(models, tmp_path):
@@ -170,9 +213,13 @@ def test_the_child_names_a_bad_line_before_loading_torch(models, tmp_path):
             "data": {"train": str(train), "eval": None}, "base_model": models["sft"],
             "progress_file": str(tmp_path / "p.jsonl")}
     (tmp_path / "spec.json").write_text(json.dumps(spec))
-    started = time.time()
-    result = subprocess.run(child_command(str(tmp_path / "spec.json")), cwd=REPO, capture_output=True, text=True)
-    assert result.returncode == 2 and time.time() - started < 5
+    # A torch that cannot be imported, ahead of the real one: the child must refuse the line without
+    # it (a stopwatch would say the same only on an idle machine).
+    (tmp_path / "no-torch" / "torch").mkdir(parents=True)
+    (tmp_path / "no-torch" / "torch" / "__init__.py").write_text("raise ImportError('torch was imported')\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "no-torch"), os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run(child_command(str(tmp_path / "spec.json")), cwd=REPO, env=env, capture_output=True, text=True)
+    assert result.returncode == 2, result.stderr[-2000:]
     [event] = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
     assert event["message"] == f"refused: {train}, line 6: messages must be a list of {{role, content}} messages"
 
