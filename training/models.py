@@ -62,7 +62,7 @@ class ModelVersion(TimeStamped):
     parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="children")
     reward_model = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     snapshot = models.ForeignKey(DatasetSnapshot, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    algorithm = models.CharField(max_length=16, blank=True, help_text="ppo or rloo, for a policy")
+    algorithm = models.CharField(max_length=16, blank=True, help_text="ppo, rloo or dpo, for a policy")
     metrics = models.JSONField(default=dict, blank=True, help_text="evaluation on the held-out split")
     config = models.JSONField(default=dict, blank=True)
 
@@ -92,8 +92,11 @@ FINISHED = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
 
 
 class Algorithm(models.TextChoices):
+    """A round's recipe: which stage trains the policy after SFT (training.services.runs.RECIPES)."""
+
     PPO = "ppo", "PPO"
     RLOO = "rloo", "RLOO"
+    DPO = "dpo", "DPO (no reward model)"
 
 
 class TrainingRun(TimeStamped):
@@ -139,6 +142,7 @@ class StageName(models.TextChoices):
     REWARD = "reward", "Reward model"
     PPO = "ppo", "PPO"
     RLOO = "rloo", "RLOO"
+    DPO = "dpo", "DPO"
 
 
 class StageStatus(models.TextChoices):

@@ -33,7 +33,7 @@ def test_later_rounds_reuse_the_projects_base(filled, owner):
 
 
 @pytest.mark.parametrize("kwargs, field, words", [
-    ({"algorithm": "dpo"}, "algorithm", "ppo, rloo"),
+    ({"algorithm": "kto"}, "algorithm", "ppo, rloo, dpo"),
     ({"preset": "huge"}, "preset", "tiny"),
     ({"base_source": "relative/dir"}, "base_source", "not a local model directory"),
     ({"config": {"dpo": {}}}, "config", "no stage named dpo"),

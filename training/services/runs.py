@@ -30,6 +30,13 @@ logger = logging.getLogger(__name__)
 # A running round whose worker has not written a heartbeat for this long is taken as lost.
 LOST_AFTER_SECONDS = 60
 
+# Each algorithm's stages after the base: PPO and RLOO learn from a reward model, DPO from the pairs themselves.
+RECIPES = {
+    Algorithm.PPO: (StageName.SFT, StageName.REWARD, StageName.PPO),
+    Algorithm.RLOO: (StageName.SFT, StageName.REWARD, StageName.RLOO),
+    Algorithm.DPO: (StageName.SFT, StageName.DPO),
+}
+
 
 def run_create(
     *, project, by, preset: str = "tiny", algorithm: str = Algorithm.PPO, config: dict | None = None,
@@ -39,10 +46,10 @@ def run_create(
 
     The base model is built once per project: a round includes the base stage only while the
     project has none (or when `base_source` names a local model directory to adopt). Every round
-    then trains SFT from that base on all accepted demonstrations so far, a reward model from that
-    SFT model on all comparisons, and the policy from that SFT model. The configuration is checked
-    here, before anything starts; row counts are checked again in the worker, once the data is
-    exported.
+    then trains SFT from that base on all accepted demonstrations so far and the policy from that
+    SFT model: with PPO or RLOO after a reward model trained from the SFT model on all comparisons,
+    with DPO on the comparisons directly (`RECIPES`). The configuration is checked here, before
+    anything starts; row counts are checked again in the worker, once the data is exported.
     """
     config = dict(config or {})
     if algorithm not in Algorithm.values:
@@ -56,7 +63,7 @@ def run_create(
         if not source.is_absolute() or not (source / "config.json").is_file():
             raise ValidationError({"base_source": f"{base_source} is not a local model directory (absolute path with a config.json)"})
     has_base = ModelVersion.objects.filter(project=project, kind=ModelKind.BASE).exists()
-    names = ([StageName.BASE] if base_source or not has_base else []) + [StageName.SFT, StageName.REWARD, algorithm]
+    names = ([StageName.BASE] if base_source or not has_base else []) + list(RECIPES[algorithm])
     unknown = set(config) - set(names)
     if unknown:
         raise ValidationError({"config": f"no stage named {', '.join(sorted(unknown))} in this round ({', '.join(names)})"})

@@ -52,6 +52,7 @@ STAGE_DATA = {
     StageName.REWARD: SnapshotKind.PREFERENCE,
     StageName.PPO: SnapshotKind.PROMPTS,
     StageName.RLOO: SnapshotKind.PROMPTS,
+    StageName.DPO: SnapshotKind.PREFERENCE,
 }
 STAGE_MODEL = {
     StageName.BASE: ModelKind.BASE,
@@ -59,6 +60,7 @@ STAGE_MODEL = {
     StageName.REWARD: ModelKind.REWARD,
     StageName.PPO: ModelKind.POLICY,
     StageName.RLOO: ModelKind.POLICY,
+    StageName.DPO: ModelKind.POLICY,
 }
 
 
@@ -200,6 +202,7 @@ def _spec(run, stage, *, out_dir, work_dir, progress):
             StageName.REWARD: latest.get(ModelKind.SFT),
             StageName.PPO: latest.get(ModelKind.SFT),
             StageName.RLOO: latest.get(ModelKind.SFT),
+            StageName.DPO: latest.get(ModelKind.SFT),  # its frozen reference too
         }[stage.name])
     spec = {
         "stage": stage.name, "out_dir": str(out_dir), "work_dir": str(work_dir), "data": data,

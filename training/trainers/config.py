@@ -26,12 +26,20 @@ Keys (every stage unless marked):
   response_length, temperature, local_rollout_forward_batch_size, missing_eos_penalty, cliprange,
   cliprange_value, vf_coef, gamma, lam, whiten_rewards, kl_estimator.
   rloo: num_generations, response_length, kl_coef, temperature, num_iterations.
+  dpo: beta (the higher, the closer the policy stays to the SFT model, its reference), loss_type (one of
+  DPO_LOSS_TYPES or a list of them, summed), loss_weights (null: 1 each; else one number per loss type),
+  label_smoothing (the flip probability of robust, aot and aot_unpaired; EXO's epsilon, which exo_pair
+  needs above 0), eval_max_new_tokens (reply length sampled for the held-out KL).
 """
 
 import json
 from pathlib import Path
 
-STAGES = ("base", "sft", "reward", "ppo", "rloo")
+STAGES = ("base", "sft", "reward", "ppo", "rloo", "dpo")
+# The losses TRL 1.12's DPOTrainer accepts (trl/trainer/dpo_config.py, `loss_type`); a test compares them
+# with the installed TRL, since this module may not import it.
+DPO_LOSS_TYPES = ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
+                  "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm")
 AUTO = "auto"
 
 _COMMON = {
@@ -71,6 +79,8 @@ DEFAULTS = {
             "lam": 0.95, "whiten_rewards": False, "kl_estimator": "k1", "save_every": 20, "logging_steps": 1},
     "rloo": {**_COMMON, "learning_rate": 3e-6, "num_generations": 2, "response_length": 53, "kl_coef": 0.05,
              "temperature": 0.7, "num_iterations": 1, "save_every": 20, "logging_steps": 1},
+    "dpo": {**_COMMON, "learning_rate": 5e-6, "beta": 0.1, "loss_type": "sigmoid", "loss_weights": None,
+            "label_smoothing": 0.0, "eval_max_new_tokens": 32},
 }
 
 # Shapes: tiny is a model of about 0.1M parameters for tests on CPU; small about 7M, trainable on a CPU
@@ -86,6 +96,7 @@ PRESETS = {
         "ppo": {"total_episodes": 32, "num_ppo_epochs": 1, "response_length": 8, "learning_rate": 1e-4,
                 "local_rollout_forward_batch_size": 8, "save_every": 4},
         "rloo": {"max_steps": 8, "response_length": 8, "learning_rate": 1e-4, "save_every": 4},
+        "dpo": {"max_steps": 8, "learning_rate": 1e-3, "save_every": 4, "eval_max_new_tokens": 8},
     },
     "small": {
         "all": {"per_device_train_batch_size": 8, "gradient_accumulation_steps": 2, "max_length": 512,
@@ -96,6 +107,7 @@ PRESETS = {
         "ppo": {"per_device_train_batch_size": 8, "gradient_accumulation_steps": 2, "num_mini_batches": 2,
                 "response_length": 48, "logging_steps": 1},
         "rloo": {"per_device_train_batch_size": 8, "num_generations": 4, "response_length": 48, "logging_steps": 1},
+        "dpo": {"learning_rate": 5e-5, "num_train_epochs": 1.0},
     },
     # The demo loop (manage.py demo_rounds): a model of about half a million parameters on the demo's short
     # arithmetic replies, sized so that a whole round runs in minutes on a 2-core CPU. The base model
@@ -115,6 +127,7 @@ PRESETS = {
                 "save_every": 8, "logging_steps": 1},
         "rloo": {"per_device_train_batch_size": 16, "num_generations": 4, "response_length": 10,
                  "learning_rate": 1e-4, "max_steps": 32, "save_every": 8, "logging_steps": 1},
+        "dpo": {"learning_rate": 1e-4, "num_train_epochs": 2.0, "eval_max_new_tokens": 12},
     },
     "gpu": {
         "all": {"per_device_train_batch_size": 64, "per_device_eval_batch_size": 64, "max_length": 1024,
@@ -129,11 +142,16 @@ PRESETS = {
                 "save_every": 20},
         "rloo": {"per_device_train_batch_size": 16, "gradient_accumulation_steps": 4, "num_generations": 4,
                  "response_length": 128, "torch_compile": False, "save_every": 50},
+        # A pair is two sequences, and a frozen reference runs beside the policy. Not compiled, as PPO and
+        # RLOO: not yet measured on a GPU.
+        "dpo": {"per_device_train_batch_size": 32, "num_train_epochs": 1.0, "eval_max_new_tokens": 128,
+                "torch_compile": False},
     },
 }
 
 _INT, _FLOAT, _BOOL, _STR, _NONE = (int,), (int, float), (bool,), (str,), (type(None),)
 _AUTO_BOOL = ("auto-bool",)
+_STR_OR_LIST, _LIST = (str, list), (list,)
 TYPES = {
     "learning_rate": _FLOAT, "num_train_epochs": _FLOAT, "max_steps": _INT, "per_device_train_batch_size": _INT,
     "per_device_eval_batch_size": _INT, "gradient_accumulation_steps": _INT, "max_length": _INT,
@@ -147,15 +165,16 @@ TYPES = {
     "missing_eos_penalty": _FLOAT + _NONE, "cliprange": _FLOAT, "cliprange_value": _FLOAT, "vf_coef": _FLOAT,
     "gamma": _FLOAT, "lam": _FLOAT, "whiten_rewards": _BOOL, "kl_estimator": _STR,
     "num_generations": _INT, "num_iterations": _INT,
+    "beta": _FLOAT, "loss_type": _STR_OR_LIST, "loss_weights": _LIST + _NONE, "label_smoothing": _FLOAT,
 }
 _POSITIVE = {
     "per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps", "max_length",
     "logging_steps", "save_every", "save_total_limit", "eval_max_new_tokens", "layers", "heads", "width", "context",
     "vocab_size", "total_episodes", "num_ppo_epochs", "num_mini_batches", "response_length",
-    "local_rollout_forward_batch_size", "num_generations", "num_iterations", "learning_rate", "temperature",
+    "local_rollout_forward_batch_size", "num_generations", "num_iterations", "learning_rate", "temperature", "beta",
 }
 _NON_NEGATIVE = {"eval_max_rows", "min_train_rows", "step_delay_s", "weight_decay", "warmup_steps", "kl_coef",
-                 "seed_offset", "num_train_epochs"}
+                 "seed_offset", "num_train_epochs", "label_smoothing"}
 # 256 byte symbols and the five chat special tokens of scratch.tokenizer_train.
 MIN_VOCAB = 261
 
@@ -183,7 +202,8 @@ def _type_ok(value, expected) -> bool:
 def _type_name(expected) -> str:
     if expected is _AUTO_BOOL:
         return 'true, false or "auto"'
-    names = {int: "an integer", float: "a number", bool: "true or false", str: "a string", type(None): "null"}
+    names = {int: "an integer", float: "a number", bool: "true or false", str: "a string", list: "a list",
+             type(None): "null"}
     return " or ".join(dict.fromkeys(names[t] for t in expected if not (t is int and float in expected)))
 
 
@@ -196,7 +216,8 @@ def config_problems(stage: str, config: dict, *, train_rows: int, eval_rows: int
     have not built the models a later stage starts from yet.
 
     `model_dir` is the model the stage starts from (for "base", the directory to adopt, or None
-    to build from scratch); `reward_model_dir` the reward model of a PPO or RLOO stage;
+    to build from scratch; for "dpo", the SFT model, its reference too); `reward_model_dir` the
+    reward model of a PPO or RLOO stage;
     `processes` how many training processes `accelerate launch` starts.
     """
     if stage not in DEFAULTS:
@@ -263,8 +284,47 @@ def config_problems(stage: str, config: dict, *, train_rows: int, eval_rows: int
         elif train_rows < global_batch // generations:
             problems.append(f"dataset smaller than one batch: {train_rows} prompts for a batch of "
                             f"{global_batch // generations} prompts x {generations} generations")
+    if stage == "dpo":
+        problems += _dpo_problems(c)
+        if train_rows < global_batch:
+            problems.append(f"dataset smaller than one batch: {train_rows} pairs for a batch of {global_batch} "
+                            f"({c['per_device_train_batch_size']} per device x {c['gradient_accumulation_steps']} "
+                            f"accumulation x {processes} processes)")
     if check_models and stage in ("ppo", "rloo"):
         problems += _reward_model_problems(model_dir, reward_model_dir)
+    return problems
+
+
+def dpo_loss_types(value) -> list[str]:
+    """Return loss_type as the list TRL's DPOConfig makes of it (a string is one loss)."""
+    return [value] if isinstance(value, str) else list(value)
+
+
+def _dpo_problems(c: dict) -> list[str]:
+    """Refuse before anything loads what TRL's DPO would refuse late: an unknown loss only at the first
+    training step, loss weights of the wrong length when DPOConfig is built, exo_pair without smoothing
+    once both models are loaded."""
+    losses = dpo_loss_types(c["loss_type"])
+    if not losses or not all(isinstance(loss, str) for loss in losses):
+        return [f"loss_type must be a loss name or a non-empty list of them, not {c['loss_type']!r}"]
+    problems = []
+    unknown = [loss for loss in losses if loss not in DPO_LOSS_TYPES]
+    if unknown:
+        problems.append(f"unknown loss_type {', '.join(map(repr, unknown))}: TRL's DPO accepts "
+                        f"{', '.join(DPO_LOSS_TYPES)}")
+    weights = c["loss_weights"]
+    if weights is not None:
+        if not all(isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0 for w in weights):
+            problems.append(f"loss_weights must be numbers of at least 0, not {weights!r}")
+        elif len(weights) != len(losses):
+            problems.append(f"loss_weights has {len(weights)} weight{'s' if len(weights) != 1 else ''} for "
+                            f"{len(losses)} loss type{'s' if len(losses) != 1 else ''} ({', '.join(losses)}): "
+                            "give one weight per loss type, or none for 1 each")
+    if c["label_smoothing"] >= 0.5:
+        problems.append(f"label_smoothing must be below 0.5 (the chance a preference was flipped), "
+                        f"not {c['label_smoothing']}")
+    elif "exo_pair" in losses and c["label_smoothing"] == 0:
+        problems.append("the exo_pair loss needs label_smoothing above 0 (the EXO paper suggests 1e-3)")
     return problems
 
 
@@ -318,7 +378,7 @@ def model_context(model_dir: str) -> int | None:
 
 def _model_problems(stage: str, model_dir: str | None, c: dict, *, adopting: bool) -> list[str]:
     name = {"base": "base model to adopt", "sft": "base model", "reward": "SFT model", "ppo": "SFT model",
-            "rloo": "SFT model"}[stage]
+            "rloo": "SFT model", "dpo": "SFT model"}[stage]
     if not model_dir:
         return [f"the {stage} stage needs a {name} directory"]
     if not (Path(model_dir) / "config.json").exists():
@@ -342,7 +402,7 @@ def _model_problems(stage: str, model_dir: str | None, c: dict, *, adopting: boo
                             "limited to assistant tokens")
     context = model_context(model_dir)
     if context is not None:
-        if stage in ("sft", "reward") and c["max_length"] > context:
+        if stage in ("sft", "reward", "dpo") and c["max_length"] > context:
             problems.append(f"max_length ({c['max_length']}) is longer than the {name}'s context ({context})")
         if stage in ("ppo", "rloo") and c["response_length"] >= context:
             problems.append(f"response_length ({c['response_length']}) leaves no room for a prompt in the "

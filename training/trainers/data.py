@@ -14,6 +14,7 @@ COLUMNS = {
     "reward": ("prompt", "chosen", "rejected"),
     "ppo": ("prompt",),
     "rloo": ("prompt",),
+    "dpo": ("prompt", "chosen", "rejected"),
 }
 
 

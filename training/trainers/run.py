@@ -6,7 +6,7 @@ process group: SIGTERM keeps Python's default action (die at once), and no DataL
 processes are started. No Django here.
 
 The spec (JSON object):
-  stage          "base" | "sft" | "reward" | "ppo" | "rloo"
+  stage          "base" | "sft" | "reward" | "ppo" | "rloo" | "dpo"
   out_dir        absolute path of the finished model. Written only at the end: the model is saved
                  into a sibling `.NAME.partial` folder, evaluated there, then renamed into place, so
                  a killed or failed run leaves no out_dir. It loads with `from_pretrained` and holds
@@ -14,10 +14,10 @@ The spec (JSON object):
   work_dir       absolute path for checkpoints and scratch; kept across a resume.
   data           {"train": path, "eval": path or null, "texts_for_tokenizer": [paths] (base only, optional)};
                  a base that adopts a model trains nothing, so its "train" may be null.
-                 JSONL as the exporters write it: base {"text"}, sft {"messages"}, reward {"prompt",
-                 "chosen", "rejected"}, ppo/rloo {"prompt"}; other keys (provenance) are ignored.
+                 JSONL as the exporters write it: base {"text"}, sft {"messages"}, reward and dpo
+                 {"prompt", "chosen", "rejected"}, ppo/rloo {"prompt"}; other keys (provenance) are ignored.
   base_model     base: null (build from scratch) or a model directory to adopt; sft: the base model;
-                 reward, ppo, rloo: the SFT model (for PPO and RLOO also the frozen reference).
+                 reward, ppo, rloo, dpo: the SFT model (for PPO, RLOO and DPO also the frozen reference).
   reward_model   ppo/rloo: the reward model directory (PPO's value model starts from it too).
   previous_policy  ppo/rloo, optional: a policy to measure the win rate against.
   preset         "tiny" | "small" | "gpu" (default "tiny"); config: overrides (see config.py).
@@ -25,6 +25,8 @@ The spec (JSON object):
   resume         bool: go on from the newest checkpoint in work_dir (none there: start afresh).
   progress_file  absolute path; one JSON object per line is appended (main process only):
     {"event": "start", "stage", "total", "step", "world_size", "ranks", "time", ...}
+        (dpo adds "trl_config": the loss_type, loss_weights, beta, label_smoothing and max_length
+        its DPOTrainer resolved, and "pairs_too_long": pairs TRL left out)
     {"event": "progress", "step", "total", "metrics": {loss, learning_rate, reward_accuracy,
         mean_reward, kl, and every other number the trainer logged}, "time"}
         at every logging step, and at most once a second between them; PPO's step is the true

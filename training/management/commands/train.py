@@ -13,14 +13,17 @@ from training.services import runs, supervisor
 
 class Command(BaseCommand):
     help = (
-        "Start a training round for a project: base (first round only), SFT, reward model, then PPO "
-        "or RLOO. By default a worker runs it; --here runs it in this process and prints progress."
+        "Start a training round for a project: base (first round only), SFT, then a reward model and PPO "
+        "or RLOO, or DPO on the pairs with no reward model. By default a worker runs it; --here runs it in "
+        "this process and prints progress."
     )
 
     def add_arguments(self, parser):
         parser.add_argument("--project", type=int, required=True)
         parser.add_argument("--preset", default="tiny", help="tiny (CPU tests), small, gpu")
-        parser.add_argument("--algorithm", choices=Algorithm.values, default=Algorithm.PPO)
+        parser.add_argument("--algorithm", choices=Algorithm.values, default=Algorithm.PPO,
+                            help="ppo or rloo: SFT, reward model, then that RL stage; dpo: SFT, then DPO on the "
+                            "preference pairs, no reward model")
         parser.add_argument("--config", default="{}", help='per stage overrides as JSON: \'{"sft": {"max_steps": 20}}\'')
         parser.add_argument("--base", default="", help="a local model directory to adopt as the base model")
         parser.add_argument("--processes", type=int, default=1, help="processes per stage (accelerate launch)")
