@@ -208,8 +208,8 @@ def test_export_command_prints_rows_and_refuses_bad_filters(project, member, cap
 
 
 def test_preference_rows_are_what_json_dumps_would_write_with_every_provenance_field(project, member, make_user):
-    """The preference rows are joined from fragments, not json.dumps'd: every line must still be
-    exactly the standard encoding of the row, with each field's value."""
+    """Every line is exactly json.dumps's compact UTF-8 encoding of the row (orjson writes it),
+    with each field's value."""
     from datetime import UTC, datetime
 
     from annotate.models import CandidateSet
@@ -235,7 +235,7 @@ def test_preference_rows_are_what_json_dumps_would_write_with_every_provenance_f
 
     folder = settings.SNAPSHOT_STORE / snapshot.folder
     lines = [line for path in sorted(folder.glob("*.jsonl")) for line in path.read_text().splitlines()]
-    assert lines and all(line == json.dumps(json.loads(line), ensure_ascii=False) for line in lines)
+    assert lines and all(line == json.dumps(json.loads(line), ensure_ascii=False, separators=(",", ":")) for line in lines)
     rows = all_rows(snapshot)
     assert len(rows) == 3 + 2
     assert rows[0]["prompt"] == [{"role": "user", "content": f"First {odd}"}, {"role": "assistant", "content": "An answer"},

@@ -1,43 +1,47 @@
-"""Write snapshot rows to JSONL files per split, streamed, with row counts and sha256."""
+"""Write snapshot rows to JSONL files per split, streamed, with row counts and sha256.
+
+Rows are encoded by orjson, a few times faster than json.dumps: strings come out as
+json.dumps(row, ensure_ascii=False) writes them (UTF-8; only quotes, backslashes and control
+characters escaped), with no space after "," and ":".
+"""
 
 import hashlib
-import json
 from pathlib import Path
+
+import orjson
 
 
 class SplitFiles:
     """One JSONL file per split under `folder`, named `<stem>-<split>.jsonl`."""
 
-    # Rows are joined and written (and hashed) a batch at a time: one encode, write and
-    # sha256 update per thousand rows rather than per row, for about a megabyte held per split.
-    BATCH = 1000
+    # Rows are written (and hashed) a megabyte at a time: one write and sha256 update per
+    # thousand rows or so, rather than per row.
+    BUFFER_BYTES = 1 << 20
 
     def __init__(self, folder: Path, stem: str):
         self.folder, self.stem = folder, stem
         self.handles, self.digests, self.rows, self.pending = {}, {}, {}, {}
 
-    def write(self, split: str, row: dict | str) -> None:
-        """Write one row: a dict, or a line of JSON already encoded (without its newline)."""
+    def write(self, split: str, row: dict) -> None:
+        """Write one row as a line of JSON."""
         pending = self.pending.get(split)
         if pending is None:
             self.handles[split] = (self.folder / f"{self.stem}-{split}.jsonl").open("wb")
             self.digests[split] = hashlib.sha256()
             self.rows[split] = 0
-            pending = self.pending[split] = []
-        pending.append(row if isinstance(row, str) else json.dumps(row, ensure_ascii=False))
-        if len(pending) >= self.BATCH:
+            pending = self.pending[split] = bytearray()
+        # Appended to one buffer, not held as a bytes object per row: a thousand rows alive at
+        # once fragment the heap, for 20 MB more at a million pairs.
+        pending += orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE)
+        self.rows[split] += 1
+        if len(pending) >= self.BUFFER_BYTES:
             self._flush(split)
 
     def _flush(self, split: str) -> None:
         pending = self.pending[split]
-        if not pending:
-            return
-        self.rows[split] += len(pending)
-        pending.append("")  # so that the last row ends with its newline too
-        data = "\n".join(pending).encode()
+        self.handles[split].write(pending)
+        self.digests[split].update(pending)
         pending.clear()
-        self.handles[split].write(data)
-        self.digests[split].update(data)
 
     def paths(self) -> list[Path]:
         return [Path(handle.name) for _, handle in sorted(self.handles.items())]

@@ -9,18 +9,18 @@ export. Every row carries provenance: pseudonymous annotator ids, where each rep
 
 import hashlib
 import hmac
-import json
 from collections import namedtuple
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
-from itertools import combinations
+from itertools import combinations, product
 
+import orjson
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.db import connection
 from django.db.models import Avg
 from django.utils.dateparse import parse_datetime
-from django.db import connection
 
 from annotate.agreement import ranked_pairs
 from annotate.models import CorpusText, Label, MessageRole, MessageSource, ReviewState
@@ -112,7 +112,6 @@ class Tree:
         self.messages = {row[0]: MessageRow._make(row) for row in rows}
         self.root_id = rows[0][2]
         self.pseudonyms = pseudonyms
-        self.encoded = {}
 
     def path(self, message_id: int) -> list[MessageRow] | None:
         """Root-to-message path, or None when any message on it is excluded or missing."""
@@ -150,34 +149,9 @@ class Tree:
             "source_user": message.source_user,
         }
 
-    def origin_json(self, message: MessageRow) -> str:
-        """`origin_of(message)` as JSON, written directly: a few times cheaper than json.dumps."""
-        return (
-            f'{{"message_id": {message.id}, "source": {_text(message.source)}, "at": {_text(message.created_at)}, '
-            f'"annotator": {_text(self.annotator_of(message))}, "model_version": {_text(message.model_version)}, '
-            f'"model_name": {_text(message.model_name)}, "source_user": {_text(message.source_user)}}}'
-        )
-
-    def reply_json(self, message_id: int) -> tuple[str, str]:
-        """The reply as a one-turn message list and its origin, both as JSON, encoded once
-        however many pairs and sets the reply appears in."""
-        if message_id not in self.encoded:
-            message = self.messages[message_id]
-            self.encoded[message_id] = (
-                f'[{{"role": "assistant", "content": {_string(message.text)}}}]', self.origin_json(message)
-            )
-        return self.encoded[message_id]
-
 
 def turns(path: list[MessageRow]) -> list[dict]:
     return [{"role": message.role, "content": message.text} for message in path]
-
-
-def turns_json(path: list[MessageRow]) -> str:
-    """`turns(path)` as JSON, written directly."""
-    return "[" + ", ".join(
-        f'{{"role": {_string(message.role)}, "content": {_string(message.text)}}}' for message in path
-    ) + "]"
 
 
 # Plain SQL through a server-side cursor: times come as ISO text and the origin's few exported
@@ -288,10 +262,10 @@ def rankings(project, filters: Filters) -> Iterator[tuple]:
         cursor.execute(RANKINGS.format(conditions="".join(conditions)), params)
         while batch := cursor.fetchmany(CHUNK):
             for *row, tiers, all_bad, guideline_version, at in batch:
-                yield *row, json.loads(tiers), all_bad, guideline_version, _isoformat(at)
+                yield *row, orjson.loads(tiers), all_bad, guideline_version, _isoformat(at)
 
 
-def preference_rows(project, side, *, filters: Filters = Filters()) -> Iterator[tuple[str, str]]:
+def preference_rows(project, side, *, filters: Filters = Filters()) -> Iterator[tuple[str, dict]]:
     """(split, row) for every pair implied by each ranking: tier i above tier j gives a pair
     for each reply of i and each of j; ties give none, and "all bad" gives none. Two replies
     with the same text give none either: a reward model cannot score one text above itself,
@@ -319,91 +293,44 @@ def _pairs_of_set(tree: Tree, split: str, set_id: int, rows: list[tuple], side: 
     prompt = tree.path(parent_id)
     if prompt is None:
         return
-    usable = [m for m in message_ids if m in tree.messages and not tree.messages[m].excluded]
-    # A million pairs come from far fewer texts: each text and origin is encoded once (per
-    # tree) and the rows are joined from those fragments, with no json.dumps per pair.
-    head = f'{{"prompt": {turns_json(prompt)}, "chosen": '
-    replies = {m: tree.reply_json(m) for m in usable}
-    versions = {m: tree.messages[m].model_version for m in usable}
+    prompt = turns(prompt)
+    replies = {m: tree.messages[m] for m in message_ids if m in tree.messages and not tree.messages[m].excluded}
+    # Built once per set and shared by every pair the reply is in (orjson encodes them each time).
+    answers = {m: [{"role": "assistant", "content": reply.text}] for m, reply in replies.items()}
+    origins = {m: tree.origin_of(reply) for m, reply in replies.items()}
     ordered = []
     for _, _, _, _, ranking_id, annotator_id, external, tiers, all_bad, guideline_version, created_at in rows:
-        who = _text(tree.pseudonym(annotator_id) if annotator_id else external)
-        imported = _scalar(annotator_id is None)
-        at = _text(created_at)
-        side["rankings"].write(split, (
-            f'{{"candidate_set_id": {set_id}, "ranking_id": {ranking_id}, "annotator": {who}, "imported": {imported}, '
-            f'"tiers": {_json(tiers)}, "all_bad": {_scalar(all_bad)}, "guideline_version": {_scalar(guideline_version)}, '
-            f'"at": {at}}}'
-        ))
+        who = tree.pseudonym(annotator_id) if annotator_id else external
+        side["rankings"].write(split, {
+            "candidate_set_id": set_id, "ranking_id": ranking_id, "annotator": who, "imported": annotator_id is None,
+            "tiers": tiers, "all_bad": all_bad, "guideline_version": guideline_version, "at": created_at,
+        })
         if all_bad:
             continue
         tiers = [[m for m in tier if m in replies] for tier in tiers]
         tiers = [tier for tier in tiers if tier]
         ordered.append(tiers)
-        provenance = (
-            f'{{"root_id": {tree.root_id}, "candidate_set_id": {set_id}, "ranking_id": {ranking_id}, "annotator": {who}, '
-            f'"imported": {imported}, "guideline_version": {_scalar(guideline_version)}, "at": {at}'
-        )  # left open: the two replies' origins follow
+        provenance = {
+            "root_id": tree.root_id, "candidate_set_id": set_id, "ranking_id": ranking_id, "annotator": who,
+            "imported": annotator_id is None, "guideline_version": guideline_version, "at": created_at,
+        }
         for upper, lower in combinations(tiers, 2):
-            for better in upper:
-                chosen, chosen_origin = replies[better]
-                for worse in lower:
-                    if model_version is not None and model_version not in (versions[better], versions[worse]):
-                        continue
-                    rejected, rejected_origin = replies[worse]
-                    if rejected == chosen:
-                        continue
-                    yield split, (
-                        f'{head}{chosen}, "rejected": {rejected}, "provenance": {provenance}, '
-                        f'"chosen": {chosen_origin}, "rejected": {rejected_origin}}}}}'
-                    )
+            for better, worse in product(upper, lower):
+                chosen, rejected = replies[better], replies[worse]
+                if model_version is not None and model_version not in (chosen.model_version, rejected.model_version):
+                    continue
+                if chosen.text == rejected.text:
+                    continue
+                yield split, {
+                    "prompt": prompt, "chosen": answers[better], "rejected": answers[worse],
+                    "provenance": {**provenance, "chosen": origins[better], "rejected": origins[worse]},
+                }
     if ordered:
         # One ranking is its own consensus; several are combined by ranked pairs.
-        order = [m for tier in ordered[0] for m in tier] if len(ordered) == 1 else ranked_pairs(sorted(usable), ordered)
-        side["consensus"].write(
-            split, f'{{"candidate_set_id": {set_id}, "order": {_json(order)}, "rankings": {len(ordered)}}}'
-        )
-
-
-def _unencodable(value):
-    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
-
-
-# The standard library's C encoders, made once: json.dumps builds an encoder on every call,
-# which costs several times what encoding a short list does. The same output as
-# json.dumps(value, ensure_ascii=False), without its check for circular references (rows are
-# read from the database, so they have none).
-_string = json.encoder.encode_basestring
-_encoder = json.encoder.c_make_encoder and json.encoder.c_make_encoder(
-    None, _unencodable, _string, None, ": ", ", ", False, False, True
-)
-
-
-def _json(value) -> str:
-    if _encoder is None:  # no C accelerator (not CPython)
-        return json.dumps(value, ensure_ascii=False)
-    return "".join(_encoder(value, 0))
-
-
-def _text(value: str | None) -> str:
-    return "null" if value is None else _string(value)
+        order = [m for tier in ordered[0] for m in tier] if len(ordered) == 1 else ranked_pairs(sorted(replies), ordered)
+        side["consensus"].write(split, {"candidate_set_id": set_id, "order": order, "rankings": len(ordered)})
 
 
 def _isoformat(utc: str) -> str:
     """What datetime.isoformat() writes for a UTC time given as 'YYYY-MM-DDTHH:MM:SS.ffffff'."""
     return (utc[:-7] if utc.endswith(".000000") else utc) + "+00:00"
-
-
-def _scalar(value) -> str:
-    """One JSON scalar, as json.dumps writes it, without json.dumps's cost per call."""
-    if value is None:
-        return "null"
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    if type(value) is str:
-        return _string(value)
-    if type(value) is int:
-        return str(value)
-    return _json(value)
