@@ -157,3 +157,8 @@ def test_openapi_schema_validates_without_warnings_and_documents_token_auth(caps
     body = schema.get("/api/schema/?format=json").json()
     assert body["components"]["securitySchemes"]["tokenAuth"]["name"] == "Authorization"
     assert "/api/tasks/{task_id}/submit/" in body["paths"]
+
+
+def test_an_invite_token_with_a_nul_byte_is_refused_not_a_server_error(api_as, member):
+    assert api_as(member).post("/api/invites/a%00b/accept/").status_code == 400
+    assert Client().get("/invite/a%00b/").status_code == 404

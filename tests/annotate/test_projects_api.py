@@ -2,7 +2,8 @@
 
 import pytest
 
-from annotate.models import Membership, Role
+from annotate.models import Membership, Project, Role
+from annotate.services import accounts as account_services
 
 pytestmark = pytest.mark.django_db
 
@@ -86,9 +87,15 @@ def test_invites_are_made_by_admins_and_accepted_by_anyone_with_the_link(api_as,
 
 
 def test_lists_are_paginated(api_as, owner, project):
-    from annotate.services import accounts as account_services
-
     for i in range(3):
         account_services.project_create(name=f"P{i}", created_by=owner)
     page = api_as(owner).get("/api/projects/?limit=2").json()
     assert page["count"] == 4 and len(page["results"]) == 2 and page["next"]
+
+
+def test_two_admins_editing_guidelines_at_once_get_two_versions(owner, project):
+    stale_a, stale_b = Project.objects.get(pk=project.pk), Project.objects.get(pk=project.pk)
+    account_services.project_update_guidelines(project=stale_a, guidelines="A")
+    account_services.project_update_guidelines(project=stale_b, guidelines="B")
+    project.refresh_from_db()
+    assert (project.guidelines, project.guideline_version) == ("B", 3)

@@ -1,6 +1,5 @@
 """The queue as annotators meet it, through the API: every kind, leases, skips, idempotency."""
 
-import time
 from datetime import timedelta
 
 import pytest
@@ -18,8 +17,9 @@ from annotate.models import (
     WorkItem,
 )
 from annotate.services import accounts as account_services
-from annotate.services import queue
+from annotate.services import tree
 from tests.annotate.factories import ranking_items
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.django_db
 
@@ -80,8 +80,6 @@ def test_prompt_demonstration_review_and_ranking_flow(api_as, owner, member, rev
     Message.objects.create(
         project=project, parent=prompt, root=prompt, depth=1, role="assistant", text="144", source="import"
     )
-    from annotate.services import tree
-
     tree.candidate_sets_form(parent=prompt)
     # second_annotator wrote one of the replies: they never get to rank it.
     assert next_task(api_as(second_annotator), project, "ranking") is None
@@ -172,9 +170,10 @@ def test_an_expired_lease_goes_back_to_the_pool_and_its_late_submit_is_refused(a
     # Well in the past: inside the test's transaction PostgreSQL's now() is the transaction's start,
     # which on a loaded machine can be seconds before Python's clock.
     Task.objects.filter(pk=task["id"]).update(lease_expires_at=timezone.now() - timedelta(hours=1))
-    time.sleep(queue.RECLAIM_EVERY_SECONDS)  # expired leases are collected at most once a second
-    again = next_task(api_as(second_annotator), project)
-    assert again is not None and again["id"] != task["id"]
+    # Expired leases are collected at most once a second (queue.RECLAIM_EVERY_SECONDS).
+    again = wait_until(lambda: next_task(api_as(second_annotator), project), timeout=30,
+                       what="the expired lease to go back to the pool")
+    assert again["id"] != task["id"]
     ids = [c["id"] for c in task["candidates"]]
     late = submit(api_as(member), task, tiers=[[i] for i in ids])
     assert late.status_code == 409 and "expired" in str(late.json())
@@ -262,8 +261,6 @@ def test_labels_and_flags_exclude_at_the_threshold_and_an_admin_clears(api_as, o
 def test_label_task_records_quality(api_as, member, project):
     only(project, label=1)
     reply = ranking_items(project, 1)[0].message_ids[0]
-    from annotate.services import tree
-
     tree.work_item_create(project=project, kind="label", needed=1, message=Message.objects.get(pk=reply))
     task = next_task(api_as(member), project)
     assert task["conversation"][-1]["id"] == reply
@@ -274,8 +271,6 @@ def test_label_task_records_quality(api_as, member, project):
 
 def test_a_rejected_demonstration_is_excluded_and_needs_a_reason(api_as, member, reviewer, project):
     only(project, review=1)
-    from annotate.services import tree
-
     prompt = tree.message_create(project=project, parent=None, role="user", text="Hi", source="import")
     demo = tree.message_create(project=project, parent=prompt, role="assistant", text="Go away", source="annotator", author=member)
     task = next_task(api_as(reviewer), project, "review")
@@ -307,3 +302,24 @@ def test_guideline_version_in_force_when_leased_is_recorded(api_as, owner, membe
     ranking_items(project, 1)
     task2 = next_task(api_as(member), project)
     assert task2["guideline_version"] == 2
+
+
+def test_annotators_cannot_label_their_own_message(api_as, member, project):
+    prompt = tree.message_create(project=project, parent=None, role="user", text="Hi", source="import")
+    mine = tree.message_create(project=project, parent=prompt, role="assistant", text="Hello", source="annotator", author=member)
+    response = api_as(member).post(f"/api/projects/{project.id}/messages/{mine.id}/labels/", {"quality": 5}, format="json")
+    assert response.status_code == 400 and "your own message" in str(response.json())
+
+
+def test_a_label_with_an_impossible_time_spent_is_refused_with_400(api_as, member, project):
+    reply = ranking_items(project, 1)[0].message_ids[0]
+    huge = api_as(member).post(
+        f"/api/projects/{project.id}/messages/{reply}/labels/", {"quality": 3, "time_spent_ms": 10**10}, format="json"
+    )
+    assert huge.status_code == 400 and "time_spent_ms" in huge.json()
+
+
+def test_a_kind_turned_off_in_the_mix_cannot_be_asked_for(api_as, member, project):
+    account_services.project_settings_update(project=project, task_mix={"prompt": 0})
+    response = api_as(member).post(f"/api/projects/{project.id}/tasks/next/", {"kind": "prompt"}, format="json")
+    assert response.status_code == 400 and "no prompt tasks" in str(response.json())

@@ -4,6 +4,7 @@ import pytest
 
 from annotate.models import Ranking, Role
 from annotate.services import accounts as account_services
+from annotate.services import tree
 from tests.annotate.factories import ranking_items
 
 pytestmark = pytest.mark.django_db
@@ -125,3 +126,29 @@ def test_throughput_and_time_on_task_per_annotator(api_as, owner, member, projec
         {"annotator_id": member.id, "username": "member", "submitted": 2, "time_on_task_s": 60.0, "per_hour": 120.0}
     ]
     assert api_as(member).get(f"/api/projects/{project.id}/counts/mine/").json() == {"today": 2, "total": 2}
+
+
+def test_a_task_mix_weight_too_big_to_add_up_is_refused_with_400(api_as, owner, project):
+    weights = api_as(owner).patch(f"/api/projects/{project.id}/settings/", {"task_mix": {"ranking": 1e308}}, format="json")
+    assert weights.status_code == 400
+
+
+def test_per_set_agreement_leaves_imported_rankings_out(api_as, reviewer, project):
+    candidate_set = ranking_items(project, 1)[0]
+    a, b, c, d = candidate_set.message_ids
+    Ranking.objects.create(candidate_set=candidate_set, external_annotator="x:1", tiers=[[a], [b], [c], [d]])
+    Ranking.objects.create(candidate_set=candidate_set, external_annotator="x:2", tiers=[[d], [c], [b], [a]])
+    body = api_as(reviewer).get(f"/api/projects/{project.id}/candidate-sets/{candidate_set.id}/consensus/").json()
+    assert body["kendall_w"] is None and body["rankings"] == 2
+
+
+def test_tree_hides_sources_and_excluded_text_from_annotators(api_as, member, reviewer, project):
+    prompt = tree.message_create(project=project, parent=None, role="user", text="Hi", source="import")
+    tree.message_create(project=project, parent=prompt, role="assistant", text="from a model", source="model")
+    bad = tree.message_create(project=project, parent=prompt, role="assistant", text="secret", source="model")
+    tree.message_exclude(message=bad, reason="personal data")
+    url = f"/api/projects/{project.id}/trees/{prompt.id}/"
+    turns = api_as(member).get(url).json()["messages"]
+    assert all("source" not in turn for turn in turns)
+    assert {turn["text"] for turn in turns} == {"Hi", "from a model", None}
+    assert {turn["source"] for turn in api_as(reviewer).get(url).json()["messages"]} == {"import", "model"}
