@@ -260,6 +260,9 @@ def copy_rows(model, rows: list[dict]) -> None:
                 copy.write_row([*row.values(), *fixed])
 
 
-def pseudonym(source: str, user: str) -> str:
-    """One stable pseudonymous identity per source user (the real id never leaves the import)."""
+def source_user_pseudonym(source: str, user: str) -> str:
+    """One stable pseudonymous identity per source user (the real id never leaves the import).
+
+    Unkeyed: anyone with the source's public user ids can recompute it. Our own annotators'
+    export pseudonyms are keyed (training.exporters.rows.annotator_pseudonym)."""
     return f"{source}:{hashlib.blake2b(user.encode(), digest_size=8).hexdigest()}"

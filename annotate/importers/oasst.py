@@ -10,11 +10,11 @@ pseudonym in its origin.
 
 from collections import defaultdict
 
-from annotate.importers.base import ImportRefused, jsonl_records, pseudonym
+from annotate.importers.base import ImportRefused, jsonl_records, source_user_pseudonym
 from annotate.models import CandidateSetKind, MessageRole
 
 ROLES = {"prompter": MessageRole.USER, "assistant": MessageRole.ASSISTANT}
-MERGED_RANKS = pseudonym("oasst", "merged-ranks")
+MERGED_RANKS = source_user_pseudonym("oasst", "merged-ranks")
 MAX_CANDIDATES = 9
 
 
@@ -51,7 +51,7 @@ class OasstTrees:
                 raise ImportRefused(line, f"message {message_id} has no text")
             if message_id in self.turns:
                 raise ImportRefused(line, f"message_id {message_id} appears twice")
-            origin = {"source_id": message_id, "source_user": pseudonym("oasst", str(message.get("user_id", "")))}
+            origin = {"source_id": message_id, "source_user": source_user_pseudonym("oasst", str(message.get("user_id", "")))}
             for field in ("model_name", "synthetic", "lang"):
                 if message.get(field) is not None:
                     origin[field] = message[field]

@@ -93,7 +93,7 @@ def is_heldout(project_id: int, key: int) -> bool:
     return int.from_bytes(digest[:8], "big") % 100 < HELDOUT_PERCENT
 
 
-def pseudonym(project_id: int, user_id: int | None) -> str | None:
+def annotator_pseudonym(project_id: int, user_id: int | None) -> str | None:
     """A stable pseudonymous annotator id: the same person gets the same id in every snapshot
     of the project, and the id cannot be turned back into the account without the secret key."""
     if user_id is None:
@@ -133,7 +133,7 @@ class Tree:
     def pseudonym(self, user_id: int | None) -> str | None:
         # One HMAC per person per export, not one per row.
         if user_id not in self.pseudonyms:
-            self.pseudonyms[user_id] = pseudonym(self.project_id, user_id)
+            self.pseudonyms[user_id] = annotator_pseudonym(self.project_id, user_id)
         return self.pseudonyms[user_id]
 
     def origin_of(self, message: MessageRow) -> dict:
