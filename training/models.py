@@ -268,3 +268,35 @@ class GeneratedReply(models.Model):
     job = models.ForeignKey(GenerationJob, null=True, blank=True, on_delete=models.SET_NULL, related_name="replies")
     sampling = models.JSONField(default=dict)
     backend = models.JSONField(default=dict)
+
+
+BASE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
+
+
+class BaseModel(TimeStamped):
+    """A pretrained base adopted once per installation, which any project's round may start from.
+
+    `folder` is a complete Hugging Face model directory under one of settings.BASE_MODEL_ROOTS;
+    `facts` records what it is and where it came from (architecture, parameters, context, dtype,
+    source file or package, quantisation of a converted GGUF). A file is registered once, whatever
+    the name: `source_sha256` is unique where set.
+    """
+
+    name = models.CharField(max_length=100, unique=True, help_text="letters, digits, . _ -; a round names it")
+    folder = models.CharField(max_length=500, help_text="absolute path, under one of BASE_MODEL_ROOTS")
+    facts = models.JSONField(default=dict)
+    source_sha256 = models.CharField(max_length=64, blank=True, help_text="of the file it was converted from")
+    licence = models.TextField(blank=True, help_text="the licence text shipped with it, if any")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=models.Q(name__regex=BASE_NAME_PATTERN), name="base_model_name_valid"),
+            models.UniqueConstraint(fields=["source_sha256"], condition=~models.Q(source_sha256=""),
+                                    name="base_model_file_once"),
+        ]
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name

@@ -52,3 +52,17 @@ def generation_execute(*, job_id: int) -> str:
     status = serving.generation_execute(job_id=job_id)
     logger.info("generation job %s: %s", job_id, status)
     return status
+
+
+@app.task(name="training.base_convert", queue="exports")
+def base_convert(*, gguf_path: str, name: str, requested_by: int | None = None) -> int:
+    """Convert a GGUF file into a registered base model in a worker (a minute or more); return its id."""
+    from django.contrib.auth import get_user_model
+
+    from training.services import bases
+
+    by = get_user_model().objects.filter(pk=requested_by).first() if requested_by else None
+    base = bases.base_convert(gguf_path=gguf_path, name=name, by=by,
+                              progress=lambda step: logger.info("base model %s: %s", name, step))
+    logger.info("registered base model %s in %s", base, base.folder)
+    return base.id

@@ -10,6 +10,7 @@ Variables (README lists them too):
   PLATFORM_BASE_URL   the URL printed in invites and logins; default http://127.0.0.1:8000
   API_THROTTLE_RATE   requests per token, e.g. 6000/minute
   SNAPSHOT_STORE, MODEL_STORE  folders for dataset snapshots and models; default in the data folder
+  BASE_MODEL_ROOTS    comma-separated absolute folders base models may be adopted from; default in the data folder
 """
 
 import os
@@ -185,6 +186,11 @@ SPECTACULAR_SETTINGS = {
 # several machines).
 SNAPSHOT_STORE = Path(os.environ.get("SNAPSHOT_STORE") or DATA_DIR / "snapshots")
 MODEL_STORE = Path(os.environ.get("MODEL_STORE") or DATA_DIR / "models")
+# The only folders a round may adopt a base model from (never another project's store), and where
+# converted GGUF files are written: under the first.
+BASE_MODEL_ROOTS = [Path(root) for root in env.csv_list("BASE_MODEL_ROOTS", [str(DATA_DIR / "base-models")])]
+if not all(root.is_absolute() for root in BASE_MODEL_ROOTS):
+    raise ImproperlyConfigured("BASE_MODEL_ROOTS must list absolute folders, separated by commas")
 
 # https://procrastinate.readthedocs.io/en/stable/howto/django/configuration.html
 PROCRASTINATE_WORKER_DEFAULTS = {"concurrency": 1}
