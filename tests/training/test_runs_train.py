@@ -13,10 +13,17 @@ from django.conf import settings
 from training import selectors
 from training.models import MetricPoint, ModelKind, ModelVersion, RunStage, RunStatus, StageStatus, TrainingRun
 from training.services import runs, supervisor
-from tests.helpers import REPO_ROOT, child_env, stop
+from tests.helpers import REPO_ROOT, child_env, stop, wait_until
 from tests.training.factories import arithmetic_project
 
 pytestmark = [pytest.mark.slow, pytest.mark.training, pytest.mark.django_db(transaction=True)]
+
+# What this test is about is the worker and the round around the stages: the tiny preset's stages
+# learn, evaluate and resume in tests/training/test_trainers.py, so here they train a few steps.
+# PPO keeps the preset's 8 updates, with a checkpoint after 4, to be killed and resumed between.
+FEW_STEPS = {"base": {"max_steps": 4}, "sft": {"max_steps": 4}, "reward": {"max_steps": 4}}
+# Round 2 only has to reach PPO to be cancelled there.
+ONE_STEP = {"sft": {"max_steps": 1}, "reward": {"max_steps": 1}}
 
 
 @pytest.fixture(autouse=True)
@@ -36,16 +43,16 @@ def worker(stores):
 
 
 def wait_for(predicate, *, timeout, what, run=None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    """Wait until `predicate()` holds; fail at once if the round ends first."""
+
+    def ready():
         found = predicate()
-        if found:
-            return found
-        if run is not None:
+        if not found and run is not None:
             run.refresh_from_db()
             assert not run.is_finished(), f"round {run.number} {run.status} while waiting for {what}: {run.error}"
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        return found
+
+    return wait_until(ready, timeout=timeout, interval=0.5, what=what)
 
 
 def stage_children(spec_folder) -> list[int]:
@@ -58,7 +65,7 @@ def test_a_round_survives_its_worker_being_killed_and_a_second_round_is_cancelle
     project, member, owner, stores
 ):
     arithmetic_project(project, member, prompts=40)
-    run = runs.run_create(project=project, by=owner, preset="tiny", seed=1)
+    run = runs.run_create(project=project, by=owner, preset="tiny", seed=1, config=FEW_STEPS)
     process = worker(stores)
     try:
         # Kill the worker once PPO has saved a checkpoint and made progress.
@@ -108,7 +115,7 @@ def test_a_round_survives_its_worker_being_killed_and_a_second_round_is_cancelle
     assert {"base", "sft", "reward", "ppo"} <= set(curves) and "loss" in curves["sft"]
 
     # Round 2 reuses the base; cancel it while PPO trains.
-    second = runs.run_create(project=project, by=owner, preset="tiny", seed=2)
+    second = runs.run_create(project=project, by=owner, preset="tiny", seed=2, config=ONE_STEP)
     assert list(second.stages.values_list("name", flat=True)) == ["sft", "reward", "ppo"]
     process = worker(stores)
     try:

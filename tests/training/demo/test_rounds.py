@@ -88,9 +88,13 @@ def test_scripted_annotators_and_one_tiny_round_run_end_to_end(stores):
 
     admin = get_user_model().objects.get(username="admin")
     lines = []
-    # The base model as the demo preset trains it: one padded row per pretraining document.
+    # The base model as the demo preset trains it: one padded row per pretraining document. Each stage
+    # trains a few steps only: this test is about the loop around them, and how the tiny preset's
+    # stages learn is tests/training/test_trainers.py's (and the round's, test_runs_train.py's).
+    few_steps = {"base": {"packing": False, "max_steps": 4}, "sft": {"max_steps": 4}, "reward": {"max_steps": 4},
+                 "ppo": {"total_episodes": 8}}
     result = round_run(project=project, admin=admin, number=1, preset="tiny", heldout=20, prompts_per_round=6,
-                       config={"base": {"packing": False}}, out=lines.append)
+                       config=few_steps, out=lines.append)
     seeds = list(Message.objects.filter(project=project, role=MessageRole.USER).order_by("id")[:12])
 
     # Each seed prompt came with two replies of an earlier assistant; the annotators did every task
@@ -122,7 +126,7 @@ def test_scripted_annotators_and_one_tiny_round_run_end_to_end(stores):
             assert f["n"] == 20 and 0 <= f["low"] <= f["score"] <= f["high"] <= 1
         version = ModelVersion.objects.get(project=project, kind=figure["kind"])
         if figure["kind"] == "base":
-            assert version.config["overrides"] == {"packing": False}
+            assert version.config["overrides"] == few_steps["base"]
         assert version.metrics["hidden_check_n"] == 20 and "hidden_check_greedy_ci95" in version.metrics
     assert 0 <= result["reward"]["accuracy"] <= 1
     assert result["agreement"]["sets_with_overlap"] == ranked and -1 <= result["agreement"]["krippendorff_alpha"] <= 1
