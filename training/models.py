@@ -62,7 +62,7 @@ class ModelVersion(TimeStamped):
     parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="children")
     reward_model = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     snapshot = models.ForeignKey(DatasetSnapshot, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    algorithm = models.CharField(max_length=16, blank=True, help_text="ppo, rloo or dpo, for a policy")
+    algorithm = models.CharField(max_length=16, blank=True, help_text="for a policy, the stage that trained it")
     metrics = models.JSONField(default=dict, blank=True, help_text="evaluation on the held-out split")
     config = models.JSONField(default=dict, blank=True)
 
@@ -91,12 +91,18 @@ class RunStatus(models.TextChoices):
 FINISHED = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
 
 
-class Algorithm(models.TextChoices):
-    """A round's recipe: which stage trains the policy after SFT (training.services.runs.RECIPES)."""
+def recipe_choices():
+    """A round's recipes, from the stage registry (training/trainers/stages.py): a recipe registered
+    there needs no migration."""
+    from training.trainers.stages import RECIPES, UNAVAILABLE
 
-    PPO = "ppo", "PPO"
-    RLOO = "rloo", "RLOO"
-    DPO = "dpo", "DPO (no reward model)"
+    return [(r.name, r.label) for r in RECIPES.values()] + [(name, name) for name in UNAVAILABLE]
+
+
+def stage_choices():
+    from training.trainers.stages import STAGES
+
+    return [(s.name, s.label) for s in STAGES.values()]
 
 
 class TrainingRun(TimeStamped):
@@ -106,7 +112,8 @@ class TrainingRun(TimeStamped):
     number = models.PositiveIntegerField(help_text="the project's round number")
     status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.QUEUED)
     preset = models.CharField(max_length=16, default="tiny")
-    algorithm = models.CharField(max_length=16, choices=Algorithm.choices, default=Algorithm.PPO)
+    # The round's recipe (the name stays from when a round chose only its RL algorithm).
+    algorithm = models.CharField(max_length=16, choices=recipe_choices)
     # Per stage overrides of the preset, as given (validated when the run was created).
     config = models.JSONField(default=dict, blank=True)
     base_source = models.CharField(max_length=500, blank=True, help_text="a local model directory; empty: from scratch")
@@ -136,15 +143,6 @@ class TrainingRun(TimeStamped):
         return self.status in FINISHED
 
 
-class StageName(models.TextChoices):
-    BASE = "base", "Base model"
-    SFT = "sft", "Supervised fine-tuning"
-    REWARD = "reward", "Reward model"
-    PPO = "ppo", "PPO"
-    RLOO = "rloo", "RLOO"
-    DPO = "dpo", "DPO"
-
-
 class StageStatus(models.TextChoices):
     PENDING = "pending", "Pending"
     RUNNING = "running", "Running"
@@ -156,7 +154,7 @@ class StageStatus(models.TextChoices):
 class RunStage(TimeStamped):
     run = models.ForeignKey(TrainingRun, on_delete=models.CASCADE, related_name="stages")
     order = models.PositiveSmallIntegerField()
-    name = models.CharField(max_length=16, choices=StageName.choices)
+    name = models.CharField(max_length=16, choices=stage_choices)
     status = models.CharField(max_length=16, choices=StageStatus.choices, default=StageStatus.PENDING)
     snapshot = models.ForeignKey(DatasetSnapshot, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     step = models.PositiveIntegerField(default=0)

@@ -109,7 +109,7 @@ def run_payload(run: TrainingRun) -> dict:
     current = next((s for s in stages if s["status"] == "running"), None)
     return {
         "id": run.id, "project_id": run.project_id, "number": run.number, "status": run.status,
-        "preset": run.preset, "algorithm": run.algorithm, "config": run.config, "base_source": run.base_source,
+        "preset": run.preset, "algorithm": run.algorithm, "recipe": run.algorithm, "config": run.config, "base_source": run.base_source,
         "processes": run.processes, "seed": run.seed, "error": run.error, "cancel_requested": run.cancel_requested,
         "stage": current["name"] if current else None, "heartbeat_at": run.heartbeat_at, "worker": run.worker,
         "created_at": run.created_at, "started_at": run.started_at, "finished_at": run.finished_at,

@@ -16,8 +16,9 @@ from django.views.decorators.http import require_POST
 from annotate.models import Role
 from annotate.selectors.accounts import members_of, membership_with_role
 from training import plots, selectors, services
-from training.models import Algorithm, Backend, Deployment, GenerationJob, ModelVersion, SnapshotKind
+from training.models import Backend, Deployment, GenerationJob, ModelVersion, SnapshotKind
 from training.services import runs, serving
+from training.trainers import stages
 
 
 class ExportForm(forms.Form):
@@ -106,7 +107,7 @@ class RunForm(forms.Form):
         choices=[("tiny", "tiny: seconds on a CPU, for trying the loop"), ("small", "small: minutes on a CPU"),
                  ("gpu", "gpu: GPT-2-small shape, for a GPU worker")], initial="small",
     )
-    algorithm = forms.ChoiceField(choices=Algorithm.choices, initial=Algorithm.PPO, label="RL algorithm")
+    recipe = forms.ChoiceField(label="Recipe", help_text="the stages the round trains after the base model")
     seed = forms.IntegerField(initial=0)
     processes = forms.IntegerField(initial=1, min_value=1, max_value=64, label="Processes per stage",
                                    help_text="more than 1 launches each stage through accelerate (one per GPU)")
@@ -115,6 +116,14 @@ class RunForm(forms.Form):
     config = forms.JSONField(required=False, initial=dict, label="Settings per stage (JSON)",
                              widget=forms.Textarea(attrs={"rows": 3, "placeholder": '{"sft": {"learning_rate": 0.0001}}'}),
                              help_text="overrides of the preset, e.g. {\"ppo\": {\"total_episodes\": 256}}")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # The registry's recipes at the time of the request (a stage registered later is offered too).
+        self.fields["recipe"].choices = stages.recipe_choices()
+        self.fields["recipe"].initial = stages.default_recipe()
+        if stages.UNAVAILABLE:
+            self.fields["recipe"].help_text += "; not here: " + "; ".join(stages.UNAVAILABLE.values())
 
 
 @login_required

@@ -28,12 +28,12 @@ def test_an_admin_starts_a_round_from_the_page_and_follows_it(filled, owner, mem
     page = logged_in(owner).get(url)
     assert page.status_code == 200 and b"Start round 1" in page.content
 
-    refused = logged_in(owner).post(url, {"preset": "tiny", "algorithm": "ppo", "seed": 0, "processes": 1,
+    refused = logged_in(owner).post(url, {"preset": "tiny", "recipe": "ppo", "seed": 0, "processes": 1,
                                           "config": '{"sft": {"learning_rate": "fast"}}'})
     assert refused.status_code == 400 and b"learning_rate must be a number" in refused.content
     assert not TrainingRun.objects.exists()
 
-    started = logged_in(owner).post(url, {"preset": "tiny", "algorithm": "rloo", "seed": 3, "processes": 1, "config": ""})
+    started = logged_in(owner).post(url, {"preset": "tiny", "recipe": "rloo", "seed": 3, "processes": 1, "config": ""})
     run = TrainingRun.objects.get()
     assert started.status_code == 302 and started["Location"] == f"/runs/{run.id}/"
     assert (run.algorithm, run.seed, run.status) == ("rloo", 3, RunStatus.QUEUED)

@@ -20,7 +20,7 @@ def filled(project, member):
 
 
 def test_first_round_builds_a_base_then_sft_reward_and_policy(filled, owner):
-    run = runs.run_create(project=filled, by=owner, algorithm="rloo")
+    run = runs.run_create(project=filled, by=owner, recipe="rloo")
     assert run.number == 1 and run.status == RunStatus.QUEUED
     assert list(run.stages.values_list("name", flat=True)) == ["base", "sft", "reward", "rloo"]
 
@@ -33,7 +33,7 @@ def test_later_rounds_reuse_the_projects_base(filled, owner):
 
 
 @pytest.mark.parametrize("kwargs, field, words", [
-    ({"algorithm": "kto"}, "algorithm", "ppo, rloo, dpo"),
+    ({"recipe": "kto"}, "recipe", "ppo, rloo, dpo"),
     ({"preset": "huge"}, "preset", "tiny"),
     ({"base_source": "relative/dir"}, "base_source", "not a local model directory"),
     ({"config": {"dpo": {}}}, "config", "no stage named dpo"),

@@ -10,10 +10,8 @@ from annotate.apis.accounts import paginated
 from annotate.models import Role
 from annotate.selectors.accounts import project_for_member
 from training import selectors
-from training.models import Algorithm
 from training.services import runs
-
-
+from training.trainers import stages
 
 
 class StageOutputSerializer(serializers.Serializer):
@@ -36,7 +34,8 @@ class RunOutputSerializer(serializers.Serializer):
     number = serializers.IntegerField()
     status = serializers.CharField()
     preset = serializers.CharField()
-    algorithm = serializers.CharField()
+    algorithm = serializers.CharField(help_text="the round's recipe (same as recipe)")
+    recipe = serializers.CharField(help_text="the round's recipe: which stages it trains after the base")
     config = serializers.DictField()
     base_source = serializers.CharField()
     processes = serializers.IntegerField()
@@ -68,11 +67,11 @@ class RunListApi(APIView):
 
 
 class RunCreateApi(APIView):
-    """Start a training round in a worker (admins): base (first round only), SFT, reward, PPO or RLOO."""
+    """Start a training round in a worker (admins): base (first round only), then the stages of its recipe."""
 
     class InputSerializer(serializers.Serializer):
-        preset = serializers.CharField(default="tiny", help_text="tiny (CPU tests), small, gpu")
-        algorithm = serializers.ChoiceField(choices=Algorithm.choices, default=Algorithm.PPO)
+        preset = serializers.CharField(default="tiny", help_text="tiny (CPU tests), small, demo, gpu")
+        algorithm = serializers.CharField(required=False, help_text="the old name of recipe, still accepted")
         config = serializers.DictField(
             required=False, default=dict, help_text="per stage overrides of the preset: {\"sft\": {\"learning_rate\": 1e-4}}"
         )
@@ -81,12 +80,25 @@ class RunCreateApi(APIView):
         processes = serializers.IntegerField(default=1, min_value=1, max_value=64)
         seed = serializers.IntegerField(default=0)
 
+        def get_fields(self):
+            # The recipes are the registry's at the time of the request (and of the schema), so a stage
+            # registered by an installation or a test is offered without touching this class.
+            fields = super().get_fields()
+            fields["recipe"] = serializers.ChoiceField(
+                choices=stages.recipe_choices(unavailable=True), required=False,
+                help_text=f"which stages the round trains after the base; default {stages.default_recipe()}. "
+                + " ".join(f"{r.name}: {r.description}." for r in stages.RECIPES.values()))
+            return fields
+
     @extend_schema(request=InputSerializer, responses={201: RunOutputSerializer})
     def post(self, request, project_id):
         project = project_for_member(user=request.user, project_id=project_id, role=Role.ADMIN)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        run = runs.run_create(project=project, by=request.user, **data.validated_data)
+        values = dict(data.validated_data)
+        values["recipe"] = values.pop("recipe", None) or values.pop("algorithm", None)
+        values.pop("algorithm", None)
+        run = runs.run_create(project=project, by=request.user, **values)
         return Response(selectors.run_payload(run), status=status.HTTP_201_CREATED)
 
 

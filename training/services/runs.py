@@ -14,32 +14,25 @@ from django.utils import timezone
 from annotate.models import CorpusText
 from platform_common.errors import Conflict
 from training.models import (
-    Algorithm,
     ModelKind,
     ModelVersion,
     RunStage,
     RunStatus,
-    StageName,
     StageStatus,
     TrainingRun,
 )
 from training.trainers import config as trainer_config
+from training.trainers import stages
 
 logger = logging.getLogger(__name__)
 
 # A running round whose worker has not written a heartbeat for this long is taken as lost.
 LOST_AFTER_SECONDS = 60
 
-# Each algorithm's stages after the base: PPO and RLOO learn from a reward model, DPO from the pairs themselves.
-RECIPES = {
-    Algorithm.PPO: (StageName.SFT, StageName.REWARD, StageName.PPO),
-    Algorithm.RLOO: (StageName.SFT, StageName.REWARD, StageName.RLOO),
-    Algorithm.DPO: (StageName.SFT, StageName.DPO),
-}
 
 
 def run_create(
-    *, project, by, preset: str = "tiny", algorithm: str = Algorithm.PPO, config: dict | None = None,
+    *, project, by, preset: str = "tiny", recipe: str | None = None, config: dict | None = None,
     base_source: str = "", processes: int = 1, seed: int = 0,
 ) -> TrainingRun:
     """Create a training round and queue it for a worker.
@@ -48,12 +41,16 @@ def run_create(
     project has none (or when `base_source` names a local model directory to adopt). Every round
     then trains SFT from that base on all accepted demonstrations so far and the policy from that
     SFT model: with PPO or RLOO after a reward model trained from the SFT model on all comparisons,
-    with DPO on the comparisons directly (`RECIPES`). The configuration is checked here, before
-    anything starts; row counts are checked again in the worker, once the data is exported.
+    with DPO on the comparisons directly: `recipe` names which (training.trainers.stages.RECIPES;
+    the default is ppo where the installed TRL has it). It is stored as the round's `algorithm`. The configuration is checked here,
+    before anything starts; row counts are checked again in the worker, once the data is exported.
     """
     config = dict(config or {})
-    if algorithm not in Algorithm.values:
-        raise ValidationError({"algorithm": f"algorithm must be one of {', '.join(Algorithm.values)}"})
+    recipe = recipe or stages.default_recipe()
+    if stages.unavailable_reason(recipe):
+        raise ValidationError({"recipe": stages.unavailable_reason(recipe)})
+    if recipe not in stages.RECIPES:
+        raise ValidationError({"recipe": f"recipe must be one of {', '.join(stages.RECIPES)}, not {recipe!r}"})
     if preset not in trainer_config.PRESETS:
         raise ValidationError({"preset": f"preset must be one of {', '.join(trainer_config.PRESETS)}"})
     if not 1 <= processes <= 64:
@@ -63,11 +60,11 @@ def run_create(
         if not source.is_absolute() or not (source / "config.json").is_file():
             raise ValidationError({"base_source": f"{base_source} is not a local model directory (absolute path with a config.json)"})
     has_base = ModelVersion.objects.filter(project=project, kind=ModelKind.BASE).exists()
-    names = ([StageName.BASE] if base_source or not has_base else []) + list(RECIPES[algorithm])
+    names = stages.recipe_stages(recipe, with_base=bool(base_source or not has_base))
     unknown = set(config) - set(names)
     if unknown:
         raise ValidationError({"config": f"no stage named {', '.join(sorted(unknown))} in this round ({', '.join(names)})"})
-    if StageName.BASE in names and not base_source and not CorpusText.objects.filter(project=project).exists():
+    if "base" in names and not base_source and not CorpusText.objects.filter(project=project).exists():
         raise ValidationError({
             "base_source": "the project has no base model and no pretraining text to build one from: import a "
             "text corpus (format text) or give a local model directory"
@@ -86,7 +83,7 @@ def run_create(
             try:
                 with transaction.atomic():
                     run = TrainingRun.objects.create(
-                        project=project, number=number, preset=preset, algorithm=algorithm, config=config,
+                        project=project, number=number, preset=preset, algorithm=recipe, config=config,
                         base_source=base_source, processes=processes, seed=seed, created_by=by,
                     )
                 break
@@ -134,7 +131,7 @@ def run_retry(*, run: TrainingRun, by) -> TrainingRun:
     if run.status not in (RunStatus.FAILED, RunStatus.CANCELLED):
         raise Conflict({"status": f"only a failed or cancelled round can be retried; round {run.number} is {run.status}"})
     retried = run_create(
-        project=run.project, by=by, preset=run.preset, algorithm=run.algorithm, config=run.config,
+        project=run.project, by=by, preset=run.preset, recipe=run.algorithm, config=run.config,
         base_source=run.base_source, processes=run.processes, seed=run.seed,
     )
     TrainingRun.objects.filter(pk=retried.pk).update(retry_of=run)

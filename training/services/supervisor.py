@@ -31,38 +31,19 @@ from training.models import (
     ModelVersion,
     RunStage,
     RunStatus,
-    SnapshotKind,
-    StageName,
     StageStatus,
     TrainingRun,
 )
 from training.services.runs import run_finish, stage_problems
 from training.services.snapshots import snapshot_create
 from training.trainers.launch import child_command
+from training.trainers.stages import STAGES
 
 logger = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 5
 # After SIGTERM, how long a stage's child gets before SIGKILL.
 KILL_GRACE_SECONDS = 5
-
-STAGE_DATA = {
-    StageName.BASE: SnapshotKind.PRETRAINING,
-    StageName.SFT: SnapshotKind.SFT,
-    StageName.REWARD: SnapshotKind.PREFERENCE,
-    StageName.PPO: SnapshotKind.PROMPTS,
-    StageName.RLOO: SnapshotKind.PROMPTS,
-    StageName.DPO: SnapshotKind.PREFERENCE,
-}
-STAGE_MODEL = {
-    StageName.BASE: ModelKind.BASE,
-    StageName.SFT: ModelKind.SFT,
-    StageName.REWARD: ModelKind.REWARD,
-    StageName.PPO: ModelKind.POLICY,
-    StageName.RLOO: ModelKind.POLICY,
-    StageName.DPO: ModelKind.POLICY,
-}
-
 
 def run_execute(*, run_id: int) -> str:
     """Run a queued round's pending stages in order; return the round's final status."""
@@ -115,8 +96,8 @@ def _prepare_data(run):
     for stage in run.stages.order_by("order"):
         if stage.status == StageStatus.SUCCEEDED:
             continue
-        if stage.snapshot_id is None and not (stage.name == StageName.BASE and run.base_source):
-            kind = STAGE_DATA[stage.name]
+        if stage.snapshot_id is None and not (stage.name == "base" and run.base_source):
+            kind = STAGES[stage.name].reads
             try:
                 stage.snapshot = snapshot_create(project=run.project, kind=kind, by_id=run.created_by_id, parquet=False)
             except ValidationError as error:
@@ -189,27 +170,22 @@ def _spec(run, stage, *, out_dir, work_dir, progress):
         kind, folder = stage.snapshot.kind, store / stage.snapshot.folder
         data = {"train": str(folder / f"{kind}-train.jsonl"),
                 "eval": str(folder / f"{kind}-test.jsonl") if stage.snapshot.rows.get("test") else None}
-    if stage.name == StageName.BASE:
+    if stage.name == "base":
         # The tokenizer also learns the demonstrations' text, exported for this round's SFT stage.
-        sft = run.stages.filter(name=StageName.SFT, snapshot__isnull=False).select_related("snapshot").first()
+        sft = run.stages.filter(name="sft", snapshot__isnull=False).select_related("snapshot").first()
         if sft:
             data["texts_for_tokenizer"] = [str(store / sft.snapshot.folder / "sft-train.jsonl")]
-    if stage.name == StageName.BASE:
+    entry = STAGES[stage.name]
+    if entry.starts_from is None:
         base_model = run.base_source or None  # a directory to adopt, not a registered version
     else:
-        base_model = _path({
-            StageName.SFT: latest.get(ModelKind.BASE),
-            StageName.REWARD: latest.get(ModelKind.SFT),
-            StageName.PPO: latest.get(ModelKind.SFT),
-            StageName.RLOO: latest.get(ModelKind.SFT),
-            StageName.DPO: latest.get(ModelKind.SFT),  # its frozen reference too
-        }[stage.name])
+        base_model = _path(latest.get(entry.starts_from))  # for DPO and the RL stages their frozen reference too
     spec = {
         "stage": stage.name, "out_dir": str(out_dir), "work_dir": str(work_dir), "data": data,
         "base_model": base_model, "preset": run.preset, "config": run.config.get(stage.name, {}),
         "seed": run.seed, "resume": stage.resume, "progress_file": str(progress),
     }
-    if stage.name in (StageName.PPO, StageName.RLOO):
+    if entry.needs_reward_model:
         spec["reward_model"] = _path(latest.get(ModelKind.REWARD))
         previous = (ModelVersion.objects.filter(project=run.project, kind=ModelKind.POLICY)
                     .exclude(run=run).order_by("-version").first())
@@ -233,13 +209,14 @@ def _path(version):
 
 def _register(run, stage, *, folder, metrics, spec):
     latest = _latest_versions(run)
-    kind = STAGE_MODEL[stage.name]
-    parent = {ModelKind.BASE: None, ModelKind.SFT: latest.get(ModelKind.BASE)}.get(kind, latest.get(ModelKind.SFT))
+    entry = STAGES[stage.name]
+    kind = entry.registers
+    parent = latest.get(entry.starts_from) if entry.starts_from else None
     with transaction.atomic():
         number = (ModelVersion.objects.filter(project=run.project, kind=kind).aggregate(v=Max("version"))["v"] or 0) + 1
         version = ModelVersion.objects.create(
             project=run.project, kind=kind, version=number, folder=folder, run=run, parent=parent,
-            reward_model=latest.get(ModelKind.REWARD) if kind == ModelKind.POLICY else None,
+            reward_model=latest.get(ModelKind.REWARD) if entry.needs_reward_model else None,
             snapshot=stage.snapshot, algorithm=stage.name if kind == ModelKind.POLICY else "",
             metrics=metrics, config={"preset": spec["preset"], "overrides": spec["config"], "seed": spec["seed"]},
         )

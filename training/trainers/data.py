@@ -8,14 +8,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-COLUMNS = {
-    "base": ("text",),
-    "sft": ("messages",),
-    "reward": ("prompt", "chosen", "rejected"),
-    "ppo": ("prompt",),
-    "rloo": ("prompt",),
-    "dpo": ("prompt", "chosen", "rejected"),
-}
+from .stages import COLUMNS, STAGES
 
 
 class DataError(ValueError):
@@ -62,7 +55,7 @@ def check_rows(stage: str, path: str | Path) -> None:
 
 
 def _rows(stage: str, path: str | Path, *, limit: int | None = None) -> Iterator[dict]:
-    columns = COLUMNS[stage]
+    columns = COLUMNS[STAGES[stage].reads]
     kept = 0
     for number, row in _numbered(path):
         if limit is not None and kept >= limit:

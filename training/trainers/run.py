@@ -58,8 +58,6 @@ from .data import DataError, check_rows, count_rows  # noqa: E402
 from .progress import Progress, world_size  # noqa: E402
 
 REFUSED, FAILED = 2, 1
-# The module that trains each stage, where its name differs from the stage's ("base" would read as a base class).
-TRAIN_MODULES = {"base": "base_stage"}
 
 
 def spec_problems(spec: dict) -> list[str]:
@@ -127,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             reward_model=spec.get("reward_model"), previous_policy=spec.get("previous_policy"),
             texts_for_tokenizer=list(data.get("texts_for_tokenizer") or []),
         )
-        importlib.import_module(f"{__package__}.{TRAIN_MODULES.get(stage, stage)}").train(job)
+        importlib.import_module(f"{__package__}.{STAGES[stage].module}").train(job)
         return 0
     except DataError as error:
         print(error, file=sys.stderr)
