@@ -97,8 +97,9 @@ def training_arguments(job: Job, cls, **extra):
         eval_strategy="no",
         save_only_model=False,
     )
-    if c["gradient_checkpointing"]:
-        kwargs["activation_checkpointing"] = True  # transformers 5's name; `gradient_checkpointing` warns
+    # Always said: TRL's configs turn checkpointing on by default, which recomputes every activation in the
+    # backward pass, while the setting says false. (transformers 5's name; `gradient_checkpointing` warns.)
+    kwargs["activation_checkpointing"] = bool(c["gradient_checkpointing"])
     kwargs.update(extra)
     return cls(**kwargs)
 
