@@ -285,7 +285,7 @@ def test_sft_runs_in_two_processes_under_accelerate_launch(root, data, base):
 
 
 def test_base_adopts_a_local_model_and_repairs_its_pad_token_and_chat_template(tmp_path, data):
-    """A GPT-2-style directory (no pad token, no chat template) becomes a base SFT can train."""
+    """A GPT-2-style directory (no pad token, a chat template without generation markers) becomes a base SFT can train."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
@@ -297,6 +297,8 @@ def test_base_adopts_a_local_model_and_repairs_its_pad_token_and_chat_template(t
     bpe.train_from_iterator([question(a, b) for a in range(10) for b in range(10)], trainers.BpeTrainer(
         vocab_size=300, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>", bos_token="<|endoftext|>")
+    # A model with no chat template at all is refused (config.chat_template_problems); this one has no markers.
+    tokenizer.chat_template = "{% for m in messages %}{{ m['content'] }}{{ eos_token }}{% endfor %}"
     eos = tokenizer.eos_token_id
     GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_positions=128, n_embd=32, n_layer=1, n_head=2,
                                bos_token_id=eos, eos_token_id=eos)).save_pretrained(tmp_path / "gpt2-like")

@@ -17,8 +17,8 @@ from pydantic import ValidationError
 
 from .stages import AUTO, DPO_LOSS_TYPES, MIN_VOCAB, PRESET_COMMON, PRESET_NAMES, STAGES, dpo_loss_types, type_name
 
-__all__ = ["AUTO", "DPO_LOSS_TYPES", "MIN_VOCAB", "PRESETS", "STAGES", "config_problems", "dpo_loss_types",
-           "model_context", "stage_config", "tokenizer_facts"]
+__all__ = ["AUTO", "DPO_LOSS_TYPES", "MIN_VOCAB", "PRESETS", "STAGES", "adoption_problems", "config_problems",
+           "context_problems", "dpo_loss_types", "model_context", "stage_config", "tokenizer_facts"]
 PRESETS = PRESET_NAMES
 
 
@@ -103,9 +103,10 @@ def config_problems(stage: str, config: dict, *, train_rows: int, eval_rows: int
 
 def _json(path: Path) -> dict:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        found = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
+    return found if isinstance(found, dict) else {}
 
 
 def _token(value) -> str | None:
@@ -121,11 +122,7 @@ def tokenizer_facts(model_dir: str) -> dict:
     tok_config = _json(folder / "tokenizer_config.json")
     special = _json(folder / "special_tokens_map.json")
     tok_json = _json(folder / "tokenizer.json")
-    template = tok_config.get("chat_template")
-    if (folder / "chat_template.jinja").exists():
-        template = (folder / "chat_template.jinja").read_text(encoding="utf-8")
-    if isinstance(template, list):  # several named templates: the default one is what chats use
-        template = next((t.get("template") for t in template if t.get("name") == "default"), None)
+    template = _chat_template(folder, tok_config)
     model = tok_json.get("model") or {}
     vocab = model.get("vocab") if isinstance(model.get("vocab"), dict) else None
     if vocab is None and (folder / "vocab.json").exists():
@@ -140,6 +137,15 @@ def tokenizer_facts(model_dir: str) -> dict:
     }
 
 
+def _chat_template(folder: Path, tok_config: dict) -> str | None:
+    template = tok_config.get("chat_template")
+    if (folder / "chat_template.jinja").exists():
+        template = (folder / "chat_template.jinja").read_text(encoding="utf-8")
+    if isinstance(template, list):  # several named templates: the default one is what chats use
+        template = next((t.get("template") for t in template if t.get("name") == "default"), None)
+    return template
+
+
 def model_context(model_dir: str) -> int | None:
     config = _json(Path(model_dir) / "config.json")
     config = config.get("text_config", config)
@@ -149,38 +155,139 @@ def model_context(model_dir: str) -> int | None:
     return None
 
 
+# ---------------------------------------------------------------------------------------------
+# Adopting a directory as the base: what it must be, read from its JSON files and file names only
+# (the web process checks it when a round is created; the base stage's child again before loading it)
+
+# Class names AutoModelForCausalLM loads: Llama/Qwen/Mistral/SmolLM are ...ForCausalLM; GPT-2's own is GPT2LMHeadModel.
+CAUSAL_LM_SUFFIXES = ("ForCausalLM", "LMHeadModel")
+# A tokenizer transformers can build without running code: a fast tokenizer.json, a sentencepiece
+# model, or byte-level BPE / WordPiece vocabulary files.
+TOKENIZER_FILES = (("tokenizer.json",), ("tokenizer.model",), ("vocab.json", "merges.txt"), ("vocab.txt",))
+PICKLED_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.ckpt")
+
+
+def adoption_problems(model_dir: str) -> list[str]:
+    """Return the reasons to refuse adopting `model_dir` as a base model; empty when it may be adopted.
+
+    The model's context against each stage's rows is `context_problems`.
+    """
+    folder = Path(model_dir)
+    config = _json(folder / "config.json")
+    if not config:
+        return [f"{model_dir} holds no model (no readable config.json)"]
+    return [*causal_lm_problems(config), *remote_code_problems(folder), *weights_problems(folder),
+            *tokenizer_files_problems(folder), *chat_template_problems(folder)]
+
+
+def causal_lm_problems(config: dict) -> list[str]:
+    """Refuse a model that is not a causal language model, by the architectures its config.json names."""
+    architectures = [a for a in config.get("architectures") or [] if isinstance(a, str)]
+    if not architectures:
+        return ["its config.json names no architecture, so nothing says it is a causal language model"]
+    if not any(a.endswith(CAUSAL_LM_SUFFIXES) for a in architectures):
+        return [f"it is a {', '.join(architectures)}, not a causal language model (a ...ForCausalLM)"]
+    return []
+
+
+def remote_code_problems(folder: Path) -> list[str]:
+    """Refuse a model that would run its own Python code to load: a directory an admin names must never run code."""
+    problems = []
+    for name in ("config.json", "tokenizer_config.json"):
+        found = _json(folder / name)
+        for part in (found, found.get("text_config") if isinstance(found.get("text_config"), dict) else {}):
+            keys = [k for k in ("auto_map", "trust_remote_code") if part.get(k)]
+            if keys:
+                problems.append(f"its {name} asks for {' and '.join(keys)}: a base model must load without running "
+                                "code of its own")
+                break
+    return problems
+
+
+def weights_problems(folder: Path) -> list[str]:
+    """Refuse weights that are not safetensors: a pickled .bin or .pt file runs code when it is loaded."""
+    for index in sorted(folder.glob("*.safetensors.index.json")):
+        weight_map = _json(index).get("weight_map")
+        shards = set(map(str, weight_map.values())) if isinstance(weight_map, dict) else set()
+        # A shard is a file of this directory: an index must not reach outside it (../, absolute paths).
+        strays = sorted(s for s in shards if Path(s).name != s or s.startswith(".") or not s.endswith(".safetensors"))
+        if strays or not shards:
+            return [f"its {index.name} names shards that are not .safetensors files of the directory: "
+                    f"{', '.join(strays) or 'none'}"]
+        missing = sorted(s for s in shards if not (folder / s).is_file())
+        if missing:
+            return [f"its {index.name} names shards that are missing: {', '.join(missing)}"]
+        return []
+    if any(folder.glob("*.safetensors")):
+        return []
+    pickled = sorted(p.name for pattern in PICKLED_WEIGHTS for p in folder.glob(pattern))
+    if pickled:
+        return [f"its weights are only pickled files ({', '.join(pickled)}), which run code when loaded: "
+                "convert them to safetensors"]
+    return ["it has no weights (no *.safetensors file)"]
+
+
+def tokenizer_files_problems(folder: Path) -> list[str]:
+    """Refuse a model whose tokenizer cannot be built from its files."""
+    if any(all((folder / name).is_file() for name in files) for files in TOKENIZER_FILES):
+        return []
+    return ["its tokenizer files are missing (no tokenizer.json, tokenizer.model, or vocab.json with merges.txt, "
+            "or vocab.txt)"]
+
+
+def chat_template_problems(folder: Path) -> list[str]:
+    """Refuse a model with no chat template: the chat format it was trained on would be a guess.
+
+    An admin gives one by writing it into the directory (chat_template.jinja), as transformers saves it.
+    """
+    if _chat_template(folder, _json(folder / "tokenizer_config.json")):
+        return []
+    return ["it has no chat template (none in tokenizer_config.json or chat_template.jinja): give it the one "
+            "the model was trained with, as chat_template.jinja"]
+
+
+def context_problems(model_dir: str, c: dict, *, name: str) -> list[str]:
+    """Refuse a stage whose longest row (`max_length`, or a PPO/RLOO reply) does not fit the model's context."""
+    context = model_context(model_dir)
+    if context is None:
+        return []
+    if "response_length" in c:
+        if c["response_length"] >= context:
+            return [f"response_length ({c['response_length']}) leaves no room for a prompt in the {name}'s "
+                    f"context ({context})"]
+    elif c["max_length"] > context:
+        return [f"max_length ({c['max_length']}) is longer than the {name}'s context ({context})"]
+    return []
+
+
 def _model_problems(stage: str, model_dir: str | None, c: dict, *, adopting: bool) -> list[str]:
     starts_from = STAGES[stage].starts_from
     name = {None: "base model to adopt", "base": "base model", "sft": "SFT model"}.get(starts_from, f"{starts_from} model")
     if not model_dir:
         return [f"the {stage} stage needs a {name} directory"]
+    if adopting:
+        # The same checks the round had when it was created: the directory may have changed since.
+        problems = [f"the {name}: {p}" for p in adoption_problems(model_dir)]
+        return problems + context_problems(model_dir, c, name=name)
     if not (Path(model_dir) / "config.json").exists():
         return [f"the {name} directory {model_dir} holds no model (no config.json)"]
     facts = tokenizer_facts(model_dir)
     problems = []
-    if not facts["eos"] and not adopting:
+    if not facts["eos"]:
         problems.append(f"the {name}'s tokenizer has no EOS token")
     # Adopting a model repairs a missing or shared pad token (it adds one); later stages must not meet it.
-    if not adopting:
-        if not facts["pad"]:
-            problems.append(f"the {name}'s tokenizer has no pad token")
-        elif facts["pad"] == facts["eos"]:
-            problems.append(f"pad token equals EOS ({facts['eos']!r}) in the {name}'s tokenizer: TRL's PPO cuts "
-                            "replies at EOS and finds their ends by the pad token, so the two must differ")
-        template = facts["chat_template"]
-        if not template:
-            problems.append(f"the {name}'s tokenizer has no chat template")
-        elif stage == "sft" and "generation" not in template:
-            problems.append(f"the {name}'s chat template has no {{% generation %}} markers, so the loss cannot be "
-                            "limited to assistant tokens")
-    context = model_context(model_dir)
-    if context is not None:
-        if "response_length" not in c and c["max_length"] > context:
-            problems.append(f"max_length ({c['max_length']}) is longer than the {name}'s context ({context})")
-        if "response_length" in c and c["response_length"] >= context:
-            problems.append(f"response_length ({c['response_length']}) leaves no room for a prompt in the "
-                            f"{name}'s context ({context})")
-    return problems
+    if not facts["pad"]:
+        problems.append(f"the {name}'s tokenizer has no pad token")
+    elif facts["pad"] == facts["eos"]:
+        problems.append(f"pad token equals EOS ({facts['eos']!r}) in the {name}'s tokenizer: TRL's PPO cuts "
+                        "replies at EOS and finds their ends by the pad token, so the two must differ")
+    template = facts["chat_template"]
+    if not template:
+        problems.append(f"the {name}'s tokenizer has no chat template")
+    elif stage == "sft" and "generation" not in template:
+        problems.append(f"the {name}'s chat template has no {{% generation %}} markers, so the loss cannot be "
+                        "limited to assistant tokens")
+    return problems + context_problems(model_dir, c, name=name)
 
 
 def _reward_model_problems(model_dir: str | None, reward_model_dir: str | None) -> list[str]:
