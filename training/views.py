@@ -111,8 +111,9 @@ class RunForm(forms.Form):
     seed = forms.IntegerField(initial=0)
     processes = forms.IntegerField(initial=1, min_value=1, max_value=64, label="Processes per stage",
                                    help_text="more than 1 launches each stage through accelerate (one per GPU)")
-    base_source = forms.CharField(required=False, max_length=500, label="Base model directory (first round)",
-                                  help_text="a local Hugging Face model directory; empty: build one from the project's text")
+    base_source = forms.CharField(required=False, max_length=500, label="Base model to adopt",
+                                  help_text="a registered base model's name, or a Hugging Face model directory under "
+                                            "BASE_MODEL_ROOTS; empty: the project's base, or one built from its text")
     config = forms.JSONField(required=False, initial=dict, label="Settings per stage (JSON)",
                              widget=forms.Textarea(attrs={"rows": 3, "placeholder": '{"sft": {"learning_rate": 0.0001}}'}),
                              help_text="overrides of the preset, e.g. {\"ppo\": {\"total_episodes\": 256}}")

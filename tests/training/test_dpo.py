@@ -34,10 +34,11 @@ def stores(tmp_path, settings):
 
 
 @pytest.fixture
-def tiny_base(tmp_path):
+def tiny_base(tmp_path, settings):
     """A model directory to adopt as the base: adopting trains nothing, so the round spends its time on SFT and DPO."""
     from training.trainers.scratch import gpt_from_config, tokenizer_train
 
+    settings.BASE_MODEL_ROOTS = [tmp_path]  # a round adopts only from an allowed root
     folder = tmp_path / "adopt"
     tokenizer = tokenizer_train(TEXTS, vocab_size=300)
     gpt_from_config(tokenizer, layers=1, heads=2, width=32, context=128).save_pretrained(folder)

@@ -35,7 +35,7 @@ def test_later_rounds_reuse_the_projects_base(filled, owner):
 @pytest.mark.parametrize("kwargs, field, words", [
     ({"recipe": "kto"}, "recipe", "ppo, rloo, dpo"),
     ({"preset": "huge"}, "preset", "tiny"),
-    ({"base_source": "relative/dir"}, "base_source", "not a local model directory"),
+    ({"base_source": "relative/dir"}, "base_source", "the name of a registered base model or a model directory"),
     ({"config": {"dpo": {}}}, "config", "no stage named dpo"),
     ({"config": {"sft": {"learning_rate": "fast"}}}, "config", "learning_rate"),
     ({"config": {"sft": {"no_such_setting": 1}}}, "config", "no_such_setting"),

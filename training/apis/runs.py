@@ -37,7 +37,8 @@ class RunOutputSerializer(serializers.Serializer):
     algorithm = serializers.CharField(help_text="the round's recipe (same as recipe)")
     recipe = serializers.CharField(help_text="the round's recipe: which stages it trains after the base")
     config = serializers.DictField()
-    base_source = serializers.CharField()
+    base_source = serializers.CharField(help_text="the real directory the round adopted as its base, resolved from the "
+                                                  "name or path given; empty: none adopted")
     processes = serializers.IntegerField()
     seed = serializers.IntegerField()
     error = serializers.CharField()
@@ -75,8 +76,11 @@ class RunCreateApi(APIView):
         config = serializers.DictField(
             required=False, default=dict, help_text="per stage overrides of the preset: {\"sft\": {\"learning_rate\": 1e-4}}"
         )
-        base_source = serializers.CharField(required=False, default="", allow_blank=True,
-                                            help_text="a local model directory to adopt as the base; empty: from scratch")
+        base_source = serializers.CharField(
+            required=False, default="", allow_blank=True,
+            help_text="the base to adopt: a registered base model's name, or a Hugging Face model directory under "
+                      "BASE_MODEL_ROOTS (safetensors, a causal LM, no remote code); empty: the project's base, or "
+                      "one built from scratch")
         processes = serializers.IntegerField(default=1, min_value=1, max_value=64)
         seed = serializers.IntegerField(default=0)
 

@@ -4,8 +4,10 @@ The worker's side, running a round's stages as child processes, is `training.ser
 """
 
 import logging
+import os
 from pathlib import Path
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Max
@@ -14,6 +16,7 @@ from django.utils import timezone
 from annotate.models import CorpusText
 from platform_common.errors import Conflict
 from training.models import (
+    BaseModel,
     ModelKind,
     ModelVersion,
     RunStage,
@@ -38,7 +41,8 @@ def run_create(
     """Create a training round and queue it for a worker.
 
     The base model is built once per project: a round includes the base stage only while the
-    project has none (or when `base_source` names a local model directory to adopt). Every round
+    project has none (or when `base_source` names a base to adopt: a registered base model, or a model
+    directory under settings.BASE_MODEL_ROOTS). Every round
     then trains SFT from that base on all accepted demonstrations so far and the policy from that
     SFT model: with PPO or RLOO after a reward model trained from the SFT model on all comparisons,
     with DPO on the comparisons directly: `recipe` names which (training.trainers.stages.RECIPES;
@@ -56,9 +60,10 @@ def run_create(
     if not 1 <= processes <= 64:
         raise ValidationError({"processes": "processes must be between 1 and 64"})
     if base_source:
-        source = Path(base_source)
-        if not source.is_absolute() or not (source / "config.json").is_file():
-            raise ValidationError({"base_source": f"{base_source} is not a local model directory (absolute path with a config.json)"})
+        # Stored as the real directory it resolved to, not the text given: the worker and the stage's child
+        # adopt exactly the folder that passed the fence, with no registry or settings of their own, and the
+        # round records what it started from (retrying it resolves the same folder again).
+        base_source = str(_base_directory(base_source))
     has_base = ModelVersion.objects.filter(project=project, kind=ModelKind.BASE).exists()
     names = stages.recipe_stages(recipe, with_base=bool(base_source or not has_base))
     unknown = set(config) - set(names)
@@ -67,7 +72,7 @@ def run_create(
     if "base" in names and not base_source and not CorpusText.objects.filter(project=project).exists():
         raise ValidationError({
             "base_source": "the project has no base model and no pretraining text to build one from: import a "
-            "text corpus (format text) or give a local model directory"
+            "text corpus (format text) or name a base model to adopt"
         })
     problems = []
     for name in names:
@@ -75,8 +80,11 @@ def run_create(
             problems.append(f"{name}: the configuration must be an object of settings")
             continue
         problems += stage_problems(name, preset, config.get(name, {}), processes=processes)
+        problems += _reward_function_problems(name, config.get(name, {}))
     if problems:
         raise ValidationError({"config": problems})
+    if base_source:
+        _check_adoptable(base_source, names=names, preset=preset, config=config)
     with transaction.atomic():
         for _attempt in range(3):
             number = (TrainingRun.objects.filter(project=project).aggregate(n=Max("number"))["n"] or 0) + 1
@@ -94,6 +102,51 @@ def run_create(
         RunStage.objects.bulk_create(RunStage(run=run, order=i, name=name) for i, name in enumerate(names))
         _enqueue(run)
     return run
+
+
+def _base_directory(base_source: str) -> Path:
+    """Return the real directory `base_source` names: a registered base model, or a folder under BASE_MODEL_ROOTS.
+
+    Never one in the model or snapshot store (other projects' models and data), even where a root holds
+    them. `..` and symlinks are resolved before the fence, so neither leaves a root. A path outside the
+    roots is refused in the same words whether it exists or not: the answer tells nothing about the server.
+    """
+    roots = [Path(os.path.realpath(root)) for root in settings.BASE_MODEL_ROOTS]
+    refused = ValidationError({"base_source": "base_source must be the name of a registered base model or a model "
+                                              f"directory under one of BASE_MODEL_ROOTS ({', '.join(map(str, roots))})"})
+    if "\x00" in base_source:  # no path or name has one; the database and os.path refuse it with an exception
+        raise refused
+    registered = BaseModel.objects.filter(name=base_source).first()
+    if registered is not None:
+        refused = ValidationError({"base_source": f"the base model {registered.name!r} is registered at "
+                                                  f"{registered.folder}, which is not under BASE_MODEL_ROOTS"})
+    given = Path(registered.folder if registered else base_source)
+    if not given.is_absolute():
+        raise refused
+    real = Path(os.path.realpath(given))
+    stores = [Path(os.path.realpath(store)) for store in (settings.MODEL_STORE, settings.SNAPSHOT_STORE)]
+    if not any(real.is_relative_to(root) for root in roots) or any(real.is_relative_to(s) for s in stores):
+        raise refused
+    # Inside a root, the admin's own folder: saying what is there tells nothing new.
+    if not real.is_dir():
+        raise ValidationError({"base_source": f"{real} is not a directory"})
+    limit = TrainingRun._meta.get_field("base_source").max_length  # the real path may be longer than the text given
+    if len(str(real)) > limit:
+        raise ValidationError({"base_source": f"the directory's real path {real} is longer than {limit} characters"})
+    return real
+
+
+def _check_adoptable(directory: str, *, names, preset, config):
+    """Refuse a directory that is not a model to adopt, or whose context is shorter than a stage's rows;
+    the base stage's child checks it again (trainer_config.config_problems) before loading it."""
+    problems = [f"{directory}: {p}" for p in trainer_config.adoption_problems(directory)]
+    if not problems:
+        for name in names:
+            merged = trainer_config.stage_config(name, preset, config.get(name, {}))
+            problems += [f"{name}: {p}" for p in
+                         trainer_config.context_problems(directory, merged, name="adopted model")]
+    if problems:
+        raise ValidationError({"base_source": problems})
 
 
 def run_cancel(*, run: TrainingRun) -> TrainingRun:
@@ -176,6 +229,25 @@ def stage_problems(name, preset, overrides, *, processes, **rows):
         eval_rows=rows.get("eval_rows", 0), check_models=False,
     )
     return [f"{name}: {problem}" for problem in problems]
+
+
+def reward_functions_offered() -> dict[str, str]:
+    """Return the installation's verifiable reward functions (settings.REWARD_FUNCTIONS), dotted path by name."""
+    return {path.rpartition(".")[2]: path for path in settings.REWARD_FUNCTIONS}
+
+
+def _reward_function_problems(name, overrides):
+    """Refuse reward functions the installation does not offer: a round names them, and only the paths the
+    installation lists are handed to the trainer (supervisor._spec), so no code an admin types is imported."""
+    chosen = overrides.get("reward_functions") if isinstance(overrides, dict) else None
+    if not isinstance(chosen, list) or "reward_functions" not in stages.STAGES[name].settings.model_fields:
+        return []  # the stage's settings check says what is wrong with anything else
+    offered = reward_functions_offered()
+    unknown = [function for function in chosen if isinstance(function, str) and function not in offered]
+    if not unknown:
+        return []
+    return [f"{name}: no reward function named {', '.join(map(repr, unknown))} in this installation: it offers "
+            f"{', '.join(offered) or 'none'} (the REWARD_FUNCTIONS setting)"]
 
 
 def run_finish(run, status, error=""):

@@ -26,7 +26,8 @@ class Command(BaseCommand):
         parser.add_argument("--recipe", "--algorithm", dest="recipe", default=stages.default_recipe(),
                             help=f"the stages after the base. {recipes}")
         parser.add_argument("--config", default="{}", help='per stage overrides as JSON: \'{"sft": {"max_steps": 20}}\'')
-        parser.add_argument("--base", default="", help="a local model directory to adopt as the base model")
+        parser.add_argument("--base", default="", help="the base model to adopt: a registered base model's name "
+                            "(manage.py base_convert), or a model directory under BASE_MODEL_ROOTS")
         parser.add_argument("--processes", type=int, default=1, help="processes per stage (accelerate launch)")
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--here", action="store_true", help="run the round in this process instead of a worker")
