@@ -11,6 +11,7 @@ Variables (README lists them too):
   API_THROTTLE_RATE   requests per token, e.g. 6000/minute
   SNAPSHOT_STORE, MODEL_STORE  folders for dataset snapshots and models; default in the data folder
   BASE_MODEL_ROOTS    comma-separated absolute folders base models may be adopted from; default in the data folder
+  REWARD_FUNCTIONS    comma-separated dotted paths of the reward functions GRPO rounds may use; none by default
 """
 
 import os
@@ -191,6 +192,17 @@ MODEL_STORE = Path(os.environ.get("MODEL_STORE") or DATA_DIR / "models")
 BASE_MODEL_ROOTS = [Path(root) for root in env.csv_list("BASE_MODEL_ROOTS", [str(DATA_DIR / "base-models")])]
 if not all(root.is_absolute() for root in BASE_MODEL_ROOTS):
     raise ImproperlyConfigured("BASE_MODEL_ROOTS must list absolute folders, separated by commas")
+
+# The verifiable reward functions a GRPO round may score replies with (training/trainers/grpo.py), as dotted
+# paths of functions importable by the training children: f(prompts, completions, **kwargs) -> list[float], see
+# https://huggingface.co/docs/trl/main/en/grpo_trainer#using-a-custom-reward-function. An admin picks among them by
+# the function's name (the path's last part); only these paths are ever imported.
+REWARD_FUNCTIONS = env.csv_list("REWARD_FUNCTIONS", [])
+if not all("." in path and all(part.isidentifier() for part in path.split(".")) for path in REWARD_FUNCTIONS):
+    raise ImproperlyConfigured("REWARD_FUNCTIONS must list dotted paths of functions (package.module.function), "
+                               "separated by commas")
+if len({path.rpartition(".")[2] for path in REWARD_FUNCTIONS}) != len(REWARD_FUNCTIONS):
+    raise ImproperlyConfigured("REWARD_FUNCTIONS names two functions of the same name: a round chooses them by name")
 
 # https://procrastinate.readthedocs.io/en/stable/howto/django/configuration.html
 PROCRASTINATE_WORKER_DEFAULTS = {"concurrency": 1}

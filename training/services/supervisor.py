@@ -34,7 +34,7 @@ from training.models import (
     StageStatus,
     TrainingRun,
 )
-from training.services.runs import run_finish, stage_problems
+from training.services.runs import reward_functions_offered, run_finish, stage_problems
 from training.services.snapshots import snapshot_create
 from training.trainers.launch import child_command
 from training.trainers.stages import STAGES
@@ -180,9 +180,19 @@ def _spec(run, stage, *, out_dir, work_dir, progress):
         base_model = run.base_source or None  # a directory to adopt, not a registered version
     else:
         base_model = _path(latest.get(entry.starts_from))  # for DPO and the RL stages their frozen reference too
+    config = run.config.get(stage.name, {})
+    if config.get("reward_functions"):
+        # The names the round chose (checked when it was created), as the dotted paths this installation lists:
+        # the child imports only what the spec names.
+        offered = reward_functions_offered()
+        missing = [name for name in config["reward_functions"] if name not in offered]
+        if missing:
+            raise _Refused(f"{stage.name}: no reward function named {', '.join(missing)} in this worker's "
+                           "REWARD_FUNCTIONS")
+        config = {**config, "reward_functions": [offered[name] for name in config["reward_functions"]]}
     spec = {
         "stage": stage.name, "out_dir": str(out_dir), "work_dir": str(work_dir), "data": data,
-        "base_model": base_model, "preset": run.preset, "config": run.config.get(stage.name, {}),
+        "base_model": base_model, "preset": run.preset, "config": config,
         "seed": run.seed, "resume": stage.resume, "progress_file": str(progress),
     }
     if entry.needs_reward_model:

@@ -147,6 +147,37 @@ class DPOSettings(Settings):
     eval_max_new_tokens: PositiveInt = 32  # reply length sampled for the held-out KL
 
 
+# The losses TRL 1.12's GRPOTrainer computes at token-level importance sampling (trl/trainer/grpo_config.py,
+# `loss_type`): an unknown one fails only at the first training step. Its "luspo" is left out: it needs
+# importance_sampling_level "sequence", which this stage does not set, and TRL refuses it after loading the models.
+GRPO_LOSS_TYPES = ("dapo", "grpo", "dr_grpo", "bnpo", "cispo", "sapo", "vespo")
+GRPO_SCALE_REWARDS = ("group", "batch", "none")
+
+
+class GRPOSettings(Settings):
+    learning_rate: PositiveNumber = 3e-6
+    num_generations: PositiveInt = 2  # replies sampled per prompt; the group each one's advantage is taken within
+    response_length: PositiveInt = 53  # tokens per sampled reply (TRL's max_completion_length)
+    kl_coef: NonNegativeNumber = 0.05  # TRL's beta; 0 loads no reference model
+    temperature: PositiveNumber = 0.7
+    num_iterations: PositiveInt = 1
+    epsilon: PositiveNumber = 0.2  # the clip range of the policy ratio
+    loss_type: str = "dapo"  # one of GRPO_LOSS_TYPES
+    scale_rewards: str = "group"  # one of GRPO_SCALE_REWARDS
+    # Verifiable reward functions by name, scored beside the reward model: the names an installation offers in
+    # its REWARD_FUNCTIONS setting (checked when the round is created); the job layer hands the child their paths.
+    reward_functions: list[str] = []
+    reward_weights: list[Number] | None = None  # null: 1 each; else the reward model's, then one per function
+    save_every: PositiveInt = 20
+    logging_steps: PositiveInt = 1
+
+
+class ORPOSettings(Settings):
+    learning_rate: PositiveNumber = 8e-6
+    # ORPO's lambda: the weight of the odds-ratio term beside the chosen reply's NLL (TRL calls it beta).
+    beta: PositiveNumber = 0.1
+
+
 @dataclass(frozen=True)
 class Stage:
     """One training stage, named once with everything the job layer, the pages and the trainer need."""
@@ -350,6 +381,47 @@ def _dpo_checks(c: dict, *, train_rows: int, processes: int, adopting: bool) -> 
     return problems
 
 
+def _grpo_checks(c: dict, *, train_rows: int, processes: int, adopting: bool) -> list[str]:
+    """Refuse before anything loads what TRL's GRPOConfig refuses when it is built (a generation batch that does
+    not hold whole groups, fewer than 2 generations) and what GRPOTrainer refuses late: an unknown loss at the
+    first step, reward weights of another count when the trainer is built."""
+    problems = []
+    _, global_batch = _batches(c, processes)  # TRL's generation batch: steps_per_generation defaults to accumulation
+    generations = c["num_generations"]
+    if generations < 2:
+        problems.append(f"num_generations must be at least 2 (GRPO's advantage compares the replies to one "
+                        f"prompt), not {generations}")
+    elif global_batch % generations:
+        problems.append(f"batch ({c['per_device_train_batch_size']} per device x {c['gradient_accumulation_steps']} "
+                        f"accumulation x {processes} processes = {global_batch}) does not divide by num_generations "
+                        f"({generations}): TRL's GRPO needs whole groups of replies to one prompt in a batch")
+    elif train_rows < global_batch // generations:
+        problems.append(f"dataset smaller than one batch: {train_rows} prompts for a batch of "
+                        f"{global_batch // generations} prompts x {generations} generations")
+    if c["loss_type"] not in GRPO_LOSS_TYPES:
+        problems.append(f"loss_type must be one of {', '.join(GRPO_LOSS_TYPES)}, not {c['loss_type']!r}")
+    if c["scale_rewards"] not in GRPO_SCALE_REWARDS:
+        problems.append(f"scale_rewards must be one of {', '.join(GRPO_SCALE_REWARDS)}, not {c['scale_rewards']!r}")
+    functions = c["reward_functions"]
+    if not all(functions) or len(set(functions)) != len(functions):
+        problems.append(f"reward_functions must name each function once, not {functions!r}")
+    weights, sources = c["reward_weights"], 1 + len(functions)
+    if weights is not None and len(weights) != sources:
+        problems.append(f"reward_weights has {len(weights)} weight{'s' if len(weights) != 1 else ''} for {sources} "
+                        f"reward source{'s' if sources != 1 else ''} (the reward model, then each of "
+                        "reward_functions): give one weight each, or none for 1 each")
+    return problems
+
+
+def _orpo_checks(c: dict, *, train_rows: int, processes: int, adopting: bool) -> list[str]:
+    _, global_batch = _batches(c, processes)
+    if train_rows < global_batch:
+        return [f"dataset smaller than one batch: {train_rows} pairs for a batch of {global_batch} "
+                f"({c['per_device_train_batch_size']} per device x {c['gradient_accumulation_steps']} "
+                f"accumulation x {processes} processes)"]
+    return []
+
+
 # ---------------------------------------------------------------------------------------------
 # The platform's stages and recipes
 
@@ -448,6 +520,31 @@ stage_register(Stage(
                 "torch_compile": False},
     },
 ))
+stage_register(Stage(
+    name="grpo", label="GRPO", reads="prompts", starts_from="sft", registers="policy",
+    settings=GRPOSettings, module="grpo", checks=_grpo_checks, needs_reward_model=True,
+    evaluation=f"{_POLICY_EVALUATION}, each reward function's mean",
+    presets={
+        "tiny": {"max_steps": 8, "response_length": 8, "learning_rate": 1e-4, "save_every": 4},
+        "small": {"per_device_train_batch_size": 8, "num_generations": 4, "response_length": 48, "logging_steps": 1},
+        "demo": {"per_device_train_batch_size": 16, "num_generations": 4, "response_length": 10,
+                 "learning_rate": 1e-4, "max_steps": 32, "save_every": 8, "logging_steps": 1},
+        "gpu": {"per_device_train_batch_size": 16, "gradient_accumulation_steps": 4, "num_generations": 4,
+                "response_length": 128, "torch_compile": False, "save_every": 50},
+    },
+))
+stage_register(Stage(
+    name="orpo", label="ORPO", reads="preference", starts_from="base", registers="policy",
+    settings=ORPOSettings, module="orpo", checks=_orpo_checks,
+    evaluation="held-out preference accuracy and mean log odds of chosen over rejected, beside the base model's",
+    presets={
+        "tiny": {"max_steps": 8, "learning_rate": 1e-3, "save_every": 4},
+        "small": {"learning_rate": 5e-5, "num_train_epochs": 3.0},
+        # ORPO is SFT and preference in one stage, from the base: it trains as long as the demo's SFT does.
+        "demo": {"learning_rate": 1e-3, "num_train_epochs": 10.0},
+        "gpu": {"per_device_train_batch_size": 32, "num_train_epochs": 3.0, "torch_compile": False},
+    },
+))
 
 if "ppo" in STAGES:
     recipe_register(Recipe("ppo", "PPO", ("sft", "reward", "ppo"),
@@ -459,6 +556,12 @@ recipe_register(Recipe("rloo", "RLOO", ("sft", "reward", "rloo"),
                        "SFT, a reward model from the rankings, then RLOO against it"))
 recipe_register(Recipe("dpo", "DPO", ("sft", "dpo"),
                        "SFT, then DPO on the preference pairs themselves (no reward model)"))
+recipe_register(Recipe("grpo", "GRPO", ("sft", "reward", "grpo"),
+                       "SFT, a reward model from the rankings, then GRPO against it and any verifiable reward "
+                       "functions the installation offers"))
+recipe_register(Recipe("orpo", "ORPO", ("orpo",),
+                       "ORPO from the base model on the preference pairs: SFT and preference in one stage, with no "
+                       "reference or reward model"))
 
 
 def recipe_choices(*, unavailable: bool = False) -> list[tuple[str, str]]:
