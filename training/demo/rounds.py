@@ -6,7 +6,7 @@ One round of `manage.py demo_rounds`:
    imported replies of an earlier assistant each), later the rankings of the candidates the last
    round's policy wrote;
 2. a training round (training.services.runs, in this process): base from scratch in round 1,
-   then SFT, reward model, PPO;
+   then the stages of its recipe (SFT, reward model, PPO by default; `recipe` names another);
 3. every version of the round is measured on held-out problems that never entered the project
    (training.demo.data.heldout_problems) by the hidden check, with a Wilson 95% interval; with the
    reward model's held-out accuracy and the annotators' agreement, the figures are printed,
@@ -72,22 +72,28 @@ def versions_measure(versions, *, heldout: int) -> dict:
     return figures
 
 
-def rounds_run(*, rounds: int, up_to: bool = False, preset: str = "demo", seed: int = 0, heldout: int = 300,
-               prompts_per_round: int = PROMPTS_PER_ROUND, config: dict | None = None, out=print) -> list[dict]:
+def rounds_run(*, rounds: int, up_to: bool = False, preset: str = "demo", recipe: str | None = None, seed: int = 0,
+               heldout: int = 300, prompts_per_round: int = PROMPTS_PER_ROUND, config: dict | None = None,
+               out=print) -> list[dict]:
     """Load the demo project if needed, then run `rounds` more rounds (with `up_to`: until it has that many)."""
     project = demo_project_create()
     admin = get_user_model().objects.get(username="admin")
     done = TrainingRun.objects.filter(project=project, status="succeeded").count()
     out(f"{DEMO_PROJECT} (project {project.id}): {done} round(s) done before")
     last = rounds if up_to else done + rounds
-    return [round_run(project=project, admin=admin, number=number, preset=preset, seed=seed, heldout=heldout,
-                      prompts_per_round=prompts_per_round, config=config, out=out)
+    return [round_run(project=project, admin=admin, number=number, preset=preset, recipe=recipe, seed=seed,
+                      heldout=heldout, prompts_per_round=prompts_per_round, config=config, out=out)
             for number in range(done + 1, last + 1)]
 
 
-def round_run(*, project, admin, number: int, preset: str = "demo", seed: int = 0, heldout: int = 300,
-              prompts_per_round: int = PROMPTS_PER_ROUND, config: dict | None = None, out=print) -> dict:
-    """Run one demo round (annotate, train, measure, deploy, prepare the next); return its figures."""
+def round_run(*, project, admin, number: int, preset: str = "demo", recipe: str | None = None, seed: int = 0,
+              heldout: int = 300, prompts_per_round: int = PROMPTS_PER_ROUND, config: dict | None = None,
+              out=print) -> dict:
+    """Run one demo round (annotate, train, measure, deploy, prepare the next); return its figures.
+
+    `recipe` names the round's stages (training.trainers.stages.RECIPES; None: the default). The hidden check
+    measures every version the round registered but a reward model, which recipes such as dpo and orpo train none of.
+    """
     started = time.monotonic()
     timings = {}
     counts = annotate(project, seed=seed * 100 + number)
@@ -96,7 +102,8 @@ def round_run(*, project, admin, number: int, preset: str = "demo", seed: int = 
         # After the seed prompts, one demonstration per prompt: the deployed model writes the other K-1.
         account_services.project_settings_update(project=project, demonstrations_per_prompt=1)
     mark = time.monotonic()
-    run = runs.run_create(project=project, by=admin, preset=preset, seed=seed + number, config=config or {})
+    run = runs.run_create(project=project, by=admin, preset=preset, recipe=recipe, seed=seed + number,
+                          config=config or {})
     status = supervisor.run_execute(run_id=run.id)
     run.refresh_from_db()
     timings["train"] = time.monotonic() - mark
@@ -109,7 +116,7 @@ def round_run(*, project, admin, number: int, preset: str = "demo", seed: int = 
         measured = list(ModelVersion.objects.filter(project=project, kind=ModelKind.BASE).order_by("version")[:1]) + measured
     figures = versions_measure(measured, heldout=heldout)
     timings["measure"] = time.monotonic() - mark
-    reward = next(v for v in made if v.kind == ModelKind.REWARD)
+    reward = next((v for v in made if v.kind == ModelKind.REWARD), None)
     agreement = project_agreement(project=project)
     policy = next(v for v in made if v.kind == ModelKind.POLICY)
     mark = time.monotonic()
@@ -123,10 +130,10 @@ def round_run(*, project, admin, number: int, preset: str = "demo", seed: int = 
     timings["next round"] = time.monotonic() - mark
     timings["round"] = time.monotonic() - started
     result = {
-        "round": number, "run": run.number, "preset": preset, "seed": seed + number,
+        "round": number, "run": run.number, "preset": preset, "recipe": run.algorithm, "seed": seed + number,
         "versions": figures,
-        "reward": {"name": reward.name, "accuracy": reward.metrics.get("reward_accuracy"),
-                   "eval_pairs": reward.metrics.get("eval_rows")},
+        "reward": None if reward is None else {"name": reward.name, "accuracy": reward.metrics.get("reward_accuracy"),
+                                               "eval_pairs": reward.metrics.get("eval_rows")},
         "agreement": {"krippendorff_alpha": agreement["krippendorff_alpha"],
                       "mean_kendall_w": agreement["mean_kendall_w"], "sets_with_overlap": agreement["sets_with_overlap"]},
         "annotations": counts, "next_round": {"annotations": written, "prompts": sum(d.get("prompt", 0) for d in written.values()),
@@ -153,7 +160,8 @@ def _pct(figure):
 
 
 def _print(result, out):
-    out(f"Round {result['round']} (training round {result['run']}, preset {result['preset']}, seed {result['seed']}): "
+    out(f"Round {result['round']} (training round {result['run']}, recipe {result['recipe']}, preset "
+        f"{result['preset']}, seed {result['seed']}): "
         f"{result['seconds']['round']:.0f} s (annotate {result['seconds']['annotate']:.0f}, train "
         f"{result['seconds']['train']:.0f}, measure {result['seconds']['measure']:.0f}, next round's prompts and "
         f"candidates {result['seconds']['next round']:.0f})")
@@ -162,9 +170,12 @@ def _print(result, out):
     for name, figure in result["versions"].items():
         out(f"    {name:<10} greedy {_pct(figure['greedy'])}   sampled (T=0.7) {_pct(figure['sampled'])}")
     reward = result["reward"]
-    accuracy = reward["accuracy"]
-    out(f"  reward model {reward['name']}: held-out pair accuracy "
-        f"{'-' if accuracy is None else f'{100 * accuracy:.1f}%'} on {reward['eval_pairs']} pairs")
+    if reward is None:
+        out(f"  no reward model: the {result['recipe']} recipe trains none")
+    else:
+        accuracy = reward["accuracy"]
+        out(f"  reward model {reward['name']}: held-out pair accuracy "
+            f"{'-' if accuracy is None else f'{100 * accuracy:.1f}%'} on {reward['eval_pairs']} pairs")
     agreement = result["agreement"]
     alpha, w = agreement["krippendorff_alpha"], agreement["mean_kendall_w"]
     out(f"  annotator agreement: Krippendorff alpha {'-' if alpha is None else f'{alpha:.3f}'}, mean Kendall W "
