@@ -38,6 +38,8 @@ from transformers import (
 )
 from transformers.cache_utils import DynamicLayer
 
+from training.trainers import adapters
+
 from .base import GenerationError, SamplingSettings, check_conversations
 
 AUTO = "auto"
@@ -99,14 +101,18 @@ def model_load(model_dir: str | Path, *, device: str = AUTO, dtype: str | torch.
     dtype: SAVED for the dtype the directory records, else as resolve_dtype reads it. keep=False
     loads a model not loaded yet without keeping it, so that it is freed once the caller drops it (a
     training process evaluating models one after another should hold one at a time); one already
-    kept is still reused. A directory saved again (its config.json rewritten) is loaded afresh.
+    kept is still reused. A directory saved again (its config.json, or an adapter's adapter_config.json,
+    rewritten) is loaded afresh. An adapter version loads as its base with the adapter merged in.
     """
     path = Path(model_dir).resolve()
-    if not (path / "config.json").is_file():
-        raise GenerationError(f"{model_dir} is not a model directory (no config.json)")
+    # A LoRA version is peft's adapter files beside the tokenizer; its base is loaded first and the adapter
+    # merged into it (training.trainers.adapters), which generates as fast as a whole model.
+    marker = path / (adapters.ADAPTER_CONFIG if adapters.is_adapter(path) else "config.json")
+    if not marker.is_file():
+        raise GenerationError(f"{model_dir} is not a model directory (no config.json or {adapters.ADAPTER_CONFIG})")
     device = resolve_device(device)
     load_dtype = AUTO if dtype == SAVED else resolve_dtype(dtype, device)  # transformers' "auto": the saved one
-    key = (str(path), device, str(load_dtype), (path / "config.json").stat().st_mtime_ns)
+    key = (str(path), device, str(load_dtype), marker.stat().st_mtime_ns)
     with _loaded_lock:
         if key in _loaded:
             _loaded.move_to_end(key)
@@ -114,9 +120,9 @@ def model_load(model_dir: str | Path, *, device: str = AUTO, dtype: str | torch.
         try:
             # local_files_only: a model is a directory on disk; nothing is ever fetched from a hub.
             tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-            model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=load_dtype,
-                                                         attn_implementation="sdpa")
-        except (OSError, ValueError, KeyError) as exc:
+            model = adapters.pretrained(AutoModelForCausalLM, path, local_files_only=True, dtype=load_dtype,
+                                        attn_implementation="sdpa")
+        except (OSError, ValueError, KeyError) as exc:  # FileNotFoundError too: an adapter whose base is gone
             raise GenerationError(f"cannot load a causal language model from {model_dir}: {exc}") from exc
         if not tokenizer.chat_template:
             raise GenerationError(f"the tokenizer in {model_dir} has no chat template")

@@ -36,6 +36,7 @@ from training.models import (
 )
 from training.services.runs import reward_functions_offered, run_finish, stage_problems
 from training.services.snapshots import snapshot_create
+from training.trainers import adapters
 from training.trainers.launch import child_command
 from training.trainers.stages import STAGES
 
@@ -214,7 +215,9 @@ def _latest_versions(run) -> dict:
 
 
 def _path(version):
-    return str(settings.MODEL_STORE / version.folder) if version else None
+    """The directory a stage is given for a version: an adapter version's merged copy (adapters.handed_on), a
+    whole model every stage and check loads, else the version's own folder."""
+    return adapters.handed_on(str(settings.MODEL_STORE / version.folder)) if version else None
 
 
 def _register(run, stage, *, folder, metrics, spec):

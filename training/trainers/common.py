@@ -12,11 +12,13 @@ from pathlib import Path
 import torch
 from transformers import TrainerCallback
 
+from . import adapters
 from .config import AUTO
 from .progress import Progress, numeric
+from .stages import ADAPTER_AUTO, LORA_FROM_PARAMETERS, Adapter
 
 CHECKPOINTS = "checkpoints"
-SUMMARY_FILE = "platform_training.json"
+SUMMARY_FILE = adapters.SUMMARY_FILE  # platform_training.json
 
 
 @dataclass
@@ -36,6 +38,10 @@ class Job:
     reward_model: str | None = None
     previous_policy: str | None = None
     texts_for_tokenizer: list[str] = field(default_factory=list)
+    # The LoRA adapter the stage trains (the `adapter` setting resolved by adapter_config), None for all weights;
+    # adapter_chosen says the trainer asked, which a stage that was set an adapter must have done.
+    adapter: dict | None = None
+    adapter_chosen: bool = False
 
     @property
     def checkpoints(self) -> Path:
@@ -135,6 +141,50 @@ def padded_batch_arguments(job: Job, *, vocab_size: int | None = None, group_by_
     if vocab_size is not None and vocab_size <= FULL_LOGITS_MAX_VOCAB:
         extra["loss_type"] = "nll"  # one matmul and one fused loss; the logits are small at this vocabulary
     return extra
+
+
+def fit_vocabulary(model, tokenizer) -> list[int]:
+    """Grow the model's embeddings to the tokenizer's tokens (one given a pad token its weights lack); return
+    the ids of the rows added."""
+    rows = model.get_input_embeddings().num_embeddings
+    if len(tokenizer) <= rows:
+        return []
+    model.resize_token_embeddings(len(tokenizer))
+    return list(range(rows, len(tokenizer)))
+
+
+def adapter_config(job: Job, model, tokenizer, *, task_type: str = "CAUSAL_LM",
+                   modules_to_save: list[str] | None = None):
+    """Return the peft LoraConfig the stage trains, for a TRL trainer's `peft_config`; None to train all weights.
+
+    The `adapter` setting's "auto" resolves by the size of the model the stage starts from
+    (stages.LORA_FROM_PARAMETERS). Embeddings first grow to the tokenizer (fit_vocabulary); under LoRA the
+    new rows train as peft's trainable tokens and are saved with the adapter. The choice is kept on the job
+    for publish to record.
+    """
+    new_tokens = fit_vocabulary(model, tokenizer)
+    setting = job.config.get("adapter")
+    if setting == AUTO:
+        setting = ADAPTER_AUTO if model.num_parameters() >= LORA_FROM_PARAMETERS else None
+    job.adapter_chosen = True
+    if setting is None:
+        job.adapter = None
+        return None
+    adapter = Adapter.model_validate(setting).model_dump()
+    job.adapter = {**adapter, "embedding_rows": model.get_input_embeddings().num_embeddings, "new_tokens": new_tokens}
+    return adapters.lora_config(adapter, task_type=task_type, new_tokens=new_tokens, modules_to_save=modules_to_save)
+
+
+def save_for(job: Job, trainer, *, model_class, **load) -> Callable[[Path], None]:
+    """Return publish's `save` for an HF-Trainer stage: the trainer's save_model (all weights, or peft's adapter
+    files) and the tokenizer, then for an adapter its merged copy (adapters.write_merged; `load` goes to the
+    base's from_pretrained there)."""
+    def save(folder: Path) -> None:
+        trainer.save_model(str(folder))
+        if job.adapter and trainer.accelerator.is_main_process:
+            adapters.write_merged(folder, model_class=model_class, base_dir=job.base_model, **load)
+
+    return save
 
 
 # Our names for the figures the job layer charts, from the names each trainer logs.
@@ -266,6 +316,10 @@ def publish(job: Job, *, main: bool, wait: Callable[[], None], save: Callable[[P
     `save` runs in every process (DeepSpeed gathers weights collectively); evaluation and the
     rename only in the main one. A run killed before the rename leaves no out_dir.
     """
+    if isinstance(job.config.get("adapter"), dict) and not job.adapter_chosen:
+        # A stage whose trainer never asked adapter_config trained all weights: say so rather than register them.
+        raise ValueError(f"the {job.stage} stage does not train adapters, and its adapter setting asks for one: "
+                         "set adapter to null")
     partial = partial_dir(job.out_dir)
     if main:
         job.out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -281,7 +335,9 @@ def publish(job: Job, *, main: bool, wait: Callable[[], None], save: Callable[[P
     (partial / SUMMARY_FILE).write_text(json.dumps(
         {"stage": job.stage, "config": job.config, "seed": job.seed, "metrics": numeric(everything),
          "data": {"train": job.train_path, "eval": job.eval_path}, "base_model": job.base_model,
-         "reward_model": job.reward_model, "previous_policy": job.previous_policy},
+         "reward_model": job.reward_model, "previous_policy": job.previous_policy,
+         # An adapter version: what loads it needs its base (adapters.adapter_base reads it here).
+         "adapter": {**job.adapter, "base": job.base_model, "merged": adapters.MERGED} if job.adapter else None},
         indent=2, default=str,
     ))
     if job.out_dir.exists():

@@ -10,6 +10,8 @@ is a Hugging Face Trainer, so checkpoints and `resume_from_checkpoint` work as i
 - The SFT model's tokenizer is the one handed to the trainer, and `save_model` saves it beside the
   policy: the published model and its tokenizer come from one place, as for every other stage.
 - TRL's configs turn gradient checkpointing on by default; here the `gradient_checkpointing` setting decides.
+- With a LoRA adapter no reference is loaded: TRL computes the reference's log-probabilities with the
+  adapter switched off, which is the SFT model the adapter started from.
 - An unknown loss fails only at the first step, inside TRL: config.config_problems refuses it first.
 
 Held-out evaluation (`evaluate_dpo`) on the preference test split: the share of pairs whose chosen
@@ -25,7 +27,18 @@ from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import DPOConfig, DPOTrainer
 
-from .common import Job, ProgressCallback, padded_batch_arguments, publish, start_work, training_arguments
+from . import adapters
+from .common import (
+    Job,
+    ProgressCallback,
+    adapter_config,
+    fit_vocabulary,
+    padded_batch_arguments,
+    publish,
+    save_for,
+    start_work,
+    training_arguments,
+)
 from .config import dpo_loss_types
 from .data import stage_rows
 from .evaluate import masked_nll
@@ -54,11 +67,15 @@ def train(job: Job) -> None:
     checkpoint = start_work(job, args)
     tokenizer = AutoTokenizer.from_pretrained(job.base_model)
     policy = AutoModelForCausalLM.from_pretrained(job.base_model, attn_implementation=c["attn_implementation"])
-    reference = AutoModelForCausalLM.from_pretrained(job.base_model, attn_implementation=c["attn_implementation"])
+    lora = adapter_config(job, policy, tokenizer)
+    reference = None  # with an adapter, TRL's reference is the policy with its adapter switched off: no second copy
+    if lora is None:
+        reference = AutoModelForCausalLM.from_pretrained(job.base_model, attn_implementation=c["attn_implementation"])
+        fit_vocabulary(reference, tokenizer)
     rows = stage_rows("dpo", job.train_path)
-    callback = _PreferenceProgress(job)
+    callback = _PreferenceProgress(job, start_fields={"adapter": job.adapter})
     trainer = DPOTrainer(model=policy, ref_model=reference, args=args, train_dataset=Dataset.from_list(rows),
-                         processing_class=tokenizer, callbacks=[callback])
+                         processing_class=tokenizer, callbacks=[callback], peft_config=lora)
     # TRL drops pairs whose prompt alone fills max_length (truncated at the end, no reply token would be left).
     dropped = len(rows) - len(trainer.train_dataset)
     if not len(trainer.train_dataset):
@@ -71,7 +88,8 @@ def train(job: Job) -> None:
         "activation_checkpointing": trainer.args.activation_checkpointing,
     })
     trainer.train(resume_from_checkpoint=checkpoint)
-    publish(job, main=main, wait=trainer.accelerator.wait_for_everyone, save=trainer.save_model,
+    publish(job, main=main, wait=trainer.accelerator.wait_for_everyone,
+            save=save_for(job, trainer, model_class=AutoModelForCausalLM),
             evaluate=lambda folder: evaluate_dpo(str(folder), job.eval_path, c, reference_dir=job.base_model,
                                                  seed=job.seed),
             train_metrics={**callback.summary, "pairs_too_long": dropped})
@@ -82,7 +100,7 @@ def _device() -> torch.device:
 
 
 def _causal_lm(model_dir: str, device) -> torch.nn.Module:
-    return AutoModelForCausalLM.from_pretrained(model_dir).to(device).eval()
+    return adapters.pretrained(AutoModelForCausalLM, model_dir).to(device).eval()
 
 
 def _chat_ids(tokenizer, messages: list[dict], *, add_generation_prompt: bool = False) -> list[int]:

@@ -13,6 +13,7 @@
 Every function caps the rows it reads at `eval_max_rows` and returns {"eval_rows": 0} without
 a held-out file. Replies are generated as the platform generates them everywhere else, through
 training.generation.local (model_load and generate_ids), in the dtype the model was saved in.
+A model directory may be a LoRA adapter: it loads as its base with the adapter merged in (adapters.py).
 """
 
 import math
@@ -27,6 +28,7 @@ from transformers import (
 from training.generation import SamplingSettings
 from training.generation.local import SAVED, LoadedModel, generate_ids, model_load
 
+from . import adapters
 from .data import stage_rows
 
 
@@ -152,7 +154,8 @@ class RewardScorer:
 
     def __init__(self, model_dir: str, *, max_length: int, batch_size: int):
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
-        self.model = AutoModelForSequenceClassification.from_pretrained(model_dir).to(_device()).eval()
+        model = adapters.pretrained(AutoModelForSequenceClassification, model_dir, num_labels=1)
+        self.model = model.to(_device()).eval()
         self.model.config.pad_token_id = self.tokenizer.pad_token_id
         self.max_length = min(max_length, getattr(self.model.config, "max_position_embeddings", max_length))
         self.batch_size = batch_size

@@ -20,6 +20,10 @@ value model both from the reward model. Around the traps of trl 1.12's PPO:
   work_dir/checkpoints/update-N; a resumed run loads them, trains only the updates left (with the
   learning-rate schedule of the whole run, moved on to where it stopped) and reports its steps
   and episodes offset by what was done before.
+
+With a LoRA adapter (the `adapter` setting) only the policy trains one, as TRL's PPO does: the value
+model still trains all its weights, and no reference is loaded (it is the policy with its adapter
+switched off). A checkpoint's policy is then the adapter, and a resumed run trains that adapter on.
 """
 
 import json
@@ -31,11 +35,12 @@ from pathlib import Path
 
 import torch
 from datasets import Dataset
+from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer, TrainerCallback
 from trl.experimental.ppo import PPOConfig, PPOTrainer
 
-from . import evaluate
-from .common import Job, ProgressCallback, prepare_work_dir, publish
+from . import adapters, evaluate
+from .common import Job, ProgressCallback, adapter_config, fit_vocabulary, prepare_work_dir, publish
 from .data import stage_rows
 
 STATE_FILE = "ppo_state.json"
@@ -142,9 +147,10 @@ def prompt_ids(tokenizer, rows: list[dict], *, room: int) -> list[list[int]]:
 
 
 def scored_model(path: str, *, pad_token_id: int, attn_implementation: str):
-    """Load a reward-shaped model and check it has what PPO reads: a backbone and a `.score` head."""
-    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1,
-                                                               attn_implementation=attn_implementation)
+    """Load a reward-shaped model (whole, or an adapter merged into its base) and check it has what PPO reads:
+    a backbone and a `.score` head."""
+    model = adapters.pretrained(AutoModelForSequenceClassification, path, num_labels=1,
+                                attn_implementation=attn_implementation)
     if not isinstance(getattr(model, "score", None), torch.nn.Module) or not hasattr(model, model.base_model_prefix):
         raise ValueError(f"{path}: {type(model).__name__} has no `.score` head; TRL's PPO reads rewards and values "
                          "through `.score`")
@@ -190,8 +196,20 @@ def train(job: Job) -> None:
     state = json.loads((resume_from / STATE_FILE).read_text()) if resume_from else {"update": 0}
 
     tokenizer = policy_tokenizer(job)
-    policy = AutoModelForCausalLM.from_pretrained(resume_from / "policy" if resume_from else job.base_model,
-                                                  attn_implementation=c["attn_implementation"])
+    attention = c["attn_implementation"]
+    # All weights resume from the checkpoint's policy; an adapter from the SFT model with the adapter saved so far.
+    full_resume = resume_from and not adapters.is_adapter(resume_from / "policy")
+    policy = AutoModelForCausalLM.from_pretrained(resume_from / "policy" if full_resume else job.base_model,
+                                                  attn_implementation=attention)
+    lora = adapter_config(job, policy, tokenizer)
+    if lora and resume_from:
+        # TRL takes either a config for a fresh adapter or a model that has one; the resumed one trains on.
+        policy, lora = PeftModel.from_pretrained(policy, str(resume_from / "policy"), is_trainable=True), None
+    # With an adapter the reference is the policy with its adapter switched off (TRL's null_ref_context).
+    reference = None
+    if not job.adapter:
+        reference = AutoModelForCausalLM.from_pretrained(job.base_model, attn_implementation=attention)
+        fit_vocabulary(reference, tokenizer)
     room = policy.config.max_position_embeddings - c["response_length"]
     rows = stage_rows("ppo", job.train_path)
     train_set = Dataset.from_dict({"input_ids": prompt_ids(tokenizer, rows, room=room)})
@@ -212,15 +230,14 @@ def train(job: Job) -> None:
     callback = ProgressCallback(job, step_offset=done, episode_offset=done * batch_size, logs_every_step=True,
                                 vf_coef=c["vf_coef"],
                                 start_fields={"episodes_total": updates_total * batch_size,
-                                              "resumed_from_step": done})
+                                              "resumed_from_step": done, "adapter": job.adapter})
     saver = UpdateCheckpoints(job, updates_done=done, updates_total=updates_total, batch_size=batch_size)
     pad = tokenizer.pad_token_id
     trainer = ResumablePPOTrainer(
-        args=args, processing_class=tokenizer, model=policy,
-        ref_model=AutoModelForCausalLM.from_pretrained(job.base_model, attn_implementation=c["attn_implementation"]),
-        reward_model=scored_model(job.reward_model, pad_token_id=pad, attn_implementation=c["attn_implementation"]),
+        args=args, processing_class=tokenizer, model=policy, ref_model=reference, peft_config=lora,
+        reward_model=scored_model(job.reward_model, pad_token_id=pad, attn_implementation=attention),
         value_model=scored_model(resume_from / "value" if resume_from else job.reward_model, pad_token_id=pad,
-                                 attn_implementation=c["attn_implementation"]),
+                                 attn_implementation=attention),
         train_dataset=train_set, eval_dataset=eval_set, callbacks=[callback, saver],
         updates_done=done, updates_total=updates_total,
         optimizer_state=torch.load(optimizer_file, weights_only=True) if optimizer_file and optimizer_file.exists()
@@ -234,6 +251,8 @@ def train(job: Job) -> None:
         save_weights(trainer, folder, value=False)
         if main:
             tokenizer.save_pretrained(folder)
+            if job.adapter:
+                adapters.write_merged(folder, model_class=AutoModelForCausalLM, base_dir=job.base_model)
 
     publish(job, main=main, wait=trainer.accelerator.wait_for_everyone, save=save,
             evaluate=lambda folder: evaluate.evaluate_policy(

@@ -2,7 +2,8 @@
 
 A sequence classifier with one label, started from the SFT model and sharing its tokenizer
 (PPO hands the reward model the policy's token ids). Its `config.pad_token_id` is the
-tokenizer's pad: the head reads the score at the last token that is not padding.
+tokenizer's pad: the head reads the score at the last token that is not padding. With a LoRA
+adapter the score head, new and trained whole, is saved with it (peft's modules_to_save).
 """
 
 from datasets import Dataset
@@ -10,7 +11,16 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from trl import RewardConfig, RewardTrainer
 
 from . import evaluate
-from .common import Job, ProgressCallback, padded_batch_arguments, publish, start_work, training_arguments
+from .common import (
+    Job,
+    ProgressCallback,
+    adapter_config,
+    padded_batch_arguments,
+    publish,
+    save_for,
+    start_work,
+    training_arguments,
+)
 from .data import stage_rows
 
 
@@ -25,11 +35,13 @@ def train(job: Job) -> None:
     model = AutoModelForSequenceClassification.from_pretrained(
         job.base_model, num_labels=1, attn_implementation=c["attn_implementation"])
     model.config.pad_token_id = tokenizer.pad_token_id
-    callback = ProgressCallback(job)
+    lora = adapter_config(job, model, tokenizer, task_type="SEQ_CLS", modules_to_save=["score"])
+    callback = ProgressCallback(job, start_fields={"adapter": job.adapter})
     trainer = RewardTrainer(model=model, args=args,
                             train_dataset=Dataset.from_list(stage_rows("reward", job.train_path)),
-                            processing_class=tokenizer, callbacks=[callback])
+                            processing_class=tokenizer, callbacks=[callback], peft_config=lora)
     trainer.train(resume_from_checkpoint=checkpoint)
-    publish(job, main=main, wait=trainer.accelerator.wait_for_everyone, save=trainer.save_model,
+    publish(job, main=main, wait=trainer.accelerator.wait_for_everyone,
+            save=save_for(job, trainer, model_class=AutoModelForSequenceClassification, num_labels=1),
             evaluate=lambda folder: evaluate.evaluate_reward(str(folder), job.eval_path, c),
             train_metrics=callback.summary)

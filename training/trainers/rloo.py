@@ -11,7 +11,7 @@ from transformers import AutoModelForCausalLM
 from trl import RLOOConfig, RLOOTrainer
 
 from . import evaluate
-from .common import Job, ProgressCallback, publish, start_work, training_arguments
+from .common import Job, ProgressCallback, adapter_config, publish, save_for, start_work, training_arguments
 from .data import stage_rows
 from .ppo import policy_tokenizer, scored_model
 
@@ -27,6 +27,8 @@ def train(job: Job) -> None:
     checkpoint = start_work(job, args)
     tokenizer = policy_tokenizer(job)
     policy = AutoModelForCausalLM.from_pretrained(job.base_model, attn_implementation=c["attn_implementation"])
+    # With an adapter TRL loads no reference: it is the policy with its adapter switched off.
+    lora = adapter_config(job, policy, tokenizer)
     # RLOO cannot cut a prompt to fit: leave out prompts too long for a reply in the model's context.
     room = policy.config.max_position_embeddings - c["response_length"]
     rows = stage_rows("rloo", job.train_path)
@@ -36,16 +38,18 @@ def train(job: Job) -> None:
     if len(fitting) < max(1, per_batch // c["num_generations"]):
         raise ValueError(f"only {len(fitting)} of {len(rows)} prompts leave room for a {c['response_length']}-token "
                          "reply in the model's context: fewer than one batch")
-    callback = ProgressCallback(job, start_fields={"prompts_too_long": len(rows) - len(fitting)})
+    callback = ProgressCallback(job, start_fields={"prompts_too_long": len(rows) - len(fitting),
+                                                   "adapter": job.adapter})
     trainer = RLOOTrainer(
         model=policy,
         reward_funcs=scored_model(job.reward_model, pad_token_id=tokenizer.pad_token_id,
                                   attn_implementation=c["attn_implementation"]),
         args=args, train_dataset=Dataset.from_list(fitting), processing_class=tokenizer,
-        reward_processing_classes=tokenizer, callbacks=[callback],
+        reward_processing_classes=tokenizer, callbacks=[callback], peft_config=lora,
     )
     trainer.train(resume_from_checkpoint=checkpoint)
-    publish(job, main=main, wait=trainer.accelerator.wait_for_everyone, save=trainer.save_model,
+    publish(job, main=main, wait=trainer.accelerator.wait_for_everyone,
+            save=save_for(job, trainer, model_class=AutoModelForCausalLM),
             evaluate=lambda folder: evaluate.evaluate_policy(
                 str(folder), job.eval_path, c, reference_dir=job.base_model, reward_dir=job.reward_model,
                 previous_dir=job.previous_policy, seed=job.seed),

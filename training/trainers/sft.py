@@ -1,11 +1,22 @@
-"""Stage 1: supervised fine-tuning on demonstrations with TRL's SFTTrainer, loss on assistant tokens only."""
+"""Stage 1: supervised fine-tuning on demonstrations with TRL's SFTTrainer, loss on assistant tokens only.
+
+All weights, or a LoRA adapter (the `adapter` setting; see adapters.py for what is saved then)."""
 
 from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import SFTConfig, SFTTrainer
 
 from . import evaluate
-from .common import Job, ProgressCallback, padded_batch_arguments, publish, start_work, training_arguments
+from .common import (
+    Job,
+    ProgressCallback,
+    adapter_config,
+    padded_batch_arguments,
+    publish,
+    save_for,
+    start_work,
+    training_arguments,
+)
 from .data import stage_rows
 
 
@@ -18,10 +29,12 @@ def train(job: Job) -> None:
     main = args.process_index == 0
     checkpoint = start_work(job, args)
     model = AutoModelForCausalLM.from_pretrained(job.base_model, attn_implementation=c["attn_implementation"])
-    callback = ProgressCallback(job)
+    lora = adapter_config(job, model, tokenizer)
+    callback = ProgressCallback(job, start_fields={"adapter": job.adapter})
     trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(stage_rows("sft", job.train_path)),
-                         processing_class=tokenizer, callbacks=[callback])
+                         processing_class=tokenizer, callbacks=[callback], peft_config=lora)
     trainer.train(resume_from_checkpoint=checkpoint)
-    publish(job, main=main, wait=trainer.accelerator.wait_for_everyone, save=trainer.save_model,
+    publish(job, main=main, wait=trainer.accelerator.wait_for_everyone,
+            save=save_for(job, trainer, model_class=AutoModelForCausalLM),
             evaluate=lambda folder: evaluate.evaluate_sft(str(folder), job.eval_path, c, seed=job.seed),
             train_metrics=callback.summary)

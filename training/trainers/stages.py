@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, WrapValidator
+from pydantic_core import PydanticCustomError
 
 AUTO = "auto"
 PRESET_NAMES = ("tiny", "small", "demo", "gpu")
@@ -42,6 +43,36 @@ PositiveNumber = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 NonNegativeNumber = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Number = Annotated[float, Field(allow_inf_nan=False)]
 AutoBool = bool | Literal["auto"]  # "auto": on when CUDA is present
+
+# The rule the `adapter` setting's "auto" follows: a stage that starts from a model of this many parameters or
+# more trains the LoRA adapter below (r 16 on every linear layer), a smaller one all its weights. Every preset's
+# model built from scratch is under it but the gpu preset's (about 88M); an adopted SmolLM2-135M is over it.
+LORA_FROM_PARAMETERS = 50_000_000
+
+
+class Adapter(BaseModel):
+    """A LoRA adapter (peft's LoraConfig) a stage trains instead of all the model's weights."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    type: Literal["lora"]
+    r: PositiveInt = 16  # the rank of each update
+    alpha: PositiveNumber = 32.0  # the update is scaled by alpha / r
+    dropout: Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)] = 0.05
+    target_modules: str | list[str] = "all-linear"  # peft's name for every linear layer but the output one
+
+
+ADAPTER_AUTO = {"type": "lora"}  # what "auto" trains on a model of LORA_FROM_PARAMETERS or more: the defaults above
+AdapterChoice = Adapter | Literal["auto"] | None  # null: all weights
+
+
+def _adapter_as_one_error(value, handler):
+    # One error for the whole setting: pydantic's own would name a nested field ("r") under the setting's
+    # name, and the refusal would read "adapter must be greater than 0".
+    try:
+        return handler(value)
+    except ValidationError:
+        raise PydanticCustomError("adapter", "not an adapter") from None
 
 
 class Settings(BaseModel):
@@ -74,10 +105,15 @@ class Settings(BaseModel):
     # Seconds to sleep after every step: 0 in every preset; tests and demos set it so that a run is
     # still going when they cancel it.
     step_delay_s: NonNegativeNumber = 0.0
+    # {"type": "lora", "r": 16, "alpha": 32, "dropout": 0.05, "target_modules": "all-linear"}: train a LoRA
+    # adapter (registered as the adapter plus its base, with a merged copy); null: all weights; "auto": the rule
+    # of LORA_FROM_PARAMETERS, by the size of the model the stage starts from.
+    adapter: Annotated[AdapterChoice, WrapValidator(_adapter_as_one_error)] = "auto"
 
 
 class BaseSettings(Settings):
     learning_rate: PositiveNumber = 5e-4
+    adapter: None = None  # the base stage trains every weight of a model built from scratch, and none of one adopted
     # The shape of a model built from scratch (ignored when adopting one).
     layers: PositiveInt = 6
     heads: PositiveInt = 4
@@ -276,6 +312,9 @@ def type_name(annotation) -> str:
     """Describe a settings field's type as the refusals say it: "an integer", 'true, false or "auto"'."""
     if annotation == AutoBool:
         return 'true, false or "auto"'
+    if annotation == AdapterChoice:
+        return ('a LoRA adapter ({"type": "lora", "r": an integer above 0, "alpha": a number above 0, "dropout": '
+                'from 0 to below 1, "target_modules": "all-linear" or a list of module names}), "auto" or null')
     if typing.get_origin(annotation) is Annotated:
         return type_name(typing.get_args(annotation)[0])
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
