@@ -48,14 +48,19 @@ def stage_rows(stage: str, path: str | Path, *, limit: int | None = None) -> lis
     return list(_rows(stage, path, limit=limit))
 
 
+def prompt_rows(path: str | Path, *, limit: int | None = None) -> list[dict]:
+    """Return the prompts of a prompts file (held-out prompts of the RL stages, whichever is registered)."""
+    return list(_rows("prompts", path, limit=limit, columns=COLUMNS["prompts"]))
+
+
 def check_rows(stage: str, path: str | Path) -> None:
     """Raise DataError naming the first row `stage` cannot use; cheap enough to run before torch loads."""
     for _ in _rows(stage, path):
         pass
 
 
-def _rows(stage: str, path: str | Path, *, limit: int | None = None) -> Iterator[dict]:
-    columns = COLUMNS[STAGES[stage].reads]
+def _rows(stage: str, path: str | Path, *, limit: int | None = None, columns=None) -> Iterator[dict]:
+    columns = columns or COLUMNS[STAGES[stage].reads]
     kept = 0
     for number, row in _numbered(path):
         if limit is not None and kept >= limit:

@@ -29,7 +29,7 @@ from training.generation import SamplingSettings
 from training.generation.local import SAVED, LoadedModel, generate_ids, model_load
 
 from . import adapters
-from .data import stage_rows
+from .data import prompt_rows, stage_rows
 
 
 def _device() -> torch.device:
@@ -197,7 +197,7 @@ def evaluate_policy(policy_dir: str, eval_path: str | None, config: dict, *, ref
     """Mean reward, KL against the reference, and optimistic win rates, on held-out prompts."""
     if not eval_path:
         return {"eval_rows": 0}
-    rows = stage_rows("ppo", eval_path, limit=config["eval_max_rows"])
+    rows = prompt_rows(eval_path, limit=config["eval_max_rows"])
     batch, length, temperature = config["per_device_eval_batch_size"], config["response_length"], config["temperature"]
     sampled = _settings(temperature=temperature, max_new_tokens=length, seed=seed)
     score = RewardScorer(reward_dir, max_length=config["max_length"], batch_size=batch)

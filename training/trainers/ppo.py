@@ -36,12 +36,13 @@ from pathlib import Path
 import torch
 from datasets import Dataset
 from peft import PeftModel
-from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer, TrainerCallback
+from transformers import AutoModelForCausalLM, TrainerCallback
 from trl.experimental.ppo import PPOConfig, PPOTrainer
 
 from . import adapters, evaluate
 from .common import Job, ProgressCallback, adapter_config, fit_vocabulary, prepare_work_dir, publish
 from .data import stage_rows
+from .policy import policy_tokenizer, scored_model
 
 STATE_FILE = "ppo_state.json"
 
@@ -144,26 +145,6 @@ def prompt_ids(tokenizer, rows: list[dict], *, room: int) -> list[list[int]]:
     """Tokenize prompts as the policy will see them, ending in the assistant marker; keep their last `room` tokens."""
     return [tokenizer.apply_chat_template(r["prompt"], tokenize=True, add_generation_prompt=True,
                                           return_dict=False)[-room:] for r in rows]
-
-
-def scored_model(path: str, *, pad_token_id: int, attn_implementation: str):
-    """Load a reward-shaped model (whole, or an adapter merged into its base) and check it has what PPO reads:
-    a backbone and a `.score` head."""
-    model = adapters.pretrained(AutoModelForSequenceClassification, path, num_labels=1,
-                                attn_implementation=attn_implementation)
-    if not isinstance(getattr(model, "score", None), torch.nn.Module) or not hasattr(model, model.base_model_prefix):
-        raise ValueError(f"{path}: {type(model).__name__} has no `.score` head; TRL's PPO reads rewards and values "
-                         "through `.score`")
-    model.config.pad_token_id = pad_token_id
-    return model
-
-
-def policy_tokenizer(job: Job):
-    """Return the policy's tokenizer, left-padding prompts, with pad and EOS checked apart."""
-    tokenizer = AutoTokenizer.from_pretrained(job.base_model, padding_side="left")
-    if tokenizer.pad_token_id is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
-        raise ValueError("the policy's pad token must exist and differ from its EOS token")
-    return tokenizer
 
 
 def train(job: Job) -> None:

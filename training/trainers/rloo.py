@@ -13,7 +13,7 @@ from trl import RLOOConfig, RLOOTrainer
 from . import evaluate
 from .common import Job, ProgressCallback, adapter_config, publish, save_for, start_work, training_arguments
 from .data import stage_rows
-from .ppo import policy_tokenizer, scored_model
+from .policy import policy_tokenizer, scored_model
 
 
 def train(job: Job) -> None:
