@@ -74,7 +74,7 @@ def test_a_lora_round_registers_adapters_that_generate_score_as_trained_and_trai
 
     from training.generation import SamplingSettings, backend_for
     from training.trainers import evaluate
-    from training.trainers.ppo import scored_model
+    from training.trainers.policy import scored_model
 
     with_held_out_pairs(project, member)
     base = registered_base(project)
