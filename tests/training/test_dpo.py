@@ -5,7 +5,6 @@ with its held-out evaluation, hands TRL the loss asked for, and a second round i
 a bad loss is refused by the API before anything is queued; the page and the API offer the recipe."""
 
 import json
-import time
 
 import pytest
 from django.conf import settings
@@ -18,7 +17,7 @@ from training.models import MetricPoint, ModelKind, ModelVersion, RunStage, RunS
 from training.services import runs
 from tests.helpers import stop
 from tests.training.factories import arithmetic_project
-from tests.training.test_runs_train import stage_children, wait_for, worker
+from tests.training.test_runs_train import cancel_mid_stage, stage_children, wait_for, worker
 
 TEXTS = [f"What is {a} + {b}? {a + b}" for a in range(10) for b in range(10)]
 # SFT only has to make a model to start DPO from: two steps, no held-out evaluation (tests/training/test_runs_train.py
@@ -82,14 +81,7 @@ def test_a_dpo_round_registers_sft_and_a_policy_without_a_reward_model_and_a_can
         second = runs.run_create(project=project, by=owner, preset="tiny", recipe="dpo",
                                  config={"sft": QUICK_SFT, "dpo": {"max_steps": 400, "step_delay_s": 0.5}})
         assert list(second.stages.values_list("name", flat=True)) == ["sft", "dpo"]
-        wait_for(
-            lambda: RunStage.objects.filter(run=second, name="dpo", status=StageStatus.RUNNING, step__gte=1).exists(),
-            timeout=200, what="round 2's DPO to make progress", run=second,
-        )
-        asked = time.monotonic()
-        runs.run_cancel(run=second)
-        wait_for(lambda: TrainingRun.objects.get(pk=second.pk).is_finished(), timeout=30, what="the cancel")
-        took = time.monotonic() - asked
+        took = cancel_mid_stage(second, "dpo", timeout=200)
     finally:
         stop(process)
 

@@ -7,7 +7,6 @@ evaluation, and a second round is cancelled mid-GRPO within 5 s; ORPO registers 
 with its held-out log odds. The API refuses a reward function the installation does not offer."""
 
 import json
-import time
 
 import pytest
 from django.conf import settings
@@ -20,7 +19,7 @@ from tests.helpers import stop
 from tests.platform.test_settings import load as settings_load
 from tests.training.factories import arithmetic_project
 from tests.training.test_dpo import QUICK_SFT, TEXTS, with_held_out_pairs
-from tests.training.test_runs_train import stage_children, wait_for, worker
+from tests.training.test_runs_train import cancel_mid_stage, stage_children, wait_for, worker
 
 ENDS_WITH_PERIOD = "tests.training.reward_functions.ends_with_period"
 # The reward model only has to exist for GRPO to score with: two steps (and round 2's stages before GRPO, one).
@@ -74,14 +73,7 @@ def test_a_grpo_round_scores_with_the_reward_model_and_an_installation_reward_fu
         second = runs.run_create(project=project, by=owner, preset="tiny", recipe="grpo", config={
             "sft": {**QUICK_SFT, "max_steps": 1}, "reward": {"max_steps": 1},
             "grpo": {"reward_functions": ["ends_with_period"], "max_steps": 400, "step_delay_s": 0.5}})
-        wait_for(
-            lambda: RunStage.objects.filter(run=second, name="grpo", status=StageStatus.RUNNING, step__gte=1).exists(),
-            timeout=200, what="round 2's GRPO to make progress", run=second,
-        )
-        asked = time.monotonic()
-        runs.run_cancel(run=second)
-        wait_for(lambda: TrainingRun.objects.get(pk=second.pk).is_finished(), timeout=30, what="the cancel")
-        took = time.monotonic() - asked
+        took = cancel_mid_stage(second, "grpo", timeout=200)
     finally:
         stop(process)
 

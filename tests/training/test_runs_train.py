@@ -55,6 +55,19 @@ def wait_for(predicate, *, timeout, what, run=None):
     return wait_until(ready, timeout=timeout, interval=0.5, what=what)
 
 
+def cancel_mid_stage(run, stage: str, *, timeout: float) -> float:
+    """Wait until the round's `stage` has made a step, cancel the round, wait for it to end; return the
+    seconds from the cancel to the end."""
+    wait_for(
+        lambda: RunStage.objects.filter(run=run, name=stage, status=StageStatus.RUNNING, step__gte=1).exists(),
+        timeout=timeout, what=f"round {run.number}'s {stage} to make progress", run=run,
+    )
+    asked = time.monotonic()
+    runs.run_cancel(run=run)
+    wait_for(lambda: TrainingRun.objects.get(pk=run.pk).is_finished(), timeout=30, what="the cancel")
+    return time.monotonic() - asked
+
+
 def stage_children(spec_folder) -> list[int]:
     """Pids of trainer processes still running for a stage."""
     found = subprocess.run(["pgrep", "-f", f"{spec_folder}/spec.json"], capture_output=True, text=True)
@@ -119,14 +132,7 @@ def test_a_round_survives_its_worker_being_killed_and_a_second_round_is_cancelle
     assert list(second.stages.values_list("name", flat=True)) == ["sft", "reward", "ppo"]
     process = worker(stores)
     try:
-        wait_for(
-            lambda: RunStage.objects.filter(run=second, name="ppo", status=StageStatus.RUNNING, step__gte=1).exists(),
-            timeout=400, what="round 2's PPO to make progress", run=second,
-        )
-        asked = time.monotonic()
-        runs.run_cancel(run=second)
-        wait_for(lambda: TrainingRun.objects.get(pk=second.pk).is_finished(), timeout=30, what="the cancel")
-        took = time.monotonic() - asked
+        took = cancel_mid_stage(second, "ppo", timeout=400)
     finally:
         stop(process)
     second.refresh_from_db()
