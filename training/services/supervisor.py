@@ -46,6 +46,7 @@ HEARTBEAT_SECONDS = 5
 # After SIGTERM, how long a stage's child gets before SIGKILL.
 KILL_GRACE_SECONDS = 5
 
+
 def run_execute(*, run_id: int) -> str:
     """Run a queued round's pending stages in order; return the round's final status."""
     worker = f"{socket.gethostname()}:{os.getpid()}"
