@@ -4,7 +4,6 @@ from django.contrib.auth import authenticate, get_user_model
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.permissions import AllowAny, IsAdminUser
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
@@ -13,12 +12,14 @@ from rest_framework.views import APIView
 from annotate.selectors import accounts as account_selectors
 from annotate.services import accounts as account_services
 from annotate.models import Role
+from platform_common.pagination import Pagination
+from platform_common.serializers import StrictCharField
 
 User = get_user_model()
 
 
 def paginated(view: APIView, queryset, serializer_class):
-    paginator = LimitOffsetPagination()
+    paginator = Pagination()
     page = paginator.paginate_queryset(queryset, view.request, view=view)
     return paginator.get_paginated_response(serializer_class(page, many=True).data)
 
@@ -32,8 +33,8 @@ class TokenCreateApi(APIView):
     throttle_scope = "login"
 
     class InputSerializer(serializers.Serializer):
-        username = serializers.CharField()
-        password = serializers.CharField(style={"input_type": "password"})
+        username = StrictCharField()
+        password = StrictCharField(style={"input_type": "password"})
 
     class OutputSerializer(serializers.Serializer):
         token = serializers.CharField()
@@ -94,9 +95,9 @@ class ProjectCreateApi(APIView):
     """Create a project (site staff); you become its admin."""
 
     class InputSerializer(serializers.Serializer):
-        name = serializers.CharField(max_length=200)
-        description = serializers.CharField(required=False, allow_blank=True, default="")
-        guidelines = serializers.CharField(required=False, allow_blank=True, default="")
+        name = StrictCharField(max_length=200)
+        description = StrictCharField(required=False, allow_blank=True, default="")
+        guidelines = StrictCharField(required=False, allow_blank=True, default="")
 
     @extend_schema(request=InputSerializer, responses={201: ProjectOutputSerializer})
     def post(self, request):
@@ -117,7 +118,7 @@ class ProjectGuidelinesUpdateApi(APIView):
     """Replace the guidelines (admin); the guideline version goes up by one."""
 
     class InputSerializer(serializers.Serializer):
-        guidelines = serializers.CharField(allow_blank=True)
+        guidelines = StrictCharField(allow_blank=True)
 
     @extend_schema(request=InputSerializer, responses=ProjectOutputSerializer)
     def put(self, request, project_id):
@@ -186,7 +187,7 @@ class InviteCreateApi(APIView):
 
     class InputSerializer(serializers.Serializer):
         role = serializers.ChoiceField(choices=Role.choices, default=Role.ANNOTATOR)
-        note = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+        note = StrictCharField(max_length=200, required=False, allow_blank=True, default="")
         days = serializers.IntegerField(required=False, default=account_services.INVITE_DAYS)
 
     @extend_schema(request=InputSerializer, responses={201: InviteOutputSerializer})

@@ -12,6 +12,7 @@ from annotate.selectors import accounts as account_selectors
 from annotate.selectors import tasks as task_selectors
 from annotate.selectors import tree as tree_selectors
 from annotate.services import judgements, queue, tree
+from platform_common.serializers import StrictCharField
 
 
 class TurnSerializer(serializers.Serializer):
@@ -94,18 +95,18 @@ class TaskSubmitApi(APIView):
     """
 
     class InputSerializer(serializers.Serializer):
-        submit_key = serializers.CharField(max_length=100)
+        submit_key = StrictCharField(max_length=100)
         time_spent_ms = serializers.IntegerField(
             required=False, allow_null=True, min_value=0, max_value=judgements.MAX_TIME_SPENT_MS
         )
-        text = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
+        text = StrictCharField(required=False, allow_blank=True, trim_whitespace=False)
         tiers = serializers.ListField(child=serializers.ListField(child=serializers.IntegerField()), required=False)
         all_bad = serializers.BooleanField(required=False, default=False)
         choice = serializers.ChoiceField(choices=judgements.COMPARE_CHOICES, required=False)
         quality = serializers.IntegerField(required=False, allow_null=True)
         flags = serializers.ListField(child=serializers.ChoiceField(choices=Flag.choices), required=False)
         accepted = serializers.BooleanField(required=False, allow_null=True, default=None)
-        comment = serializers.CharField(required=False, allow_blank=True)
+        comment = StrictCharField(required=False, allow_blank=True)
         next = serializers.BooleanField(required=False, default=False)
 
     OutputSerializer = inline_serializer(

@@ -2,13 +2,13 @@
 
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotate.apis.accounts import paginated
 from annotate.models import Role
 from annotate.selectors.accounts import project_for_member
+from platform_common.pagination import Pagination
 from training import selectors
 from training.services import runs
 from training.trainers import stages
@@ -62,7 +62,7 @@ class RunListApi(APIView):
     @extend_schema(responses=RunOutputSerializer(many=True))
     def get(self, request, project_id):
         project = project_for_member(user=request.user, project_id=project_id, role=Role.ADMIN)
-        paginator = LimitOffsetPagination()
+        paginator = Pagination()
         page = paginator.paginate_queryset(selectors.runs_of(project=project), request, view=self)
         return paginator.get_paginated_response(RunOutputSerializer([selectors.run_payload(r) for r in page], many=True).data)
 
