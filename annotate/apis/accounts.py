@@ -1,12 +1,12 @@
 """REST API for accounts, projects, members and invites. One APIView per operation."""
 
+from django.conf import settings
 from django.contrib.auth import authenticate, get_user_model
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.permissions import AllowAny, IsAdminUser
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from annotate.selectors import accounts as account_selectors
@@ -28,9 +28,8 @@ class TokenCreateApi(APIView):
     """Exchange a username and password for an API token (the same one until revoked)."""
 
     permission_classes = [AllowAny]
-    # Password guessing is slowed per client address (settings: DEFAULT_THROTTLE_RATES["login"]).
-    throttle_classes = [ScopedRateThrottle]
-    throttle_scope = "login"
+    # Password guessing is stopped by django-axes inside authenticate() (settings: AXES_*).
+    throttle_classes = []
 
     class InputSerializer(serializers.Serializer):
         username = StrictCharField()
@@ -44,6 +43,16 @@ class TokenCreateApi(APIView):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         user = authenticate(request, **data.validated_data)
+        if getattr(request, "axes_locked_out", False):
+            # Axes flags the request it was given, here DRF's; its middleware only sees Django's, so the
+            # API answers the lockout itself.
+            seconds = int(settings.AXES_COOLOFF_TIME.total_seconds())
+            return Response(
+                {"detail": f"too many wrong passwords for this account from your address: try again in "
+                           f"{seconds // 60} minutes"},
+                status=status.HTTP_429_TOO_MANY_REQUESTS,
+                headers={"Retry-After": str(seconds)},
+            )
         if user is None:
             return Response(
                 {"detail": "wrong username or password, or the account is deactivated"},

@@ -9,12 +9,16 @@ Variables (README lists them too):
   CSRF_TRUSTED_ORIGINS comma-separated origins (https://example.org) behind a proxy
   PLATFORM_BASE_URL   the URL printed in invites and logins; default http://127.0.0.1:8000
   API_THROTTLE_RATE   requests per token, e.g. 6000/minute
+  LOGIN_FAILURE_LIMIT wrong passwords per account and client address before logins lock for 15 minutes; default 10
+  TRUSTED_PROXIES     comma-separated addresses or networks of reverse proxies whose X-Forwarded-For is believed
   SNAPSHOT_STORE, MODEL_STORE  folders for dataset snapshots and models; default in the data folder
   BASE_MODEL_ROOTS    comma-separated absolute folders base models may be adopted from; default in the data folder
   REWARD_FUNCTIONS    comma-separated dotted paths of the reward functions GRPO rounds may use; none by default
 """
 
+import ipaddress
 import os
+from datetime import timedelta
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -52,6 +56,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "axes",
     # Before the apps that define tasks: its ready() builds the app they register on.
     "procrastinate.contrib.django",
     "annotate",
@@ -72,6 +77,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into its page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 # The checkout: training children run from here (python -m training.trainers.run).
@@ -122,6 +129,28 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Login throttling (django-axes, https://django-axes.readthedocs.io/en/latest/4_configuration.html): every
+# login path (/login/, /admin/login/, /api/auth/token/) authenticates through its backend first. Failures are
+# counted in the database, so every web process sees the same count, per account and client address together:
+# a stranger guessing alice's password from elsewhere never locks alice out.
+AUTHENTICATION_BACKENDS = [
+    "platform_config.auth.LoginThrottleBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.integer("LOGIN_FAILURE_LIMIT", 10, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=15)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "platform_config.auth.client_ip"
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+# Only the failures matter to the throttle; a row per successful login would grow forever unread.
+AXES_DISABLE_ACCESS_LOG = True
+# X-Forwarded-For is anyone's to write: it is believed only from these addresses (the reverse proxy's).
+try:
+    TRUSTED_PROXIES = [ipaddress.ip_network(entry, strict=False) for entry in env.csv_list("TRUSTED_PROXIES", [])]
+except ValueError as error:
+    raise ImproperlyConfigured(f"TRUSTED_PROXIES must list IP addresses or networks: {error}") from None
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
@@ -155,10 +184,7 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "platform_config.api.AutoSchema",
     "EXCEPTION_HANDLER": "platform_common.errors.exception_handler",
     "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.UserRateThrottle"],
-    "DEFAULT_THROTTLE_RATES": {
-        "user": os.environ.get("API_THROTTLE_RATE", "6000/minute"),
-        "login": os.environ.get("LOGIN_THROTTLE_RATE", "30/minute"),
-    },
+    "DEFAULT_THROTTLE_RATES": {"user": os.environ.get("API_THROTTLE_RATE", "6000/minute")},
 }
 # The API throttle counts requests in this cache: per web process, so with N gunicorn workers
 # a token can make up to N times the rate. Kept in memory so a request costs no extra queries.
