@@ -24,6 +24,12 @@ urlpatterns = [
         name="api-member-update",
     ),
     path("projects/<int:project_id>/invites/", apis.InviteCreateApi.as_view(), name="api-invite-create"),
+    path("projects/<int:project_id>/invites/open/", apis.InviteListApi.as_view(), name="api-invite-list"),
+    path(
+        "projects/<int:project_id>/invites/<int:invite_id>/revoke/",
+        apis.InviteRevokeApi.as_view(),
+        name="api-invite-revoke",
+    ),
     path("invites/<str:token>/accept/", apis.InviteAcceptApi.as_view(), name="api-invite-accept"),
     path("users/<int:user_id>/deactivate/", apis.UserDeactivateApi.as_view(), name="api-user-deactivate"),
 ]

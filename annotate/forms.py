@@ -1,6 +1,7 @@
 """Forms for the admin pages: they parse and bound what a page posts; services do the writing."""
 
 from django import forms
+from django.conf import settings
 
 from annotate.importers import FORMATS
 from annotate.models import Role, TaskKind
@@ -80,7 +81,7 @@ class SettingsForm(forms.Form):
 class InviteForm(forms.Form):
     role = forms.ChoiceField(choices=Role.choices, initial=Role.ANNOTATOR)
     note = forms.CharField(max_length=200, required=False, help_text="who it is for")
-    days = forms.IntegerField(min_value=1, max_value=365, initial=14, label="Valid for (days)")
+    days = forms.IntegerField(min_value=1, max_value=365, initial=lambda: settings.INVITE_DAYS, label="Valid for (days)")
 
 
 class MemberRoleForm(forms.Form):

@@ -11,6 +11,7 @@ import uuid
 
 from django.contrib import messages
 from django.contrib.auth import login
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpResponse
@@ -643,3 +644,17 @@ def invite_page(request, token):
         status=400 if errors else 200,
     )
 
+
+
+# ---------------------------------------------------------------------------------------------
+# Accounts
+
+
+class PasswordChangeView(auth_views.PasswordChangeView):
+    """Django's password change page; the change also ends the user's other sessions and API tokens."""
+
+    def form_valid(self, form):
+        # Django saves the password and keeps this session under a new key; then the rest go.
+        response = super().form_valid(form)
+        account_services.user_password_changed(user=form.user, keep_session_key=self.request.session.session_key)
+        return response

@@ -11,7 +11,7 @@ from rest_framework.views import APIView
 
 from annotate.selectors import accounts as account_selectors
 from annotate.services import accounts as account_services
-from annotate.models import Role
+from annotate.models import Invite, Role
 from platform_common.pagination import Pagination
 from platform_common.serializers import StrictCharField
 
@@ -181,9 +181,12 @@ class MemberUpdateApi(APIView):
 
 
 class InviteOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
     token = serializers.CharField()
     role = serializers.CharField()
     note = serializers.CharField()
+    created_by = serializers.CharField(source="created_by.username", allow_null=True)
+    created_at = serializers.DateTimeField()
     expires_at = serializers.DateTimeField()
     url = serializers.SerializerMethodField()
 
@@ -197,7 +200,7 @@ class InviteCreateApi(APIView):
     class InputSerializer(serializers.Serializer):
         role = serializers.ChoiceField(choices=Role.choices, default=Role.ANNOTATOR)
         note = StrictCharField(max_length=200, required=False, allow_blank=True, default="")
-        days = serializers.IntegerField(required=False, default=account_services.INVITE_DAYS)
+        days = serializers.IntegerField(required=False, help_text="how long the link lasts; default INVITE_DAYS (7)")
 
     @extend_schema(request=InputSerializer, responses={201: InviteOutputSerializer})
     def post(self, request, project_id):
@@ -208,6 +211,31 @@ class InviteCreateApi(APIView):
         return Response(
             InviteOutputSerializer(invite, context={"request": request}).data, status=status.HTTP_201_CREATED
         )
+
+
+class InviteListApi(APIView):
+    """List the project's open invites, newest first (admin): not used, revoked or expired, and made by
+    someone who is still an admin (an invite dies with its creator's role)."""
+
+    @extend_schema(responses=InviteOutputSerializer(many=True))
+    def get(self, request, project_id):
+        project = account_selectors.project_for_member(user=request.user, project_id=project_id, role=Role.ADMIN)
+        paginator = Pagination()
+        page = paginator.paginate_queryset(account_selectors.invites_open(project=project), request, view=self)
+        return paginator.get_paginated_response(
+            InviteOutputSerializer(page, many=True, context={"request": request}).data
+        )
+
+
+class InviteRevokeApi(APIView):
+    """Revoke an invite of the project (admin): its link stops working. A used invite stays used."""
+
+    @extend_schema(request=None, responses=InviteOutputSerializer)
+    def post(self, request, project_id, invite_id):
+        project = account_selectors.project_for_member(user=request.user, project_id=project_id, role=Role.ADMIN)
+        invite = get_object_or_404(Invite, pk=invite_id, project=project)
+        invite = account_services.invite_revoke(invite=invite)
+        return Response(InviteOutputSerializer(invite, context={"request": request}).data)
 
 
 class InviteAcceptApi(APIView):

@@ -1,7 +1,7 @@
 """Reads: every lookup a request makes is scoped to the asking user's projects."""
 
 from django.core.exceptions import PermissionDenied
-from django.db.models import QuerySet
+from django.db.models import Exists, OuterRef, QuerySet
 from django.http import Http404
 from django.utils import timezone
 
@@ -77,11 +77,27 @@ def members_of(*, project) -> QuerySet[Membership]:
     return Membership.objects.filter(project=project).select_related("user").order_by("user__username")
 
 
+def invite_creator_is_admin() -> Exists:
+    """Return the condition, on Invite rows, that whoever made the invite is still an active admin
+    of its project: an invite dies with its creator's role."""
+    return Exists(
+        Membership.objects.filter(
+            project=OuterRef("project"), user=OuterRef("created_by"), role=Role.ADMIN, is_active=True,
+            user__is_active=True,
+        )
+    )
+
+
 def invites_open(*, project) -> QuerySet[Invite]:
-    """Return the project's invites that can still be used, newest first."""
-    return Invite.objects.filter(
-        project=project, accepted_at__isnull=True, revoked_at__isnull=True, expires_at__gt=timezone.now()
-    ).order_by("-created_at")
+    """Return the project's invites that can still be used, newest first, with who made each."""
+    return (
+        Invite.objects.filter(
+            invite_creator_is_admin(),
+            project=project, accepted_at__isnull=True, revoked_at__isnull=True, expires_at__gt=timezone.now(),
+        )
+        .select_related("created_by")
+        .order_by("-created_at", "-id")
+    )
 
 
 def invite_by_token(*, token: str) -> Invite:

@@ -2,6 +2,7 @@
 
 from datetime import timedelta
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.password_validation import validate_password
 from django.contrib.sessions.models import Session
@@ -11,10 +12,9 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
 from annotate.models import Invite, Membership, Project, ProjectSettings, Role, plausible_invite_token
+from annotate.selectors.accounts import invite_creator_is_admin
 
 User = get_user_model()
-
-INVITE_DAYS = 14
 
 
 @transaction.atomic
@@ -95,7 +95,9 @@ def _refuse_removing_last_admin(membership: Membership, *, new_role, admins: lis
 
 
 @transaction.atomic
-def invite_create(*, project: Project, role: str, created_by, note: str = "", days: int = INVITE_DAYS) -> Invite:
+def invite_create(*, project: Project, role: str, created_by, note: str = "", days: int | None = None) -> Invite:
+    """Make a single-use link to the project with the role, lasting `days` (INVITE_DAYS by default)."""
+    days = settings.INVITE_DAYS if days is None else days
     if role not in Role.values:
         raise ValidationError({"role": f"role must be one of {', '.join(Role.values)}, not {role!r}"})
     if not 1 <= days <= 365:
@@ -125,6 +127,10 @@ def invite_problem(invite: Invite) -> str | None:
         return "this invite has already been used"
     if invite.expires_at <= timezone.now():
         return "this invite has expired"
+    # An invite carries its creator's authority: an admin removed or demoted (or deactivated) must not
+    # come back, or let anyone in, through a link made before.
+    if not Invite.objects.filter(pk=invite.pk).filter(invite_creator_is_admin()).exists():
+        return "the admin who made this invite is no longer an admin of the project"
     return None
 
 
@@ -191,9 +197,17 @@ def user_deactivate(*, user, by):
     return user
 
 
-def _end_sessions(user) -> None:
+@transaction.atomic
+def user_password_changed(*, user, keep_session_key: str | None = None) -> None:
+    """End what the old password opened: the user's API tokens and their sessions but the one that
+    changed it (a stolen token or session must not outlive the change)."""
+    Token.objects.filter(user=user).delete()
+    _end_sessions(user, keep=keep_session_key)
+
+
+def _end_sessions(user, *, keep: str | None = None) -> None:
     # Sessions store the user id inside their encoded data, so each is decoded to find theirs.
-    for session in Session.objects.filter(expire_date__gt=timezone.now()).iterator():
+    for session in Session.objects.filter(expire_date__gt=timezone.now()).exclude(session_key=keep).iterator():
         if str(session.get_decoded().get("_auth_user_id")) == str(user.pk):
             session.delete()
 

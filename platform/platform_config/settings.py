@@ -11,6 +11,7 @@ Variables (README lists them too):
   API_THROTTLE_RATE   requests per token, e.g. 6000/minute
   LOGIN_FAILURE_LIMIT wrong passwords per account and client address before logins lock for 15 minutes; default 10
   TRUSTED_PROXIES     comma-separated addresses or networks of reverse proxies whose X-Forwarded-For is believed
+  INVITE_DAYS         how long an invite link lasts unless its admin says otherwise; default 7
   SNAPSHOT_STORE, MODEL_STORE  folders for dataset snapshots and models; default in the data folder
   BASE_MODEL_ROOTS    comma-separated absolute folders base models may be adopted from; default in the data folder
   REWARD_FUNCTIONS    comma-separated dotted paths of the reward functions GRPO rounds may use; none by default
@@ -150,6 +151,11 @@ try:
     TRUSTED_PROXIES = [ipaddress.ip_network(entry, strict=False) for entry in env.csv_list("TRUSTED_PROXIES", [])]
 except ValueError as error:
     raise ImproperlyConfigured(f"TRUSTED_PROXIES must list IP addresses or networks: {error}") from None
+
+# An invite lasts this many days unless its admin says otherwise (1 to 365).
+INVITE_DAYS = env.integer("INVITE_DAYS", 7, minimum=1)
+if INVITE_DAYS > 365:
+    raise ImproperlyConfigured(f"INVITE_DAYS must be at most 365, not {INVITE_DAYS}")
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
