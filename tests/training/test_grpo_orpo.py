@@ -4,7 +4,9 @@ and the orpo recipe (one reference-free stage from the base, on the preference p
 Real rounds on a tiny registered base, run by a real worker: GRPO hands TRL the reward model and a reward
 function the installation offers, by the path REWARD_FUNCTIONS gives, registers a policy with its held-out
 evaluation, and a second round is cancelled mid-GRPO within 5 s; ORPO registers a policy trained from the base
-with its held-out log odds. The API refuses a reward function the installation does not offer."""
+with its held-out log odds. Both train a LoRA adapter (all weights: tests/training/test_recipes_worker.py) and
+register adapter versions that generate as their merged copies do. The API refuses a reward function the
+installation does not offer."""
 
 import json
 
@@ -12,14 +14,28 @@ import pytest
 from django.conf import settings
 from django.urls import reverse
 
-from training import selectors
-from training.models import MetricPoint, ModelKind, ModelVersion, RunStage, RunStatus, StageStatus, TrainingRun
-from training.services import runs
 from tests.helpers import stop
 from tests.platform.test_settings import load as settings_load
 from tests.training.factories import arithmetic_project
 from tests.training.test_dpo import QUICK_SFT, TEXTS, with_held_out_pairs
-from tests.training.test_runs_train import cancel_mid_stage, stage_children, wait_for, worker
+from tests.training.test_lora import LORA
+from tests.training.test_runs_train import (
+    cancel_mid_stage,
+    stage_children,
+    wait_for,
+    worker,
+)
+from training import selectors
+from training.models import (
+    MetricPoint,
+    ModelKind,
+    ModelVersion,
+    RunStage,
+    RunStatus,
+    StageStatus,
+    TrainingRun,
+)
+from training.services import runs
 
 ENDS_WITH_PERIOD = "tests.training.reward_functions.ends_with_period"
 # The reward model only has to exist for GRPO to score with: two steps (and round 2's stages before GRPO, one).
@@ -49,6 +65,30 @@ def _start_event(stage_work_dir):
                 if e["event"] == "start")
 
 
+def adapter_version_generates(folder, *, base_dir) -> None:
+    """Check `folder` is a LoRA version (peft's files, the base recorded, merged/) whose trained adapter
+    generates, through the platform's generation, what its merged copy does."""
+    from safetensors.torch import load_file
+
+    from training.generation import SamplingSettings, backend_for
+
+    assert (folder / "adapter_config.json").is_file() and not (folder / "config.json").exists()
+    assert (folder / "merged" / "config.json").is_file() and (folder / "merged" / "tokenizer.json").is_file()
+    adapter = json.loads((folder / "platform_training.json").read_text())["adapter"]
+    assert adapter["base"] == str(base_dir) and adapter["r"] == LORA["r"]
+    lora_b = [t for k, t in load_file(folder / "adapter_model.safetensors").items() if "lora_B" in k]
+    assert lora_b and any(t.abs().sum() > 0 for t in lora_b)  # B starts at zero: the adapter trained
+    asked = [[{"role": "user", "content": "What is 2 + 3?"}]]
+    sampled = SamplingSettings(temperature=1.0, max_new_tokens=8, seed=1)
+
+    def replies(model_dir):
+        return backend_for(kind="transformers", model_dir=str(model_dir), device="cpu",
+                           min_new_tokens=8).generate(asked, n=2, settings=sampled)
+
+    ours = replies(folder)
+    assert all(text.strip() for reply in ours for text in reply) and ours == replies(folder / "merged")
+
+
 @pytest.mark.slow
 @pytest.mark.training
 @pytest.mark.django_db(transaction=True)
@@ -59,7 +99,7 @@ def test_a_grpo_round_scores_with_the_reward_model_and_an_installation_reward_fu
     monkeypatch.setenv("REWARD_FUNCTIONS", ENDS_WITH_PERIOD)  # the worker's own settings, read from its environment
     with_held_out_pairs(project, member)
     registered_base(project)
-    grpo = {"reward_functions": ["ends_with_period"], "reward_weights": [1.0, 0.5], "kl_coef": 0.1}
+    grpo = {"reward_functions": ["ends_with_period"], "reward_weights": [1.0, 0.5], "kl_coef": 0.1, "adapter": LORA}
     run = runs.run_create(project=project, by=owner, preset="tiny", recipe="grpo", seed=3,
                           config={"sft": QUICK_SFT, "reward": QUICK_REWARD, "grpo": grpo})
     assert list(run.stages.values_list("name", flat=True)) == ["sft", "reward", "grpo"]
@@ -94,6 +134,10 @@ def test_a_grpo_round_scores_with_the_reward_model_and_an_installation_reward_fu
     start = _start_event(settings.MODEL_STORE / f"project-{project.id}/run-1/grpo.work")
     assert start["trl_config"]["reward_funcs"] == ["reward", "ends_with_period"]
     assert start["trl_config"]["reward_weights"] == [1.0, 0.5] and start["trl_config"]["beta"] == 0.1
+    # Under LoRA TRL loads no reference: the SFT model is the policy with its adapter switched off.
+    assert start["adapter"]["r"] == LORA["r"] and start["trl_config"]["reference_loaded"] is False
+    adapter_version_generates(settings.MODEL_STORE / policy.folder,
+                              base_dir=settings.MODEL_STORE / versions[ModelKind.SFT].folder)
     stage = RunStage.objects.get(run=run, name="grpo")
     assert stage.step == stage.total == 8
     logged = MetricPoint.objects.filter(stage=stage).values_list("values", flat=True)
@@ -116,7 +160,8 @@ def test_an_orpo_round_trains_one_stage_from_the_base_on_the_pairs_with_no_refer
 ):
     with_held_out_pairs(project, member)
     base = registered_base(project)
-    run = runs.run_create(project=project, by=owner, preset="tiny", recipe="orpo", config={"orpo": {"beta": 0.2}})
+    run = runs.run_create(project=project, by=owner, preset="tiny", recipe="orpo",
+                          config={"orpo": {"beta": 0.2, "adapter": LORA}})
     assert list(run.stages.values_list("name", flat=True)) == ["orpo"]
     process = worker(stores)
     try:
@@ -142,6 +187,7 @@ def test_an_orpo_round_trains_one_stage_from_the_base_on_the_pairs_with_no_refer
     assert summary["stage"] == "orpo" and summary["base_model"] == str(base_folder) and summary["reward_model"] is None
     start = _start_event(settings.MODEL_STORE / f"project-{project.id}/run-1/orpo.work")
     assert start["trl_config"]["beta"] == 0.2 and start["pairs_too_long"] == 0
+    adapter_version_generates(folder, base_dir=base_folder)
     stage = RunStage.objects.get(run=run, name="orpo")
     assert stage.step == stage.total == 8
     assert {"loss", "reward_accuracy"} <= set(selectors.run_curves(run)["orpo"])
@@ -161,8 +207,8 @@ def test_the_api_refuses_a_reward_function_the_installation_does_not_offer(
     settings.REWARD_FUNCTIONS = []  # as an installation is by default
     refused = asking("ends_with_period")
     assert refused.status_code == 400
-    assert refused.json()["config"] == ["grpo: no reward function named 'ends_with_period' in this installation: it "
-                                        "offers none (the REWARD_FUNCTIONS setting)"]
+    assert refused.json()["config"] == [("grpo: no reward function named 'ends_with_period' in this installation: "
+                                         "it offers none (the REWARD_FUNCTIONS setting)")]
     settings.REWARD_FUNCTIONS = [ENDS_WITH_PERIOD]
     # A round names functions; a path, even the installation's own, is no name.
     for functions in (["ends_with_period", "os.system"], [ENDS_WITH_PERIOD]):

@@ -15,6 +15,9 @@ Hugging Face Trainer, so checkpoints and `resume_from_checkpoint` work as in SFT
 - The reward model gets the policy's tokenizer as its processing class (config.config_problems checks the two
   share one), and its pad token, which TRL reads from the model's config.
 - TRL names each reward source in its logs: `rewards/<name>/mean`, the reward model by its folder's name.
+- With a LoRA adapter (the `adapter` setting) no reference is loaded: TRL 1.12 computes the reference's
+  log-probabilities with the adapter switched off (peft's disable_adapter), which is the SFT model the adapter
+  started from. Without one, TRL loads the reference itself from the policy's folder (model_init_kwargs).
 
 Held-out evaluation: what RLOO's is (evaluate.evaluate_policy: mean reward, KL to the SFT model, win rates
 judged by the reward model), plus each reward function's mean on replies the policy and the SFT model
@@ -25,12 +28,21 @@ import importlib
 from collections.abc import Callable
 
 from datasets import Dataset
-from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoModelForCausalLM
 from trl import GRPOConfig, GRPOTrainer
 
 from . import evaluate
-from .common import Job, ProgressCallback, publish, start_work, training_arguments
+from .common import (
+    Job,
+    ProgressCallback,
+    adapter_config,
+    publish,
+    save_for,
+    start_work,
+    training_arguments,
+)
 from .data import stage_rows
+from .policy import policy_tokenizer, scored_model
 
 
 def reward_functions_load(paths: list[str]) -> list[Callable]:
@@ -46,7 +58,7 @@ def reward_functions_load(paths: list[str]) -> list[Callable]:
         except (ImportError, AttributeError) as error:
             raise ValueError(f"reward function {path} cannot be imported: {error}") from None
         if not callable(function):
-            raise ValueError(f"reward function {path} is not a function")
+            raise TypeError(f"reward function {path} is not a function")
         functions.append(function)
     return functions
 
@@ -64,10 +76,10 @@ def train(job: Job) -> None:
     )
     main = args.process_index == 0
     checkpoint = start_work(job, args)
-    tokenizer = AutoTokenizer.from_pretrained(job.base_model, padding_side="left")
-    if tokenizer.pad_token_id is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
-        raise ValueError("the policy's pad token must exist and differ from its EOS token")
+    tokenizer = policy_tokenizer(job)
     policy = AutoModelForCausalLM.from_pretrained(job.base_model, attn_implementation=c["attn_implementation"])
+    # With an adapter TRL loads no reference: it is the policy with its adapter switched off.
+    lora = adapter_config(job, policy, tokenizer)
     room = policy.config.max_position_embeddings - c["response_length"]
     rows = stage_rows("grpo", job.train_path)
     fitting = [r for r in rows if len(tokenizer.apply_chat_template(
@@ -76,21 +88,21 @@ def train(job: Job) -> None:
     if len(fitting) < max(1, per_batch // c["num_generations"]):
         raise ValueError(f"only {len(fitting)} of {len(rows)} prompts leave room for a {c['response_length']}-token "
                          "reply in the model's context: fewer than one batch")
-    reward_model = AutoModelForSequenceClassification.from_pretrained(
-        job.reward_model, num_labels=1, attn_implementation=c["attn_implementation"])
-    reward_model.config.pad_token_id = tokenizer.pad_token_id
-    callback = ProgressCallback(job, start_fields={"prompts_too_long": len(rows) - len(fitting)})
+    reward_model = scored_model(job.reward_model, pad_token_id=tokenizer.pad_token_id,
+                                attn_implementation=c["attn_implementation"])
+    callback = ProgressCallback(job, start_fields={"prompts_too_long": len(rows) - len(fitting),
+                                                   "adapter": job.adapter})
     trainer = GRPOTrainer(
         model=policy, reward_funcs=[reward_model, *functions], args=args, train_dataset=Dataset.from_list(fitting),
         processing_class=tokenizer, reward_processing_classes=[tokenizer] + [None] * len(functions),
-        callbacks=[callback],
+        callbacks=[callback], peft_config=lora,
     )
     # What the trainer itself resolved and will use, for the record in the start event.
     callback.start_fields["trl_config"] = {
         "reward_funcs": list(trainer.reward_func_names), "reward_weights": trainer.reward_weights.tolist(),
         "beta": trainer.beta, "num_generations": trainer.num_generations, "loss_type": trainer.loss_type,
         "scale_rewards": trainer.scale_rewards, "max_completion_length": trainer.max_completion_length,
-        "temperature": trainer.temperature,
+        "temperature": trainer.temperature, "reference_loaded": trainer.ref_model is not None,
     }
     trainer.train(resume_from_checkpoint=checkpoint)
     names = trainer.reward_func_names[1:]
@@ -105,8 +117,8 @@ def train(job: Job) -> None:
                 metrics.update({f"reward_function/{name}{label}": score for name, score in zip(names, scores)})
         return metrics
 
-    publish(job, main=main, wait=trainer.accelerator.wait_for_everyone, save=trainer.save_model, evaluate=held_out,
-            train_metrics={**callback.summary, "prompts_too_long": len(rows) - len(fitting)})
+    publish(job, main=main, wait=trainer.accelerator.wait_for_everyone,
+            save=save_for(job, trainer, model_class=AutoModelForCausalLM), evaluate=held_out, train_metrics={**callback.summary, "prompts_too_long": len(rows) - len(fitting)})
 
 
 def reward_functions_score(model_dir: str, eval_path: str, config: dict, *, functions: list[Callable],

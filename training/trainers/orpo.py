@@ -13,6 +13,8 @@ recipe is the one stage, from the base. The trainer is a Hugging Face Trainer, s
 - TRL's NLL term is over the whole chosen sequence, prompt tokens included (its concatenated_forward);
   the odds ratio is over reply tokens only.
 - TRL's configs turn gradient checkpointing on by default; here the `gradient_checkpointing` setting decides.
+- With a LoRA adapter (the `adapter` setting) ORPO trains the adapter on the base, whose weights stay as they
+  are; the version is the adapter plus the base, with a merged copy (adapters.py).
 
 Held-out evaluation (`evaluate_orpo`) on the pairs of the preference test split, tokenized by the trainer
 itself: the share of pairs whose log odds ratio favours the chosen reply (the figure TRL logs as
@@ -29,7 +31,16 @@ from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl.experimental.orpo import ORPOConfig, ORPOTrainer
 
-from .common import Job, ProgressCallback, publish, start_work, training_arguments
+from . import adapters
+from .common import (
+    Job,
+    ProgressCallback,
+    adapter_config,
+    publish,
+    save_for,
+    start_work,
+    training_arguments,
+)
 from .data import stage_rows
 from .evaluate import masked_nll
 
@@ -58,13 +69,14 @@ def train(job: Job) -> None:
     checkpoint = start_work(job, args)
     tokenizer = AutoTokenizer.from_pretrained(job.base_model)
     policy = AutoModelForCausalLM.from_pretrained(job.base_model, attn_implementation=c["attn_implementation"])
+    lora = adapter_config(job, policy, tokenizer)
     rows = stage_rows("orpo", job.train_path)
     held_out = stage_rows("orpo", job.eval_path, limit=c["eval_max_rows"]) if job.eval_path else []
-    callback = _PreferenceProgress(job)
+    callback = _PreferenceProgress(job, start_fields={"adapter": job.adapter})
     # The held-out pairs go in only to be tokenized as the training pairs are (eval_strategy is "no").
     trainer = ORPOTrainer(model=policy, args=args, train_dataset=Dataset.from_list(rows),
                           eval_dataset=Dataset.from_list(held_out) if held_out else None,
-                          processing_class=tokenizer, callbacks=[callback])
+                          processing_class=tokenizer, callbacks=[callback], peft_config=lora)
     # Trainer builds its dataloader from train_dataset when train() starts: the pairs left out here are not trained on.
     trainer.train_dataset = trainer.train_dataset.filter(_fits(c["max_length"]))
     dropped = len(rows) - len(trainer.train_dataset)
@@ -77,7 +89,8 @@ def train(job: Job) -> None:
     })
     trainer.train(resume_from_checkpoint=checkpoint)
     pairs = trainer.eval_dataset.filter(_fits(c["max_length"])) if held_out else None
-    publish(job, main=main, wait=trainer.accelerator.wait_for_everyone, save=trainer.save_model,
+    publish(job, main=main, wait=trainer.accelerator.wait_for_everyone,
+            save=save_for(job, trainer, model_class=AutoModelForCausalLM),
             evaluate=lambda folder: evaluate_orpo(str(folder), pairs, c, base_dir=job.base_model,
                                                   eval_rows=len(held_out), pad_id=tokenizer.pad_token_id),
             train_metrics={**callback.summary, "pairs_too_long": dropped})
@@ -124,7 +137,7 @@ def evaluate_orpo(policy_dir: str, pairs: Dataset | None, config: dict, *, base_
         return metrics
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     for suffix, model_dir in (("", policy_dir), ("_base", base_dir)):
-        model = AutoModelForCausalLM.from_pretrained(model_dir).to(device).eval()
+        model = adapters.pretrained(AutoModelForCausalLM, model_dir).to(device).eval()  # an adapter: merged in its base
         figures = _preference_figures(model, pairs, pad_id=pad_id, batch_size=config["per_device_eval_batch_size"],
                                       beta=config["beta"])
         metrics.update({f"{name}{suffix}": value for name, value in figures.items()})
