@@ -44,6 +44,10 @@ def stop_all(processes: list[subprocess.Popen], timeout: float = 20) -> None:
 
 def serve(*, bind: str, workers: int | None, with_worker: bool, out, banner: str = "") -> None:
     """Start web and worker, print where they are, and supervise them until a signal."""
+    # The children run with DEBUG off unless DEBUG=true asks for it: development defaults it on (for
+    # runserver), and its pages show anyone the URL list on a 404 and a traceback on an error.
+    if not os.environ.get("DEBUG", "").strip():
+        os.environ["DEBUG"] = "false"
     processes = [start_web(bind=bind, workers=workers)]
     if with_worker:
         processes += [start_worker(queues) for queues in settings.SERVE_WORKER_QUEUES]

