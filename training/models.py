@@ -298,3 +298,36 @@ class BaseModel(TimeStamped):
 
     def __str__(self):
         return self.name
+
+
+class BaseConversion(TimeStamped):
+    """One conversion of a GGUF file into a base model, as a worker runs it (see services/bases.py).
+
+    `progress` lists the converter's steps as they came, each with the seconds since the start;
+    the conversion is cancelled by setting `cancel_requested`, and a running one whose heartbeat
+    stops is failed by the reaper (worker lost), as a training round is.
+    """
+
+    name = models.CharField(max_length=100, help_text="the base model's name once registered")
+    gguf_path = models.CharField(max_length=500, help_text="the real path of the .gguf file")
+    package = models.CharField(max_length=200, blank=True, help_text="the installed package that ships it, if named so")
+    status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.QUEUED)
+    progress = models.JSONField(default=list, blank=True, help_text='[{"seconds": s, "step": text}, ...]')
+    error = models.TextField(blank=True)
+    cancel_requested = models.BooleanField(default=False)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    worker = models.CharField(max_length=200, blank=True, help_text="host and pid of the worker running it")
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    base = models.ForeignKey(BaseModel, null=True, blank=True, on_delete=models.SET_NULL, related_name="conversions")
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                     related_name="+")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self):
+        return f"conversion {self.id} of {self.name}"
+
+    def is_finished(self) -> bool:
+        return self.status in FINISHED

@@ -55,14 +55,22 @@ def generation_execute(*, job_id: int) -> str:
 
 
 @app.task(name="training.base_convert", queue="exports")
-def base_convert(*, gguf_path: str, name: str, requested_by: int | None = None) -> int:
-    """Convert a GGUF file into a registered base model in a worker (a minute or more); return its id."""
-    from django.contrib.auth import get_user_model
-
+def base_convert(*, conversion_id: int) -> str:
+    """Convert a GGUF file into a registered base model in a worker (a minute or more); return the job's status."""
     from training.services import bases
 
-    by = get_user_model().objects.filter(pk=requested_by).first() if requested_by else None
-    base = bases.base_convert(gguf_path=gguf_path, name=name, by=by,
-                              progress=lambda step: logger.info("base model %s: %s", name, step))
-    logger.info("registered base model %s in %s", base, base.folder)
-    return base.id
+    status = bases.base_conversion_execute(conversion_id=conversion_id)
+    logger.info("base model conversion %s: %s", conversion_id, status)
+    return status
+
+
+# As for rounds: a worker that died mid-conversion leaves it visibly failed, never running forever.
+@app.periodic(cron="* * * * * */30", periodic_id="reap-lost-conversions")
+@app.task(name="training.base_conversions_reap_lost", queue="training-maintenance",
+          queueing_lock="reap-lost-conversions")
+def base_conversions_reap_lost(timestamp: int) -> None:
+    from training.services import bases
+
+    lost = bases.base_conversions_reap_lost()
+    if lost:
+        logger.warning("marked base model conversions %s failed: worker lost", lost)

@@ -26,11 +26,14 @@ class Command(BaseCommand):
         if bool(file) == bool(from_package):
             raise CommandError("name a .gguf FILE or --from-package PACKAGE, not both")
         try:
-            path = bases.base_gguf_of_package(package=from_package) if from_package else file
             if not here:
-                bases.base_convert_enqueue(gguf_path=path, name=name)
-                self.stdout.write(f"Queued the conversion of {path} as {name!r} on the exports queue.")
+                # Whoever runs this command runs the server: any file it can read, not only one under the roots.
+                conversion = bases.base_conversion_create(gguf_path=file or "", package=from_package or "", name=name,
+                                                          fence=False)
+                self.stdout.write(f"Queued the conversion of {conversion.gguf_path} as {name!r} on the exports queue "
+                                  f"(conversion {conversion.id}).")
                 return
+            path = bases.base_gguf_of_package(package=from_package) if from_package else file
             started, steps = time.monotonic(), []
             base = bases.base_convert(gguf_path=path, name=name, progress=self._step(started, steps))
         except ValidationError as error:
