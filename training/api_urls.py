@@ -18,6 +18,24 @@ urlpatterns = [
     path("runs/<int:run_id>/resume/", apis.RunResumeApi.as_view(), name="api-run-resume"),
     path("runs/<int:run_id>/retry/", apis.RunRetryApi.as_view(), name="api-run-retry"),
     path("projects/<int:project_id>/models/", apis.ModelVersionListApi.as_view(), name="api-model-list"),
+    path(
+        "projects/<int:project_id>/models/<int:version_id>/adapter/",
+        apis.ModelAdapterApi.as_view(),
+        name="api-model-adapter",
+    ),
+    path("base-models/", apis.BaseModelListApi.as_view(), name="api-base-model-list"),
+    path("base-models/conversions/", apis.BaseConversionListApi.as_view(), name="api-base-conversion-list"),
+    path("base-models/conversions/create/", apis.BaseConversionCreateApi.as_view(), name="api-base-conversion-create"),
+    path(
+        "base-models/conversions/<int:conversion_id>/",
+        apis.BaseConversionDetailApi.as_view(),
+        name="api-base-conversion-detail",
+    ),
+    path(
+        "base-models/conversions/<int:conversion_id>/cancel/",
+        apis.BaseConversionCancelApi.as_view(),
+        name="api-base-conversion-cancel",
+    ),
 ]
 
 urlpatterns += [

@@ -1,21 +1,32 @@
 """Reads for training: exports and the queue's view of them, rounds and models, as the pages
 and the API show them."""
 
+import json
+import tempfile
+import zipfile
 from datetime import timedelta
 from pathlib import Path
+from typing import BinaryIO
 
 from django.conf import settings
+from django.core.exceptions import PermissionDenied
 from django.db.models import Min, QuerySet
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from procrastinate.contrib.django.models import ProcrastinateJob, ProcrastinateWorker
 
-from annotate.models import Role
+from annotate.models import Membership, Role
 from annotate.selectors.accounts import project_for_member
+from platform_common.errors import Conflict
 from training.models import (
-    DatasetSnapshot, Deployment, GenerationJob, MetricPoint, ModelKind, ModelVersion, RunStage, RunStatus, TrainingRun,
+    BaseConversion, BaseModel, DatasetSnapshot, Deployment, GenerationJob, MetricPoint, ModelKind, ModelVersion, RunStage,
+    RunStatus, TrainingRun,
 )
+from training.trainers import adapters
+
+# Files a version's folder may hold that unpickle when loaded: never handed out.
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle")
 
 # How many of the latest points the ETA looks at: recent speed, not the warm-up's.
 ETA_WINDOW = 20
@@ -226,3 +237,81 @@ def deployment_for_chat(*, project, deployment_id: int | None = None):
     if found is None:
         raise Http404("no model is deployed to this project" if not deployment_id else "no such active deployment")
     return found
+
+
+def model_version_of(*, project, version_id: int) -> ModelVersion:
+    """Return one of the project's versions, or 404 (another project's version too)."""
+    return get_object_or_404(ModelVersion.objects.select_related("run", "parent"), pk=version_id, project=project)
+
+
+def model_version_adapter(version: ModelVersion) -> dict | None:
+    """Return how a LoRA version's adapter was set (type, r, alpha, target modules) and the base it needs, as its
+    platform_training.json records them; None for a version that holds all its weights."""
+    folder = settings.MODEL_STORE / version.folder
+    if not adapters.is_adapter(folder):
+        return None
+    try:
+        summary = json.loads((folder / adapters.SUMMARY_FILE).read_text())
+    except (OSError, ValueError):
+        summary = {}
+    return summary.get("adapter") or {}
+
+
+def adapter_archive(*, version: ModelVersion) -> BinaryIO:
+    """Return a zip of the version's adapter in peft's format, read to hand to anything that loads peft adapters.
+
+    Every file at the top of its folder: adapter_config.json and adapter_model.safetensors, the tokenizer's
+    files, platform_training.json (the base it was trained on, its settings and evaluation); never merged/
+    (a whole model: the base with the adapter merged in) or another folder, nor a pickle (training_args.bin).
+    Refused (409, saying why) for a version that holds all its weights.
+    """
+    folder = settings.MODEL_STORE / version.folder
+    if not adapters.is_adapter(folder):
+        raise Conflict({"model_version": f"{version.name} is not a LoRA adapter (it holds all its weights): "
+                                         "there is no adapter to download"})
+    archive = tempfile.TemporaryFile()  # noqa: SIM115 - the response that sends it closes it
+    with zipfile.ZipFile(archive, "w") as zipped:
+        for path in sorted(folder.iterdir()):
+            if path.is_file() and path.suffix not in PICKLE_SUFFIXES:
+                # Weights barely compress; the JSON and tokenizer files do.
+                stored = path.suffix == ".safetensors"
+                zipped.write(path, path.name, compress_type=zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED)
+    archive.seek(0)
+    return archive
+
+
+# ---------------------------------------------------------------------------------------------
+# Base models: the installation's, which any project's round may adopt
+
+
+def base_models_for(*, user) -> QuerySet[BaseModel]:
+    """Return the installation's base models to someone who may adopt one: site staff, or an admin of any project."""
+    if not (user.is_staff or Membership.objects.filter(user=user, role=Role.ADMIN, is_active=True).exists()):
+        raise PermissionDenied("base models are shown to site staff and to project admins")
+    return BaseModel.objects.select_related("created_by").order_by("name")
+
+
+def base_conversions_for(*, user) -> QuerySet[BaseConversion]:
+    """Return the conversions of GGUF files into base models, newest first (site staff, who start them)."""
+    if not user.is_staff:
+        raise PermissionDenied("only site staff can see and start conversions of base models")
+    return BaseConversion.objects.select_related("base", "requested_by").order_by("-created_at", "-id")
+
+
+def base_conversion_for(*, user, conversion_id: int) -> BaseConversion:
+    return get_object_or_404(base_conversions_for(user=user), pk=conversion_id)
+
+
+def base_conversion_payload(conversion: BaseConversion) -> dict:
+    """The conversion as the page and the API show it: its steps so far, how it ended, what it registered."""
+    return {
+        "id": conversion.id, "name": conversion.name, "gguf_path": conversion.gguf_path, "package": conversion.package,
+        "status": conversion.status, "progress": conversion.progress,
+        "step": conversion.progress[-1]["step"] if conversion.progress else None,
+        "error": conversion.error, "cancel_requested": conversion.cancel_requested,
+        "heartbeat_at": conversion.heartbeat_at, "worker": conversion.worker, "created_at": conversion.created_at,
+        "started_at": conversion.started_at, "finished_at": conversion.finished_at,
+        "base": conversion.base.name if conversion.base else None,
+        "requested_by": conversion.requested_by.username if conversion.requested_by else None,
+        "can_cancel": conversion.status in (RunStatus.QUEUED, RunStatus.RUNNING) and not conversion.cancel_requested,
+    }

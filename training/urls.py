@@ -24,5 +24,10 @@ urlpatterns = [
     path("projects/<int:project_id>/models/generate/", views.generation_create, name="generation-create"),
     path("projects/<int:project_id>/models/arena/", views.arena_create, name="arena-create"),
     path("projects/<int:project_id>/models/retry/", views.generation_retry, name="generation-retry"),
+    path("projects/<int:project_id>/models/<int:version_id>/", views.model_version_page, name="model-version"),
+    path("projects/<int:project_id>/models/<int:version_id>/adapter.zip", views.model_adapter, name="model-adapter"),
     path("projects/<int:project_id>/chat/", views.chat_page, name="chat"),
+    path("base-models/", views.base_models_page, name="base-models"),
+    path("base-models/conversions/<int:conversion_id>/cancel/", views.base_conversion_cancel,
+         name="base-conversion-cancel"),
 ]

