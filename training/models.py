@@ -9,6 +9,7 @@ from platform_common.models import TimeStamped
 class SnapshotKind(models.TextChoices):
     SFT = "sft", "SFT conversations"
     PREFERENCE = "preference", "Preference pairs"
+    UNPAIRED = "unpaired", "Unpaired judgements"
     PROMPTS = "prompts", "Prompts for RL"
     PRETRAINING = "pretraining", "Pretraining text"
 

@@ -32,6 +32,18 @@ def schemas() -> dict:
                 ("at", pa.string()), ("chosen", origin), ("rejected", origin),
             ])),
         ]),
+        "unpaired": pa.schema([
+            ("prompt", turns), ("completion", turns), ("label", pa.bool_()),
+            ("provenance", pa.struct([
+                ("root_id", pa.int64()), ("reply", origin), ("message_ids", pa.list_(pa.int64())),
+                ("settled_by", pa.string()),
+                ("judgements", pa.list_(pa.struct([
+                    ("kind", pa.string()), ("desirable", pa.bool_()), ("message_id", pa.int64()),
+                    ("annotator", pa.string()), ("imported", pa.bool_()), ("at", pa.string()),
+                    ("guideline_version", pa.int64()), ("ranking_id", pa.int64()), ("quality", pa.int64()),
+                ]))),
+            ])),
+        ]),
         "prompts": pa.schema([
             ("prompt", turns), ("provenance", pa.struct([("root_id", pa.int64()), ("message_id", pa.int64())]))
         ]),

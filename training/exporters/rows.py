@@ -9,7 +9,7 @@ export. Every row carries provenance: pseudonymous annotator ids, where each rep
 
 import hashlib
 import hmac
-from collections import namedtuple
+from collections import defaultdict, namedtuple
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
@@ -34,9 +34,10 @@ MESSAGE_FIELDS = ("id", "parent_id", "root_id", "role", "text", "source", "autho
 @dataclass(frozen=True)
 class Filters:
     """What a snapshot keeps, beyond the rule that excluded content never leaves: a time range
-    (of the reply for SFT, of the judgement for preference, of the prompt for prompts), one
-    annotator (author of the reply, or of the ranking), one model version (of the reply, or of
-    either reply of a pair), and, for SFT, a minimum mean label quality of the reply."""
+    (of the reply for SFT, of the judgement for preference and unpaired, of the prompt for
+    prompts), one annotator (author of the reply, or of the ranking, label or review), one model
+    version (of the reply, or of either reply of a pair), and, for SFT, a minimum mean label
+    quality of the reply."""
 
     since: datetime | None = None
     until: datetime | None = None
@@ -47,6 +48,7 @@ class Filters:
     APPLIES = {
         "sft": {"since", "until", "annotator_id", "model_version", "min_quality"},
         "preference": {"since", "until", "annotator_id", "model_version"},
+        "unpaired": {"since", "until", "annotator_id", "model_version"},
         "prompts": {"since", "until"},
         "pretraining": set(),
     }
@@ -275,17 +277,31 @@ def preference_rows(project, side, *, filters: Filters = Filters()) -> Iterator[
     `side` maps "rankings" and "consensus" to files (SplitFiles) that get, as the pairs stream
     by, the raw per-annotator rankings and each set's consensus order.
     """
-    ranked = rankings(project, filters)
-    pending = next(ranked, None)
+    ranked = _ByRoot(rankings(project, filters))
     for tree in trees(project):
         split = "test" if is_heldout(project.id, tree.root_id) else "train"
         by_set = {}
-        while pending is not None and pending[0] <= tree.root_id:
-            if pending[0] == tree.root_id:
-                by_set.setdefault(pending[1], []).append(pending)
-            pending = next(ranked, None)
+        for ranking in ranked.take(tree.root_id):
+            by_set.setdefault(ranking[1], []).append(ranking)
         for set_id, rows in by_set.items():
             yield from _pairs_of_set(tree, split, set_id, rows, side, filters.model_version)
+
+
+class _ByRoot:
+    """Hand out the rows of a stream ordered by root id (its first column) one tree at a time, as the
+    trees stream by in the same order; rows of a root with no tree are skipped."""
+
+    def __init__(self, stream: Iterator[tuple]):
+        self.stream = stream
+        self.pending = next(stream, None)
+
+    def take(self, root_id: int) -> list[tuple]:
+        found = []
+        while self.pending is not None and self.pending[0] <= root_id:
+            if self.pending[0] == root_id:
+                found.append(self.pending)
+            self.pending = next(self.stream, None)
+        return found
 
 
 def _pairs_of_set(tree: Tree, split: str, set_id: int, rows: list[tuple], side: dict, model_version: str | None):
@@ -329,6 +345,155 @@ def _pairs_of_set(tree: Tree, split: str, set_id: int, rows: list[tuple], side: 
         # One ranking is its own consensus; several are combined by ranked pairs.
         order = [m for tier in ordered[0] for m in tier] if len(ordered) == 1 else ranked_pairs(sorted(replies), ordered)
         side["consensus"].write(split, {"candidate_set_id": set_id, "order": order, "rankings": len(ordered)})
+
+
+# A quality label (1-5) of 4 or 5 is a vote for the reply, 1 or 2 a vote against it; 3, the middle of the
+# scale, says neither.
+DESIRABLE_QUALITY, UNDESIRABLE_QUALITY = 4, 2
+VERDICTS = (ReviewState.ACCEPTED, ReviewState.REJECTED)
+
+# Every label (its quality, and whether it flags the message) and every review on the project's messages, in
+# the trees' order (as RANKINGS). The filters are applied in Python: a flag out of the time range, or by
+# another annotator than the one filtered on, still keeps a rejected reply out.
+JUDGEMENTS = """
+WITH kept AS MATERIALIZED (
+    SELECT m.root_id, l.message_id, 'quality' AS kind, l.quality AS value, cardinality(l.flags) > 0 AS flagged,
+           l.annotator_id, l.guideline_version,
+           to_char(l.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US') AS at
+    FROM annotate_label l JOIN annotate_message m ON m.id = l.message_id
+    WHERE m.project_id = %s
+    UNION ALL
+    SELECT m.root_id, r.message_id, 'review', r.accepted::int, false, r.reviewer_id, r.guideline_version,
+           to_char(r.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US')
+    FROM annotate_review r JOIN annotate_message m ON m.id = r.message_id
+    WHERE m.project_id = %s
+)
+SELECT * FROM kept ORDER BY root_id, message_id, at
+"""
+
+
+def unpaired_rows(project, *, filters: Filters = Filters()) -> Iterator[tuple[str, dict]]:
+    """(split, row) for each reply judged good or bad on its own, in TRL's unpaired preference format (KTO,
+    BCO): the conversation before it as `prompt`, the reply as `completion`, `label` true for a reply to imitate.
+
+    Each judgement is a vote for or against a reply: a reviewer's acceptance or rejection of a demonstration;
+    a quality label (see DESIRABLE_QUALITY); the top tier of a ranking of two tiers or more (for) and its bottom
+    tier (against); every reply of an "all bad" ranking (against). Replies with the same text under the same
+    prompt are one reply with all their judgements, so a (prompt, reply) gives one row at most, settled so:
+    - a review state decides (accepted: true, rejected: false): a reviewer judged the reply on its own, where a
+      ranking only places it among others. One rejection among its copies is enough, as one reviewer's is in
+      review_save, and an admin who clears a rejection accepts the reply;
+    - any other reply takes the majority of its votes; a tie gives no row (its judges disagree).
+
+    A rejected reply is excluded from every other export; here, as an example of what not to write, it gives a
+    row labelled false, provided nobody ever flagged it (a flag may say personal data or harm, which never
+    leaves) and nothing above it is excluded. Any other excluded reply is left out, as everywhere.
+
+    The time range and annotator filters keep judgements: a review state counts through its reviews, and one
+    with no review behind it (set directly, as an import of trusted replies would) at the reply's time, and only
+    with no annotator filter.
+    """
+    ranked = _ByRoot(rankings(project, filters))
+    judged = _ByRoot(_message_judgements(project))
+    for tree in trees(project):
+        split = "test" if is_heldout(project.id, tree.root_id) else "train"
+        yield from _unpaired_of_tree(tree, split, ranked.take(tree.root_id), judged.take(tree.root_id), filters)
+
+
+def _message_judgements(project) -> Iterator[tuple]:
+    """(root_id, message_id, kind, value, flagged, author_id, guideline_version, created_at as ISO text) for each
+    label (kind "quality", value its quality or None) and review (kind "review", value 1 accepted, 0 rejected)."""
+    with connection.chunked_cursor() as cursor:
+        cursor.execute(JUDGEMENTS, [project.id, project.id])
+        while batch := cursor.fetchmany(CHUNK):
+            for *row, at in batch:
+                yield *row, _isoformat(at)
+
+
+def _unpaired_of_tree(tree: Tree, split: str, ranked: list[tuple], judged: list[tuple], filters: Filters):
+    def judgement(kind, message_id, desirable, *, by, external=None, imported=None, at, guideline_version,
+                  ranking_id=None, quality=None) -> dict:
+        # The same keys in every judgement, so the column has one type for `datasets`.
+        return {
+            "kind": kind, "desirable": desirable, "message_id": message_id,
+            "annotator": tree.pseudonym(by) if by else external,
+            "imported": by is None if imported is None else imported, "at": at,
+            "guideline_version": guideline_version, "ranking_id": ranking_id, "quality": quality,
+        }
+
+    votes, reviews, reviewed, flagged = defaultdict(list), defaultdict(list), set(), set()
+    for _, message_id, kind, value, is_flag, by, guideline_version, at in judged:
+        if is_flag:
+            flagged.add(message_id)
+        if kind == "review":
+            reviewed.add(message_id)
+        if value is None or not filters.in_time(at) or filters.annotator_id not in (None, by):
+            continue
+        if kind == "review":
+            reviews[message_id].append(judgement("review", message_id, bool(value), by=by, at=at,
+                                                 guideline_version=guideline_version))
+        elif value >= DESIRABLE_QUALITY or value <= UNDESIRABLE_QUALITY:
+            votes[message_id].append(judgement("quality", message_id, value >= DESIRABLE_QUALITY, by=by, at=at,
+                                               guideline_version=guideline_version, quality=value))
+    for _, _, _, message_ids, ranking_id, by, external, tiers, all_bad, guideline_version, at in ranked:
+        said = {"by": by, "external": external, "at": at, "guideline_version": guideline_version,
+                "ranking_id": ranking_id}
+        if all_bad:
+            for m in message_ids:
+                votes[m].append(judgement("all_bad", m, False, **said))
+            continue
+        # As for pairs: the top and bottom among the replies still exported.
+        tiers = [[m for m in tier if m in tree.messages and not tree.messages[m].excluded] for tier in tiers]
+        tiers = [tier for tier in tiers if tier]
+        if len(tiers) >= 2:
+            for m in tiers[0]:
+                votes[m].append(judgement("ranking_top", m, True, **said))
+            for m in tiers[-1]:
+                votes[m].append(judgement("ranking_bottom", m, False, **said))
+
+    same_reply = {}  # (prompt message, text) -> [(message, verdict or None, judgements)]
+    for message in tree.messages.values():
+        if message.role != MessageRole.ASSISTANT:
+            continue
+        if filters.model_version is not None and message.model_version != filters.model_version:
+            continue
+        if message.excluded and (message.review_state != ReviewState.REJECTED or message.id in flagged):
+            continue
+        verdict, said = None, []
+        if message.review_state in VERDICTS:
+            if reviews[message.id]:
+                verdict, said = message.review_state == ReviewState.ACCEPTED, reviews[message.id]
+            elif message.id not in reviewed and filters.annotator_id is None and filters.in_time(message.created_at):
+                verdict = message.review_state == ReviewState.ACCEPTED
+                said = [judgement("review_state", message.id, verdict, by=None,
+                                  imported=message.source == MessageSource.IMPORT, at=message.created_at,
+                                  guideline_version=None)]
+        if message.excluded and verdict is None:
+            continue  # a rejected reply is exported only as its rejection, and the filters left that out
+        said = said + votes.get(message.id, [])
+        if said:
+            same_reply.setdefault((message.parent_id, message.text), []).append((message, verdict, said))
+
+    for (parent_id, text), copies in same_reply.items():
+        prompt = tree.path(parent_id)
+        if prompt is None:
+            continue
+        verdicts = [verdict for _, verdict, _ in copies if verdict is not None]
+        said = [j for _, _, judgements in copies for j in judgements]
+        if verdicts:
+            label, settled_by = all(verdicts), "review"
+        else:
+            desirable = sum(j["desirable"] for j in said)
+            if 2 * desirable == len(said):
+                continue
+            label, settled_by = 2 * desirable > len(said), "majority"
+        yield split, {
+            "prompt": turns(prompt), "completion": [{"role": "assistant", "content": text}], "label": label,
+            "provenance": {
+                "root_id": tree.root_id, "reply": tree.origin_of(copies[0][0]),
+                "message_ids": [message.id for message, _, _ in copies], "settled_by": settled_by, "judgements": said,
+            },
+        }
 
 
 def _isoformat(utc: str) -> str:

@@ -84,6 +84,8 @@ def _write(project, kind, folder, *, demonstrations, filters, parquet):
         produced = rows.prompt_rows(project, filters=filters)
     elif kind == SnapshotKind.PRETRAINING:
         produced = rows.pretraining_rows(project)
+    elif kind == SnapshotKind.UNPAIRED:
+        produced = rows.unpaired_rows(project, filters=filters)
     else:
         side = {name: SplitFiles(folder, name) for name in ("rankings", "consensus")}
         produced = rows.preference_rows(project, side, filters=filters)
