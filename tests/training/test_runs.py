@@ -33,7 +33,7 @@ def test_later_rounds_reuse_the_projects_base(filled, owner):
 
 
 @pytest.mark.parametrize("kwargs, field, words", [
-    ({"recipe": "kto"}, "recipe", "ppo, rloo, dpo"),
+    ({"recipe": "gossip"}, "recipe", "ppo, rloo, dpo"),
     ({"preset": "huge"}, "preset", "tiny"),
     ({"base_source": "relative/dir"}, "base_source", "the name of a registered base model or a model directory"),
     ({"config": {"dpo": {}}}, "config", "no stage named dpo"),

@@ -85,7 +85,7 @@ def test_an_api_round_with_a_bad_setting_or_an_unknown_recipe_is_refused_with_th
     create = f"/api/projects/{filled.id}/runs/create/"
     refused = api_as(owner).post(create, {"recipe": "dpo", "config": {"dpo": {"loss_type": "nope"}}}, format="json")
     assert refused.status_code == 400 and "unknown loss_type 'nope'" in json.dumps(refused.json())
-    unknown = api_as(owner).post(create, {"recipe": "kto"}, format="json")
+    unknown = api_as(owner).post(create, {"recipe": "gossip"}, format="json")
     assert unknown.status_code == 400 and "recipe" in unknown.json()
     assert not TrainingRun.objects.exists()
     # The old field name still works.

@@ -37,6 +37,7 @@ from training.models import (
 from training.services.runs import reward_functions_offered, run_finish, stage_problems
 from training.services.snapshots import snapshot_create
 from training.trainers import adapters
+from training.trainers.data import train_rows_problems
 from training.trainers.launch import child_command
 from training.trainers.stages import STAGES
 
@@ -111,6 +112,9 @@ def _prepare_data(run):
                 stage.name, run.preset, run.config.get(stage.name, {}), processes=run.processes,
                 train_rows=rows.get("train", 0), eval_rows=rows.get("test", 0),
             )
+            if rows.get("train"):
+                train = settings.SNAPSHOT_STORE / stage.snapshot.folder / f"{stage.snapshot.kind}-train.jsonl"
+                problems += [f"{stage.name}: {problem}" for problem in train_rows_problems(stage.name, train)]
     if problems:
         raise _Refused("refused before training: " + "; ".join(problems))
 

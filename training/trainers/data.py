@@ -10,6 +10,10 @@ from pathlib import Path
 
 from .stages import COLUMNS, STAGES
 
+# The columns that are not chats, with their type.
+PLAIN = {"text": str, "label": bool}
+PLAIN_NAMES = {"text": "a string", "label": "true or false"}
+
 
 class DataError(ValueError):
     """A data file the stage cannot use; the message names the file and line."""
@@ -71,12 +75,20 @@ def _rows(stage: str, path: str | Path, *, limit: int | None = None, columns=Non
                             f"{', '.join(columns)})")
         for column in columns:
             value = row[column]
-            if column == "text" and not isinstance(value, str):
-                raise DataError(f"{path}, line {number}: text must be a string")
-            if column != "text" and not _is_chat(value):
+            if column in PLAIN and not isinstance(value, PLAIN[column]):
+                raise DataError(f"{path}, line {number}: {column} must be {PLAIN_NAMES[column]}")
+            if column not in PLAIN and not _is_chat(value):
                 raise DataError(f"{path}, line {number}: {column} must be a list of {{role, content}} messages")
         kept += 1
-        yield {c: _plain_chat(row[c]) if c != "text" else row[c] for c in columns}
+        yield {c: row[c] if c in PLAIN else _plain_chat(row[c]) for c in columns}
+
+
+def train_rows_problems(stage: str, path: str | Path | None) -> list[str]:
+    """Return what the stage's rows_checks find wrong with its train file as a whole (both labels for KTO)."""
+    checks = STAGES[stage].rows_checks
+    if checks is None or not path:
+        return []
+    return checks(_rows(stage, path))
 
 
 def _is_chat(value) -> bool:
@@ -99,6 +111,6 @@ def texts_of(path: str | Path) -> Iterator[str]:
     for row in read_jsonl(path):
         if isinstance(row.get("text"), str):
             yield row["text"]
-        for key in ("messages", "prompt", "chosen", "rejected"):
+        for key in ("messages", "prompt", "chosen", "rejected", "completion"):
             if _is_chat(row.get(key)):
                 yield from (m["content"] for m in row[key])

@@ -19,7 +19,7 @@ is refused with `unavailable_reason`.
 import importlib.util
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
@@ -34,6 +34,7 @@ COLUMNS = {
     "pretraining": ("text",),
     "sft": ("messages",),
     "preference": ("prompt", "chosen", "rejected"),
+    "unpaired": ("prompt", "completion", "label"),
     "prompts": ("prompt",),
 }
 
@@ -214,6 +215,23 @@ class ORPOSettings(Settings):
     beta: PositiveNumber = 0.1
 
 
+# The losses TRL 1.12's KTOTrainer accepts (trl/trainer/kto_config.py, `loss_type`); all but apo_zero_unpaired
+# estimate a KL term from the other replies of the batch.
+KTO_LOSS_TYPES = ("kto", "apo_zero_unpaired")
+
+
+class KTOSettings(Settings):
+    learning_rate: PositiveNumber = 5e-6
+    beta: PositiveNumber = 0.1  # the higher, the closer the policy stays to the SFT model, its reference
+    # Weights of the losses of desirable and undesirable rows, to counter unequal numbers of each: the KTO paper's
+    # advice (which TRL repeats as a warning) is desirable_weight x desirable rows / (undesirable_weight x
+    # undesirable rows) between 1 and 4/3.
+    desirable_weight: PositiveNumber = 1.0
+    undesirable_weight: PositiveNumber = 1.0
+    loss_type: str = "kto"  # one of KTO_LOSS_TYPES
+    eval_max_new_tokens: PositiveInt = 32  # reply length sampled for the held-out KL
+
+
 @dataclass(frozen=True)
 class Stage:
     """One training stage, named once with everything the job layer, the pages and the trainer need."""
@@ -229,6 +247,9 @@ class Stage:
     evaluation: str  # how its model is measured on held-out data, in a line
     needs_reward_model: bool = False
     checks: Callable[..., list[str]] | None = None  # (config, train_rows=, processes=, adopting=) -> problems
+    # Problems of the training rows taken together (the columns of `reads`), where counting them is not enough:
+    # run on the exported train file before the round trains anything, and in the child before a model loads.
+    rows_checks: Callable[[Iterable[dict]], list[str]] | None = None
 
     def defaults(self) -> dict:
         return self.settings().model_dump()
@@ -452,6 +473,36 @@ def _grpo_checks(c: dict, *, train_rows: int, processes: int, adopting: bool) ->
     return problems
 
 
+def _kto_checks(c: dict, *, train_rows: int, processes: int, adopting: bool) -> list[str]:
+    """Refuse before anything loads what TRL's KTO refuses once both models are loaded (a batch of one row per
+    device) or fails on at the first step (an unknown loss)."""
+    problems = []
+    _, global_batch = _batches(c, processes)
+    if train_rows < global_batch:
+        problems.append(f"dataset smaller than one batch: {train_rows} rows for a batch of {global_batch} "
+                        f"({c['per_device_train_batch_size']} per device x {c['gradient_accumulation_steps']} "
+                        f"accumulation x {processes} processes)")
+    if c["loss_type"] not in KTO_LOSS_TYPES:
+        problems.append(f"loss_type must be one of {', '.join(KTO_LOSS_TYPES)}, not {c['loss_type']!r}")
+    elif c["loss_type"] != "apo_zero_unpaired" and c["per_device_train_batch_size"] < 2:
+        problems.append(f"per_device_train_batch_size must be at least 2 for the {c['loss_type']} loss, not "
+                        f"{c['per_device_train_batch_size']}: KTO estimates its KL term from the other rows of the same "
+                        "batch on one device, and with one row that term is the row's own reward")
+    return problems
+
+
+def _kto_rows_checks(rows: Iterable[dict]) -> list[str]:
+    desirable = undesirable = 0
+    for row in rows:
+        desirable += row["label"]
+        undesirable += not row["label"]
+    if desirable and undesirable:
+        return []
+    return [(f"KTO needs both desirable and undesirable rows to train on, and the train split has {desirable} "
+             f"desirable and {undesirable} undesirable: accept or reject demonstrations, label the quality of "
+             "replies, or rank them")]
+
+
 def _orpo_checks(c: dict, *, train_rows: int, processes: int, adopting: bool) -> list[str]:
     _, global_batch = _batches(c, processes)
     if train_rows < global_batch:
@@ -563,6 +614,21 @@ stage_register(Stage(
     },
 ))
 stage_register(Stage(
+    name="kto", label="KTO", reads="unpaired", starts_from="sft", registers="policy",
+    settings=KTOSettings, module="kto", checks=_kto_checks, rows_checks=_kto_rows_checks,
+    evaluation="held-out share of desirable replies with an implicit reward above 0 and of undesirable ones below "
+               "0, and their mean rewards, KL to the SFT model",
+    presets={
+        "tiny": {"max_steps": 8, "learning_rate": 1e-3, "save_every": 4, "eval_max_new_tokens": 8},
+        "small": {"learning_rate": 5e-5, "num_train_epochs": 1.0},
+        "demo": {"learning_rate": 1e-4, "num_train_epochs": 2.0, "eval_max_new_tokens": 12},
+        # A row is two sequences (its own reply and another row's, for the KL term), each through the policy and
+        # the frozen reference, as DPO's pair. Not compiled: not yet measured on a GPU.
+        "gpu": {"per_device_train_batch_size": 32, "num_train_epochs": 1.0, "eval_max_new_tokens": 128,
+                "torch_compile": False},
+    },
+))
+stage_register(Stage(
     name="grpo", label="GRPO", reads="prompts", starts_from="sft", registers="policy",
     settings=GRPOSettings, module="grpo", checks=_grpo_checks, needs_reward_model=True,
     evaluation=f"{_POLICY_EVALUATION}, each reward function's mean",
@@ -591,6 +657,10 @@ recipe_register(Recipe("rloo", "RLOO", ("sft", "reward", "rloo"),
                        "SFT, a reward model from the rankings, then RLOO against it"))
 recipe_register(Recipe("dpo", "DPO", ("sft", "dpo"),
                        "SFT, then DPO on the preference pairs themselves (no reward model)"))
+recipe_register(Recipe("kto", "KTO", ("sft", "kto"),
+                       "SFT, then KTO on replies judged good or bad one by one (accepted and rejected "
+                       "demonstrations, quality labels, the top and bottom of rankings, all-bad rankings): no pairs "
+                       "and no reward model"))
 recipe_register(Recipe("grpo", "GRPO", ("sft", "reward", "grpo"),
                        "SFT, a reward model from the rankings, then GRPO against it and any verifiable reward "
                        "functions the installation offers"))
