@@ -284,8 +284,11 @@ def test_sft_runs_in_two_processes_under_accelerate_launch(root, data, base):
     loads(check_events(stream, "sft")["out_dir"])
 
 
-def test_base_adopts_a_local_model_and_repairs_its_pad_token_and_chat_template(tmp_path, data):
-    """A GPT-2-style directory (no pad token, a chat template without generation markers) becomes a base SFT can train."""
+def test_base_adopts_a_local_model_giving_it_a_pad_token_and_keeping_its_chat_template(tmp_path, data):
+    """A GPT-2-style directory (no pad token, a chat template without generation markers) becomes a base SFT can train.
+
+    Its only special token is its EOS, so the pad token is a new one; its template is kept (SFT masks prompts
+    without markers)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
@@ -313,9 +316,9 @@ def test_base_adopts_a_local_model_and_repairs_its_pad_token_and_chat_template(t
     stream = events(spec)
     assert [e["event"] for e in stream] == ["start", "eval", "done"] and stream[0]["total"] == 0
     done = stream[-1]
-    assert done["metrics"]["pad_token_added"] == 1 and done["metrics"]["chat_template_set"] == 1
+    assert done["metrics"]["pad_token_added"] == 1 and "chat_template_set" not in done["metrics"]
     model, adopted = loads(done["out_dir"])
     assert adopted.eos_token == "<|endoftext|>" and model.get_input_embeddings().num_embeddings >= len(adopted)
     assert adopted.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False,
-                                       add_generation_prompt=True) == "<|user|>hi<|endoftext|><|assistant|>"
+                                       add_generation_prompt=True) == "hi<|endoftext|>"
     assert config_problems("sft", stage_config("sft", "tiny", {}), train_rows=80, model_dir=done["out_dir"]) == []

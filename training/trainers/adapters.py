@@ -58,8 +58,14 @@ def pretrained(model_class, model_dir, *, base_dir: str | None = None, **kwargs)
     """Load `model_dir` with `model_class.from_pretrained`: a whole model as it is, an adapter as its base
     (`base_dir`, else the recorded one) with the adapter merged into it, so that it runs as fast as a whole one.
 
-    `kwargs` go to the base's from_pretrained (dtype, num_labels, attn_implementation, local_files_only).
+    `kwargs` go to the base's from_pretrained (dtype, num_labels, attn_implementation, local_files_only). Without
+    a dtype: as saved where CUDA is, float32 on a CPU, whose bf16 matrix products are many times slower
+    (bases and versions are often saved in bf16: common.store_as_started).
     """
+    if "dtype" not in kwargs:
+        import torch
+
+        kwargs["dtype"] = "auto" if torch.cuda.is_available() else "float32"
     if not is_adapter(model_dir):
         return model_class.from_pretrained(model_dir, **kwargs)
     from peft import PeftModel

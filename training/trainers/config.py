@@ -11,6 +11,7 @@ Each stage's settings (defaults, types, ranges), presets and own checks live in 
 """
 
 import json
+import re
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -18,8 +19,13 @@ from pydantic import ValidationError
 from .stages import AUTO, DPO_LOSS_TYPES, MIN_VOCAB, PRESET_COMMON, PRESET_NAMES, STAGES, dpo_loss_types, type_name
 
 __all__ = ["AUTO", "DPO_LOSS_TYPES", "MIN_VOCAB", "PRESETS", "STAGES", "adoption_problems", "config_problems",
-           "context_problems", "dpo_loss_types", "model_context", "stage_config", "tokenizer_facts"]
+           "context_problems", "dpo_loss_types", "has_generation_markers", "model_context", "stage_config",
+           "tokenizer_facts"]
 PRESETS = PRESET_NAMES
+# A {% generation %} block's opening tag, with Jinja's whitespace control ({%- generation -%}), as TRL's
+# has_generation_markers reads it: a substring test for "generation" also matches `add_generation_prompt`,
+# which nearly every chat template has.
+GENERATION_MARKER = re.compile(r"\{%-?\s*generation\s*-?%\}")
 
 
 def stage_config(stage: str, preset: str, overrides: dict | None = None) -> dict:
@@ -144,6 +150,11 @@ def _chat_template(folder: Path, tok_config: dict) -> str | None:
     if isinstance(template, list):  # several named templates: the default one is what chats use
         template = next((t.get("template") for t in template if t.get("name") == "default"), None)
     return template
+
+
+def has_generation_markers(template: str | None) -> bool:
+    """Whether a chat template marks assistant turns with {% generation %} blocks (TRL's assistant_only_loss)."""
+    return bool(template) and GENERATION_MARKER.search(template) is not None
 
 
 def model_context(model_dir: str) -> int | None:
@@ -281,12 +292,10 @@ def _model_problems(stage: str, model_dir: str | None, c: dict, *, adopting: boo
     elif facts["pad"] == facts["eos"]:
         problems.append(f"pad token equals EOS ({facts['eos']!r}) in the {name}'s tokenizer: TRL's PPO cuts "
                         "replies at EOS and finds their ends by the pad token, so the two must differ")
-    template = facts["chat_template"]
-    if not template:
+    # A template without {% generation %} markers is no reason to refuse SFT: it trains on each chat's last reply
+    # as a completion of the turns before it (sft.py), which masks the prompt without markers.
+    if not facts["chat_template"]:
         problems.append(f"the {name}'s tokenizer has no chat template")
-    elif stage == "sft" and "generation" not in template:
-        problems.append(f"the {name}'s chat template has no {{% generation %}} markers, so the loss cannot be "
-                        "limited to assistant tokens")
     return problems + context_problems(model_dir, c, name=name)
 
 

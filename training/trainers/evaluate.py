@@ -12,7 +12,8 @@
 
 Every function caps the rows it reads at `eval_max_rows` and returns {"eval_rows": 0} without
 a held-out file. Replies are generated as the platform generates them everywhere else, through
-training.generation.local (model_load and generate_ids), in the dtype the model was saved in.
+training.generation.local (model_load and generate_ids), in the dtype the model was saved in on CUDA
+and in float32 on a CPU, whose bf16 matrix products are many times slower (adapters.pretrained).
 A model directory may be a LoRA adapter: it loads as its base with the adapter merged in (adapters.py).
 """
 
@@ -77,12 +78,12 @@ def _loss_metrics(nll: list[tuple[float, int]]) -> dict:
 
 
 def _generation_model(model_dir: str) -> LoadedModel:
-    """Load a model to generate from, in the dtype it was saved in, kept only while it is used.
+    """Load a model to generate from, in the dtype it was saved in (float32 on a CPU), kept only while it is used.
 
     keep=False: the process evaluating still holds the model it trained, and models evaluated one
     after another should not all stay loaded.
     """
-    return model_load(model_dir, dtype=SAVED, keep=False)
+    return model_load(model_dir, dtype=SAVED if torch.cuda.is_available() else "float32", keep=False)
 
 
 def _settings(*, temperature: float, max_new_tokens: int, seed: int) -> SamplingSettings:
@@ -96,7 +97,7 @@ def evaluate_base(model_dir: str, eval_path: str | None, config: dict) -> dict:
     rows = stage_rows("base", eval_path, limit=config["eval_max_rows"])
     # Loss only, nothing generated: not through model_load, which wants a chat template a base model may lack.
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir).to(_device()).eval()
+    model = adapters.pretrained(AutoModelForCausalLM, model_dir).to(_device()).eval()
     context = min(config["max_length"], model.config.max_position_embeddings)
     sequences = [tokenizer(r["text"])["input_ids"][:context] for r in rows]
     sequences = [s for s in sequences if len(s) > 1]
@@ -112,16 +113,18 @@ def evaluate_sft(model_dir: str, eval_path: str | None, config: dict, *, seed: i
     import sacrebleu
     from rouge_score import rouge_scorer
 
+    from .sft import loss_mask  # here: sft imports this module
+
     rows = stage_rows("sft", eval_path, limit=config["eval_max_rows"])
     loaded = _generation_model(model_dir)
     tokenizer, model = loaded.tokenizer, loaded.model
     context = min(config["max_length"], model.config.max_position_embeddings)
     sequences, masks, prompts, references = [], [], [], []
     for row in rows:
-        encoded = tokenizer.apply_chat_template(row["messages"], tokenize=True, return_dict=True,
-                                                return_assistant_tokens_mask=True)
-        sequences.append(list(encoded["input_ids"])[:context])
-        masks.append(list(encoded["assistant_masks"])[:context])
+        # The tokens training put in the loss: marked assistant turns, or without markers the last reply.
+        ids, mask = loss_mask(tokenizer, row["messages"])
+        sequences.append(ids[:context])
+        masks.append(mask[:context])
         last = max((i for i, m in enumerate(row["messages"]) if m["role"] == "assistant"), default=None)
         if last is None:
             continue

@@ -40,7 +40,7 @@ from transformers import AutoModelForCausalLM, TrainerCallback
 from trl.experimental.ppo import PPOConfig, PPOTrainer
 
 from . import adapters, evaluate
-from .common import Job, ProgressCallback, adapter_config, fit_vocabulary, prepare_work_dir, publish
+from .common import Job, ProgressCallback, adapter_config, fit_vocabulary, prepare_work_dir, publish, store_as_started
 from .data import stage_rows
 from .policy import policy_tokenizer, scored_model
 
@@ -181,7 +181,7 @@ def train(job: Job) -> None:
     # All weights resume from the checkpoint's policy; an adapter from the SFT model with the adapter saved so far.
     full_resume = resume_from and not adapters.is_adapter(resume_from / "policy")
     policy = AutoModelForCausalLM.from_pretrained(resume_from / "policy" if full_resume else job.base_model,
-                                                  attn_implementation=attention)
+                                                  attn_implementation=attention, dtype=job.load_dtype)
     lora = adapter_config(job, policy, tokenizer)
     if lora and resume_from:
         # TRL takes either a config for a fresh adapter or a model that has one; the resumed one trains on.
@@ -189,7 +189,8 @@ def train(job: Job) -> None:
     # With an adapter the reference is the policy with its adapter switched off (TRL's null_ref_context).
     reference = None
     if not job.adapter:
-        reference = AutoModelForCausalLM.from_pretrained(job.base_model, attn_implementation=attention)
+        reference = AutoModelForCausalLM.from_pretrained(job.base_model, attn_implementation=attention,
+                                                         dtype=job.load_dtype)
         fit_vocabulary(reference, tokenizer)
     room = policy.config.max_position_embeddings - c["response_length"]
     rows = stage_rows("ppo", job.train_path)
@@ -234,6 +235,8 @@ def train(job: Job) -> None:
             tokenizer.save_pretrained(folder)
             if job.adapter:
                 adapters.write_merged(folder, model_class=AutoModelForCausalLM, base_dir=job.base_model)
+            else:  # checkpoints keep float32 to resume from; the version is stored as the SFT model was
+                store_as_started(job, folder, model_class=AutoModelForCausalLM)
 
     publish(job, main=main, wait=trainer.accelerator.wait_for_everyone, save=save,
             evaluate=lambda folder: evaluate.evaluate_policy(

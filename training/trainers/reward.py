@@ -3,7 +3,9 @@
 A sequence classifier with one label, started from the SFT model and sharing its tokenizer
 (PPO hands the reward model the policy's token ids). Its `config.pad_token_id` is the
 tokenizer's pad: the head reads the score at the last token that is not padding. With a LoRA
-adapter the score head, new and trained whole, is saved with it (peft's modules_to_save).
+adapter the score head, new and trained whole, is saved with it (peft's modules_to_save). All its
+weights are saved in float32 even from a bf16 SFT model: PPO's value model starts from them and
+trains all of them.
 """
 
 from datasets import Dataset
@@ -33,7 +35,7 @@ def train(job: Job) -> None:
     checkpoint = start_work(job, args)
     tokenizer = AutoTokenizer.from_pretrained(job.base_model)
     model = AutoModelForSequenceClassification.from_pretrained(
-        job.base_model, num_labels=1, attn_implementation=c["attn_implementation"])
+        job.base_model, num_labels=1, attn_implementation=c["attn_implementation"], dtype=job.load_dtype)
     model.config.pad_token_id = tokenizer.pad_token_id
     lora = adapter_config(job, model, tokenizer, task_type="SEQ_CLS", modules_to_save=["score"])
     callback = ProgressCallback(job, start_fields={"adapter": job.adapter})
@@ -42,6 +44,6 @@ def train(job: Job) -> None:
                             processing_class=tokenizer, callbacks=[callback], peft_config=lora)
     trainer.train(resume_from_checkpoint=checkpoint)
     publish(job, main=main, wait=trainer.accelerator.wait_for_everyone,
-            save=save_for(job, trainer, model_class=AutoModelForSequenceClassification, num_labels=1),
+            save=save_for(job, trainer, model_class=AutoModelForSequenceClassification, float32=True, num_labels=1),
             evaluate=lambda folder: evaluate.evaluate_reward(str(folder), job.eval_path, c),
             train_metrics=callback.summary)

@@ -21,12 +21,14 @@ def train(job: Job) -> None:
     args = training_arguments(
         job, RLOOConfig, num_generations=c["num_generations"], max_completion_length=c["response_length"],
         beta=c["kl_coef"], temperature=c["temperature"], num_iterations=c["num_iterations"], log_completions=False,
-        model_init_kwargs={"attn_implementation": c["attn_implementation"]},  # for the reference it loads
+        # For the reference it loads (TRL's own default is float32).
+        model_init_kwargs={"attn_implementation": c["attn_implementation"], "dtype": job.load_dtype},
     )
     main = args.process_index == 0
     checkpoint = start_work(job, args)
     tokenizer = policy_tokenizer(job)
-    policy = AutoModelForCausalLM.from_pretrained(job.base_model, attn_implementation=c["attn_implementation"])
+    policy = AutoModelForCausalLM.from_pretrained(job.base_model, attn_implementation=c["attn_implementation"],
+                                                  dtype=job.load_dtype)
     # With an adapter TRL loads no reference: it is the policy with its adapter switched off.
     lora = adapter_config(job, policy, tokenizer)
     # RLOO cannot cut a prompt to fit: leave out prompts too long for a reply in the model's context.
