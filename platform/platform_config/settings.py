@@ -9,6 +9,7 @@ Variables (README lists them too):
   CSRF_TRUSTED_ORIGINS comma-separated origins (https://example.org) behind a proxy
   PLATFORM_BASE_URL   the URL printed in invites and logins; default http://127.0.0.1:8000
   API_THROTTLE_RATE   requests per token, e.g. 6000/minute
+  CHAT_THROTTLE_RATE, GENERATION_THROTTLE_RATE  chat replies and generation jobs per user; default 10/minute, 30/hour
   LOGIN_FAILURE_LIMIT wrong passwords per account and client address before logins lock for 15 minutes; default 10
   TRUSTED_PROXIES     comma-separated addresses or networks of reverse proxies whose X-Forwarded-For is believed
   INVITE_DAYS         how long an invite link lasts unless its admin says otherwise; default 7
@@ -16,10 +17,12 @@ Variables (README lists them too):
   SNAPSHOT_STORE, MODEL_STORE  folders for dataset snapshots and models; default in the data folder
   BASE_MODEL_ROOTS    comma-separated absolute folders base models may be adopted from; default in the data folder
   REWARD_FUNCTIONS    comma-separated dotted paths of the reward functions GRPO rounds may use; none by default
+  OPENAI_BACKEND_URLS comma-separated server URL prefixes (and * for any public server) project admins may deploy at
 """
 
 import ipaddress
 import os
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -28,6 +31,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from platform_config import env
 from platform_config.paths import REPO_ROOT, data_dir
+from training.generation.fence import ServerFence
 
 ENVIRONMENT = env.environment()
 PRODUCTION = ENVIRONMENT == "production"
@@ -218,6 +222,15 @@ REST_FRAMEWORK = {
 # The API throttle counts requests in this cache: per web process, so with N gunicorn workers
 # a token can make up to N times the rate. Kept in memory so a request costs no extra queries.
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# Chat replies and generation jobs keep a core busy each: they are counted per user in the database, so that
+# every web process sees one count (https://docs.djangoproject.com/en/5.2/topics/cache/#database-caching; its
+# table is made by platform_config's migration). Over the rate: 429 with Retry-After.
+CACHES["throttles"] = {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "platform_throttle_cache"}
+CHAT_THROTTLE_RATE = os.environ.get("CHAT_THROTTLE_RATE", "10/minute")
+GENERATION_THROTTLE_RATE = os.environ.get("GENERATION_THROTTLE_RATE", "30/hour")
+for _name, _rate in (("CHAT_THROTTLE_RATE", CHAT_THROTTLE_RATE), ("GENERATION_THROTTLE_RATE", GENERATION_THROTTLE_RATE)):
+    if not re.fullmatch(r"[1-9][0-9]*/(second|minute|hour|day)", _rate):
+        raise ImproperlyConfigured(f"{_name} must read like 20/minute (per second, minute, hour or day), not {_rate!r}")
 
 # https://drf-spectacular.readthedocs.io/en/latest/settings.html
 SPECTACULAR_SETTINGS = {
@@ -258,6 +271,18 @@ if not all("." in path and all(part.isidentifier() for part in path.split(".")) 
                                "separated by commas")
 if len({path.rpartition(".")[2] for path in REWARD_FUNCTIONS}) != len(REWARD_FUNCTIONS):
     raise ImproperlyConfigured("REWARD_FUNCTIONS names two functions of the same name: a round chooses them by name")
+
+# The OpenAI-compatible servers a project admin may deploy a model at (training/generation/fence.py), checked
+# when it is deployed and again on every request the web (chat) and the workers (generation) send there:
+# comma-separated URL prefixes (https://vllm.example.org, http://10.0.0.5:8000/v1), whose hosts are trusted
+# whatever they resolve to, and `*` for any other server whose every address is public (never loopback,
+# link-local such as a cloud's metadata service, or private). Empty, the default: project admins deploy
+# local models only. Staff and `manage.py deploy` may name any http(s) server: they run the installation.
+OPENAI_BACKEND_URLS = env.csv_list("OPENAI_BACKEND_URLS", [])
+try:
+    ServerFence(OPENAI_BACKEND_URLS)
+except ValueError as error:
+    raise ImproperlyConfigured(f"OPENAI_BACKEND_URLS: {error}") from None
 
 # https://procrastinate.readthedocs.io/en/stable/howto/django/configuration.html
 PROCRASTINATE_WORKER_DEFAULTS = {"concurrency": 1}

@@ -1,6 +1,7 @@
 """Serving models back: deploy a tiny model, generate candidates into the ranking queue with their
 provenance, stream a chat reply, run an arena, and rank versions by Bradley-Terry."""
 
+import json
 import math
 import random
 import time
@@ -147,10 +148,13 @@ def test_a_chat_reply_streams_and_the_chat_becomes_a_prompt(project, owner, memb
     started = time.monotonic()
     response = api_as(member).post(url, {"turns": turns}, format="json")
     assert response.status_code == 200 and response["X-Model-Version"] == "policy-v1"
-    arrivals, chunks = [], []
-    for chunk in response.streaming_content:
+    assert response["Content-Type"].startswith("text/event-stream")
+    arrivals, events = [], []
+    for event in response.streaming_content:
         arrivals.append(time.monotonic() - started)
-        chunks.append(chunk.decode())
+        events.append(event.decode())
+    assert events[-1] == 'event: done\ndata: {"model_version": "policy-v1"}\n\n'
+    chunks = [json.loads(event.removeprefix("data: "))["text"] for event in events[:-1]]
     assert len(chunks) >= 3, chunks
     assert arrivals[0] < arrivals[-1] / 2, arrivals  # the first words came long before the reply ended
     reply = "".join(chunks)

@@ -1,18 +1,50 @@
 """REST API for serving models back: deployments, generation jobs, the arena leaderboard, chat."""
 
+import json
+import logging
+
+from django.conf import settings
+from django.core.cache import caches
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
+from rest_framework.throttling import UserRateThrottle
 from rest_framework.views import APIView
 
 from annotate.apis.accounts import paginated
 from annotate.models import Role
-from annotate.selectors.accounts import project_for_member
+from annotate.selectors.accounts import membership_for, project_for_member
 from training import selectors
+from training.generation import GenerationError
 from training.models import Backend, Deployment, GenerationJob, GenerationKind, ModelVersion
 from training.services import serving
+
+logger = logging.getLogger(__name__)
+
+
+class _CostlyWorkThrottle(UserRateThrottle):
+    """Requests per user for work that keeps a core busy (a chat reply, a generation job), at the rate its
+    setting names, counted in the database cache: the default cache is each web process's own, so with N
+    processes a user would get N times the rate."""
+
+    cache = caches["throttles"]
+    rate_setting = ""
+
+    def get_rate(self):
+        return getattr(settings, self.rate_setting)
+
+
+class ChatThrottle(_CostlyWorkThrottle):
+    scope = "chat"
+    rate_setting = "CHAT_THROTTLE_RATE"
+
+
+class GenerationThrottle(_CostlyWorkThrottle):
+    scope = "generation"
+    rate_setting = "GENERATION_THROTTLE_RATE"
 
 
 class DeploymentOutputSerializer(serializers.Serializer):
@@ -108,6 +140,8 @@ class GenerationJobCreateApi(APIView):
     """Queue generation: K replies from the deployed versions under prompts that need rankings,
     or blind arena pairs of two versions (admins)."""
 
+    throttle_classes = (*api_settings.DEFAULT_THROTTLE_CLASSES, GenerationThrottle)
+
     class InputSerializer(serializers.Serializer):
         kind = serializers.ChoiceField(choices=GenerationKind.choices, default=GenerationKind.CANDIDATES)
         max_prompts = serializers.IntegerField(default=100, min_value=1, max_value=100_000)
@@ -134,6 +168,8 @@ class GenerationJobCreateApi(APIView):
 class GenerationJobRetryApi(APIView):
     """Queue a failed generation job again (admins)."""
 
+    throttle_classes = (*api_settings.DEFAULT_THROTTLE_CLASSES, GenerationThrottle)
+
     @extend_schema(request=None, responses={202: GenerationJobOutputSerializer})
     def post(self, request, project_id, job_id):
         project = project_for_member(user=request.user, project_id=project_id, role=Role.ADMIN)
@@ -158,19 +194,66 @@ class ChatInputSerializer(serializers.Serializer):
 
 
 class ChatReplyApi(APIView):
-    """Stream the deployed model's reply to a chat as plain text chunks (members)."""
+    """Stream the deployed model's reply to a chat as server-sent events (members).
 
-    @extend_schema(request=ChatInputSerializer, responses={(200, "text/plain"): str})
+    Each event's data is JSON: {"text": ...} for the next piece of the reply; the stream ends with an
+    `event: done` ({"model_version": ...}), or with an `event: error` ({"detail": ...}) when the model
+    failed after its first words. A model that fails before answering anything is a JSON 502 instead.
+    """
+
+    throttle_classes = (*api_settings.DEFAULT_THROTTLE_CLASSES, ChatThrottle)
+
+    @extend_schema(request=ChatInputSerializer, responses={
+        (200, "text/event-stream"): OpenApiResponse(str, description="the reply, as server-sent events"),
+        502: OpenApiResponse(inline_serializer("ChatFailed", {"detail": serializers.CharField()}),
+                             description="the model failed before writing anything"),
+    })
     def post(self, request, project_id):
-        project = project_for_member(user=request.user, project_id=project_id)
+        membership = membership_for(user=request.user, project_id=project_id)
         data = ChatInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        deployment = selectors.deployment_for_chat(project=project, deployment_id=data.validated_data.get("deployment_id"))
+        deployment = selectors.deployment_for_chat(project=membership.project,
+                                                   deployment_id=data.validated_data.get("deployment_id"))
         chunks = serving.chat_stream(deployment=deployment, turns=data.validated_data["turns"])
-        response = StreamingHttpResponse(chunks, content_type="text/plain; charset=utf-8")
-        response["X-Model-Version"] = deployment.model_version.name
+        name = deployment.model_version.name
+        explain = membership.role == Role.ADMIN
+        try:
+            # The first piece before the answer starts: until then a failure can still be a status code.
+            first = next(chunks, None)
+        except GenerationError as error:
+            return Response({"detail": _chat_failure(name, error, explain=explain)}, status=status.HTTP_502_BAD_GATEWAY)
+        response = StreamingHttpResponse(_chat_events(name, first, chunks, explain=explain),
+                                         content_type="text/event-stream; charset=utf-8")
+        response["X-Model-Version"] = name
         response["Cache-Control"] = "no-store"
         return response
+
+
+def _chat_failure(name: str, error: GenerationError, *, explain: bool) -> str:
+    """Say that the model failed: why to a project admin (the server's address and its status, never what it
+    answered), only that it did to an annotator, who may not learn the servers behind the project."""
+    logger.warning("chat with %s failed: %s", name, error)
+    if explain:
+        return f"{name} could not answer: {error}"
+    return f"{name} could not answer just now; try again later, or tell a project admin"
+
+
+def _event(data: dict, *, kind: str | None = None) -> str:
+    return (f"event: {kind}\n" if kind else "") + f"data: {json.dumps(data)}\n\n"
+
+
+def _chat_events(name: str, first: str | None, chunks, *, explain: bool):
+    """Yield the reply's server-sent events, ending with done or with the error that cut it short."""
+    try:
+        if first is not None:
+            yield _event({"text": first})
+            for chunk in chunks:
+                yield _event({"text": chunk})
+        yield _event({"model_version": name}, kind="done")
+    except GenerationError as error:
+        yield _event({"detail": _chat_failure(name, error, explain=explain)}, kind="error")
+    finally:
+        chunks.close()  # a client that went away stops the generation
 
 
 class ChatToPromptApi(APIView):

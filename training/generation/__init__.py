@@ -20,10 +20,12 @@ options); GenerationError when the model cannot be loaded or the server is down 
 import inspect
 
 from .base import GenerationBackend, GenerationError, SamplingSettings, conversation_problems
+from .fence import ServerFence, ServerRefused
 
 KINDS = ("transformers", "openai")
 
-__all__ = ["KINDS", "GenerationBackend", "GenerationError", "SamplingSettings", "backend_for", "conversation_problems"]
+__all__ = ["KINDS", "GenerationBackend", "GenerationError", "SamplingSettings", "ServerFence", "ServerRefused",
+           "backend_for", "conversation_problems"]
 
 
 def backend_for(*, kind: str = "transformers", model_dir: str | None = None, url: str | None = None,
@@ -34,8 +36,8 @@ def backend_for(*, kind: str = "transformers", model_dir: str | None = None, url
       min_new_tokens (see local.TransformersBackend).
     kind "openai": url is required; the model name sent is `model`, else `model_dir` (vLLM and
       transformers serve name a model served from a directory by its path), else the first one the
-      server lists; options api_key, timeout, max_retries, concurrency, send_n, extra_body (see
-      openai.OpenAICompatibleBackend).
+      server lists; options api_key, timeout, max_retries, concurrency, send_n, extra_body, fence (see
+      openai.OpenAICompatibleBackend; fence.ServerFence says which servers may be called).
     """
     if kind == "transformers":
         if not model_dir:

@@ -15,16 +15,21 @@ sampling fields the OpenAI API lacks (vLLM's top_k, repetition_penalty, ...) go 
 
 Errors name the address and say what went wrong (the status, unreachable, not a chat completion), but
 never repeat what the server answered: that text is the server's, not ours to show.
+
+With a `fence` (fence.ServerFence), every request, redirects included, is checked against it before a
+connection opens; a refused one fails at once, without the client's retries.
 """
 
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
+import httpx2
 import openai
 from openai.types.chat import ChatCompletion
 
 from .base import GenerationError, SamplingSettings, check_conversations
+from .fence import ServerFence, ServerRefused
 
 # Sent when no key is given. Without it the client would send this process's OPENAI_API_KEY, a key
 # for api.openai.com, to whatever server the URL names; servers started without a key ignore it.
@@ -44,13 +49,14 @@ class OpenAICompatibleBackend:
       concurrency: requests in flight at once during generate().
       send_n: None (send n until the server shows it ignores it), True, or False (one reply per request).
       extra_body: fields merged into every request body, for a server's own extensions.
+      fence: the servers this process may call (None: any); see fence.py.
     """
 
     name = "openai"
 
     def __init__(self, url: str, *, model: str | None = None, api_key: str | None = None, timeout: float = 300.0,
                  max_retries: int = 2, concurrency: int = 4, send_n: bool | None = None,
-                 extra_body: dict | None = None):
+                 extra_body: dict | None = None, fence: ServerFence | None = None):
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
             raise ValueError(f"url must be an http:// or https:// address, not {url!r}")
         self.url = url.rstrip("/").removesuffix("/v1")
@@ -59,8 +65,10 @@ class OpenAICompatibleBackend:
         self.concurrency = max(1, concurrency)
         self.send_n = send_n
         self.extra_body = dict(extra_body or {})
+        # openai's own client settings (timeouts, limits, following redirects), with the fence where requests leave.
+        http_client = openai.DefaultHttpxClient(transport=FencedTransport(fence)) if fence else None
         self._client = openai.OpenAI(base_url=f"{self.url}/v1", api_key=api_key or NO_KEY, timeout=timeout,
-                                     max_retries=max_retries)
+                                     max_retries=max_retries, http_client=http_client)
 
     def describe(self) -> dict:
         """Return the server and model; "model" is None until the server was asked, when none was given."""
@@ -180,3 +188,32 @@ class OpenAICompatibleBackend:
             seed = None if settings.seed is None else settings.seed + len(texts)
             texts.append(self._completion(conversation, settings=settings, n=1, seed=seed)[0])
         return texts
+
+
+class FencedTransport(httpx2.HTTPTransport):
+    """httpx's transport, sending a request only where the fence allows, and to the address it checked.
+
+    A host checked by resolving it is then connected to by that address (the Host header and the TLS
+    server name stay the host's), so a name cannot resolve to a public address for the check and to a
+    private one for the connection. Given a transport, httpx reads no proxy from the environment: these
+    requests go straight to the server.
+    """
+
+    def __init__(self, fence: ServerFence, **options):
+        super().__init__(**options)
+        self.fence = fence
+
+    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+        try:
+            address = self.fence.connect_address(str(request.url))
+        except ServerRefused as refused:
+            # An OpenAIError: the client hands it on as it is, where a transport error would be retried.
+            raise openai.APIConnectionError(message=f"refused: {refused}", request=request) from None
+        if address is None:
+            return super().handle_request(request)
+        extensions = dict(request.extensions)
+        if request.url.scheme == "https":
+            extensions["sni_hostname"] = request.url.host
+        pinned = httpx2.Request(request.method, request.url.copy_with(host=address), headers=request.headers,
+                                stream=request.stream, extensions=extensions)
+        return super().handle_request(pinned)

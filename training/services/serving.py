@@ -63,6 +63,8 @@ def deployment_create(
         raise ValidationError({"backend": f"backend must be one of {', '.join(Backend.values)}"})
     if backend == Backend.OPENAI and not url.startswith(("http://", "https://")):
         raise ValidationError({"url": "the openai backend needs the server's http(s) URL"})
+    if backend == Backend.OPENAI and (fence := server_fence(by=by)) and (problem := fence.problem(url)):
+        raise ValidationError({"url": f"this server cannot be deployed: {problem}"})
     if not 1 <= share <= 9:
         raise ValidationError({"share": "share must be between 1 and 9"})
     chosen = sampling_settings(sampling).as_dict()
@@ -185,15 +187,34 @@ def conversation_of(message: Message) -> list[dict]:
     return path[::-1]
 
 
+def server_fence(*, by):
+    """Return the fence on the servers `by` may deploy a model at, or None for any server.
+
+    Staff, and the operator at `manage.py deploy` (no user), run the installation and may name any
+    server; a project admin only those OPENAI_BACKEND_URLS allows (training/generation/fence.py).
+    """
+    from django.conf import settings
+
+    from training.generation import ServerFence
+
+    if by is None or by.is_staff:
+        return None
+    return ServerFence(settings.OPENAI_BACKEND_URLS)
+
+
 def backend_of(deployment_or_version, *, sampling: dict | None = None):
-    """The generation backend of a deployment (or of a version served locally)."""
+    """The generation backend of a deployment (or of a version served locally).
+
+    A server deployed by a project admin is fenced again on every request (its name may resolve elsewhere
+    now, the allowed list may have changed), in the web process's chats as in the workers' generation.
+    """
     from django.conf import settings
 
     from training.generation import backend_for
 
     if isinstance(deployment_or_version, Deployment) and deployment_or_version.backend == Backend.OPENAI:
         d = deployment_or_version
-        return backend_for(kind="openai", url=d.url, model=d.served_model or None)
+        return backend_for(kind="openai", url=d.url, model=d.served_model or None, fence=server_fence(by=d.deployed_by))
     version = getattr(deployment_or_version, "model_version", deployment_or_version)
     return backend_for(kind="transformers", model_dir=str(settings.MODEL_STORE / version.folder))
 
@@ -342,7 +363,8 @@ def chat_to_prompt(*, project, user, turns: list[dict], model_version: ModelVers
 
 
 def chat_stream(*, deployment: Deployment, turns: list[dict]):
-    """Yield the deployed model's reply to a chat in chunks as they are generated."""
+    """Yield the deployed model's reply to a chat in chunks as they are generated; a GenerationError
+    (before the first chunk or midway) says why it stopped."""
     from training.generation import conversation_problems
 
     problems = conversation_problems(turns)

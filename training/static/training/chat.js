@@ -1,5 +1,5 @@
-// Chat with the deployed model: the reply is read from a streamed response and shown as it
-// arrives. Text is always inserted as text (textContent), never as HTML.
+// Chat with the deployed model: the reply is read from a stream of server-sent events and shown as
+// it arrives. Text is always inserted as text (textContent), never as HTML.
 (function () {
   "use strict";
   var root = document.getElementById("chat");
@@ -54,16 +54,37 @@
     status.textContent = "The model is writing…";
     post(root.dataset.reply, { turns: turns, deployment_id: Number(deployment.value) }).then(function (response) {
       if (!response.ok) {
-        return response.text().then(function (detail) { throw new Error(detail || response.statusText); });
+        return response.json().then(function (error) { throw new Error(error.detail || response.statusText); },
+                                    function () { throw new Error(response.statusText); });
       }
+      // Server-sent events: {"text": ...} pieces, then `event: done`, or `event: error` with {"detail": ...}.
       var reader = response.body.getReader();
       var decoder = new TextDecoder();
+      var buffer = "";
       var reply = "";
+      function handle(block) {
+        var kind = "message";
+        var data = "";
+        block.split("\n").forEach(function (line) {
+          if (line.indexOf("event: ") === 0) kind = line.slice(7);
+          else if (line.indexOf("data: ") === 0) data += line.slice(6);
+        });
+        var payload = data ? JSON.parse(data) : {};
+        if (kind === "error") throw new Error(payload.detail);
+        if (kind === "message") {
+          reply += payload.text;
+          body.textContent = reply;
+        }
+      }
       function pump() {
         return reader.read().then(function (chunk) {
           if (chunk.done) return reply;
-          reply += decoder.decode(chunk.value, { stream: true });
-          body.textContent = reply;
+          buffer += decoder.decode(chunk.value, { stream: true });
+          var end;
+          while ((end = buffer.indexOf("\n\n")) >= 0) {
+            handle(buffer.slice(0, end));
+            buffer = buffer.slice(end + 2);
+          }
           return pump();
         });
       }
