@@ -27,6 +27,7 @@ class _ModelServer(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         self.server.paths.append(self.path)
+        self.server.hosts.append(self.headers["Host"])
         if self.path.startswith("/moved/"):
             self.send_response(307)
             self.send_header("Location", self.server.redirect_to)
@@ -61,7 +62,7 @@ def start_server():
 
     def start():
         server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _ModelServer)
-        server.paths, server.redirect_to = [], ""
+        server.paths, server.hosts, server.redirect_to = [], [], ""
         threading.Thread(target=server.serve_forever, daemon=True).start()
         servers.append(server)
         return server, f"http://127.0.0.1:{server.server_address[1]}"
@@ -150,7 +151,7 @@ def test_a_project_admin_may_deploy_only_servers_the_installation_allows(admin, 
 
 def test_a_chat_streams_as_events_and_a_failure_is_a_clean_answer(admin, member, project, version, api_as, settings,
                                                                  start_server):
-    server, base = start_server()
+    _, base = start_server()
     settings.OPENAI_BACKEND_URLS = [base]
     for path in ("midway", "forbidden", "ok"):
         assert deploy(api_as(admin), project, version, f"{base}/{path}").status_code == 201
@@ -160,8 +161,8 @@ def test_a_chat_streams_as_events_and_a_failure_is_a_clean_answer(admin, member,
                                    ("message", {"text": " four."}), ("done", {"model_version": "policy-v1"})]
 
     serve_from(f"{base}/forbidden")
-    for user, said in [(member, "could not answer just now"), (admin, f"{base}/forbidden/v1/chat/completions "
-                                                                      "answered 403 Forbidden")]:
+    admin_reads = f"{base}/forbidden/v1/chat/completions answered 403 Forbidden"
+    for user, said in [(member, "could not answer just now"), (admin, admin_reads)]:
         failed = chat(api_as(user), project)
         assert failed.status_code == 502 and failed["Content-Type"] == "application/json"
         assert said in failed.json()["detail"] and SECRET not in failed.content.decode()
@@ -228,3 +229,19 @@ def test_chat_and_generation_are_rate_limited_per_user_in_the_database(owner, me
     again = api_as(owner).post(url, {"max_prompts": 5}, format="json")
     assert again.status_code == 429 and int(again["Retry-After"]) > 60
     assert GenerationJob.objects.count() == 1
+
+
+def test_a_server_checked_by_its_address_is_connected_to_at_that_address(start_server):
+    """What keeps a `*` server's name from resolving to a public address for the check and to an internal one
+    for the connection: the request goes to the address the fence returned, under the server's own name."""
+    from training.generation import SamplingSettings, ServerFence, backend_for
+
+    class CheckedAddress(ServerFence):
+        def connect_address(self, url):
+            return "127.0.0.1"  # what the check resolved; the name itself resolves nowhere
+
+    server, _ = start_server()
+    url = f"http://models.invalid:{server.server_address[1]}/ok"
+    backend = backend_for(kind="openai", url=url, model="tiny", fence=CheckedAddress([]))
+    assert backend.generate([[{"role": "user", "content": "Hi"}]], n=1, settings=SamplingSettings()) == [["Four."]]
+    assert server.paths == ["/ok/v1/chat/completions"] and server.hosts == [f"models.invalid:{server.server_address[1]}"]
