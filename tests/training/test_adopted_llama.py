@@ -17,11 +17,11 @@ from django.conf import settings
 
 from annotate.models import Message
 from annotate.services import tree
+from tests.training.test_dpo import TEXTS, with_held_out_pairs
+from tests.training.test_serving import run_queued_jobs
 from training.models import GeneratedReply, ModelKind, ModelVersion, RunStatus
 from training.services import runs, serving, supervisor
 from training.trainers import stages
-from tests.training.test_dpo import TEXTS, with_held_out_pairs
-from tests.training.test_serving import run_queued_jobs
 
 LORA = {"type": "lora", "r": 4, "alpha": 8, "dropout": 0.0}
 # SmolLM2-135M-Instruct's own template: a default system turn, ChatML turns, no markers.
