@@ -226,6 +226,13 @@ def test_reward_model_reports_accuracy_on_held_out_pairs(reward):
     # PPO reads rewards through `.score` on the backbone named by base_model_prefix.
     assert hasattr(model, "score") and hasattr(model, model.base_model_prefix)
 
+    from training.trainers.evaluate import evaluate_reward
+
+    # A held-out split read with eval_max_rows 0 is no held-out figure, not a division by zero.
+    held_out = json.loads(spec.read_text())["data"]["eval"]
+    assert evaluate_reward(done["out_dir"], held_out, {"eval_max_rows": 0, "max_length": 128,
+                                                       "per_device_eval_batch_size": 8}) == {"eval_rows": 0}
+
 
 def test_gpu_preset_code_path_runs_at_a_tiny_shape_on_cpu(reward):
     spec, stream = reward

@@ -180,6 +180,8 @@ def evaluate_reward(model_dir: str, eval_path: str | None, config: dict) -> dict
     if not eval_path:
         return {"eval_rows": 0}
     rows = stage_rows("reward", eval_path, limit=config["eval_max_rows"])
+    if not rows:  # an empty held-out split, or eval_max_rows 0: nothing to score
+        return {"eval_rows": 0}
     score = RewardScorer(model_dir, max_length=config["max_length"], batch_size=config["per_device_eval_batch_size"])
     chosen = score([r["prompt"] + r["chosen"] for r in rows])
     rejected = score([r["prompt"] + r["rejected"] for r in rows])

@@ -72,12 +72,13 @@ def train(job: Job) -> None:
         beta=c["kl_coef"], temperature=c["temperature"], num_iterations=c["num_iterations"], epsilon=c["epsilon"],
         loss_type=c["loss_type"], scale_rewards=c["scale_rewards"], reward_weights=c["reward_weights"],
         log_completions=False,
-        model_init_kwargs={"attn_implementation": c["attn_implementation"]},  # for the reference it loads
+        model_init_kwargs={"attn_implementation": c["attn_implementation"], "dtype": job.load_dtype},  # its reference
     )
     main = args.process_index == 0
     checkpoint = start_work(job, args)
     tokenizer = policy_tokenizer(job)
-    policy = AutoModelForCausalLM.from_pretrained(job.base_model, attn_implementation=c["attn_implementation"])
+    policy = AutoModelForCausalLM.from_pretrained(job.base_model, attn_implementation=c["attn_implementation"],
+                                                  dtype=job.load_dtype)
     # With an adapter TRL loads no reference: it is the policy with its adapter switched off.
     lora = adapter_config(job, policy, tokenizer)
     room = policy.config.max_position_embeddings - c["response_length"]

@@ -78,11 +78,13 @@ def train(job: Job) -> None:
     main = args.process_index == 0
     checkpoint = start_work(job, args)
     tokenizer = AutoTokenizer.from_pretrained(job.base_model)
-    policy = AutoModelForCausalLM.from_pretrained(job.base_model, attn_implementation=c["attn_implementation"])
+    policy = AutoModelForCausalLM.from_pretrained(job.base_model, attn_implementation=c["attn_implementation"],
+                                                  dtype=job.load_dtype)
     lora = adapter_config(job, policy, tokenizer)
     reference = None  # with an adapter, TRL's reference is the policy with its adapter switched off: no second copy
     if lora is None:
-        reference = AutoModelForCausalLM.from_pretrained(job.base_model, attn_implementation=c["attn_implementation"])
+        reference = AutoModelForCausalLM.from_pretrained(job.base_model, attn_implementation=c["attn_implementation"],
+                                                         dtype=job.load_dtype)
         fit_vocabulary(reference, tokenizer)
     callback = _UnpairedProgress(job, start_fields={"adapter": job.adapter})
     trainer = KTOTrainer(model=policy, ref_model=reference, args=args, train_dataset=Dataset.from_list(rows),

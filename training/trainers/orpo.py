@@ -68,7 +68,8 @@ def train(job: Job) -> None:
     main = args.process_index == 0
     checkpoint = start_work(job, args)
     tokenizer = AutoTokenizer.from_pretrained(job.base_model)
-    policy = AutoModelForCausalLM.from_pretrained(job.base_model, attn_implementation=c["attn_implementation"])
+    policy = AutoModelForCausalLM.from_pretrained(job.base_model, attn_implementation=c["attn_implementation"],
+                                                  dtype=job.load_dtype)
     lora = adapter_config(job, policy, tokenizer)
     rows = stage_rows("orpo", job.train_path)
     held_out = stage_rows("orpo", job.eval_path, limit=c["eval_max_rows"]) if job.eval_path else []
