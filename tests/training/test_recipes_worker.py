@@ -94,18 +94,17 @@ def test_a_worker_killed_mid_dpo_is_resumed_by_another_worker_from_its_checkpoin
     assert 0 <= policy.metrics["preference_accuracy"] <= 1
 
 
-# The stages of the recipes beyond PPO (dpo: SFT, DPO; grpo and rloo: SFT, reward, GRPO or RLOO; orpo: ORPO),
-# each once, in one test-only recipe: one round, so that DPO, GRPO and RLOO start from one SFT model and GRPO and
-# RLOO score with one reward model instead of each round training its own. (kto: add it once its stage is
-# registered.)
-NEW_RECIPE_STAGES = ("sft", "reward", "dpo", "grpo", "rloo", "orpo")
-POLICY_STAGES = ("dpo", "grpo", "rloo", "orpo")
+# The stages of the recipes beyond PPO (dpo and kto: SFT, DPO or KTO; grpo and rloo: SFT, reward, GRPO or RLOO;
+# orpo: ORPO), each once, in one test-only recipe: one round, so that DPO, KTO, GRPO and RLOO start from one SFT
+# model and GRPO and RLOO score with one reward model instead of each round training its own.
+NEW_RECIPE_STAGES = ("sft", "reward", "dpo", "kto", "grpo", "rloo", "orpo")
+POLICY_STAGES = ("dpo", "kto", "grpo", "rloo", "orpo")
 
 
 @pytest.fixture
 def every_new_recipe():
     recipe = stages.recipe_register(stages.Recipe("every_new", "Every recipe beyond PPO", NEW_RECIPE_STAGES,
-                                                  "the stages of dpo, grpo, rloo and orpo in one round (tests)"))
+                                                  "the stages of dpo, kto, grpo, rloo and orpo in one round (tests)"))
     yield recipe.name
     stages.RECIPES.pop(recipe.name)
 
