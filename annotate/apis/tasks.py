@@ -174,7 +174,7 @@ class MessageLabelApi(APIView):
             required=False, allow_null=True, min_value=0, max_value=judgements.MAX_TIME_SPENT_MS
         )
 
-    @extend_schema(request=InputSerializer, responses=inline_serializer("Labelled", {"label_id": serializers.IntegerField(), "excluded": serializers.BooleanField()}))
+    @extend_schema(request=InputSerializer, responses={201: inline_serializer("Labelled", {"label_id": serializers.IntegerField(), "excluded": serializers.BooleanField()})})
     def post(self, request, project_id, message_id):
         _, message = project_message(request, project_id, message_id)
         data = self.InputSerializer(data=request.data)

@@ -47,3 +47,37 @@ def exception_handler(exc, context):
         else:
             exc = exceptions.ValidationError({"detail": exc.messages})
     return drf_exception_handler(exc, context)
+
+
+# The error answers in the API's schema (platform_config.api.AutoSchema puts them on every operation they may
+# come from): the handler above answers each in one of two bodies.
+ERROR_BODY = {
+    "type": "object",
+    "properties": {"detail": {"type": "string"}},
+    "required": ["detail"],
+    "description": "why, in one sentence",
+}
+FIELD_ERRORS_BODY = {
+    "type": "object",
+    "additionalProperties": {},
+    "description": "each field refused, named with a list of what is wrong with it (an object of the same shape for "
+                   "a field that holds others); `detail` for what is no one field's",
+}
+WITH_BODY = ("POST", "PUT", "PATCH")
+# status: (component, body, what it means, the methods that may get it (None: all))
+ERROR_RESPONSES = {
+    "400": ("FieldErrors", FIELD_ERRORS_BODY, "refused: a parameter or field is missing or wrong", None),
+    "401": ("Error", ERROR_BODY, "no credentials, or a token that is not valid (send `Authorization: Token <key>`)",
+            None),
+    "403": ("FieldErrors", FIELD_ERRORS_BODY, "the user's role does not allow it, or the task is someone else's",
+            None),
+    "404": ("Error", ERROR_BODY, "not found, or not the user's to see: the same answer either way", None),
+    "409": ("FieldErrors", FIELD_ERRORS_BODY, "well formed, but the state forbids it (done, ended, not that kind)",
+            None),
+    "413": ("Error", ERROR_BODY, "the body is larger than the server accepts (DATA_UPLOAD_MAX_MEMORY_SIZE)",
+            WITH_BODY),
+    "415": ("Error", ERROR_BODY, "the body is in a media type the operation does not read", WITH_BODY),
+    "429": ("Error", ERROR_BODY, "too many requests from this user: try again after Retry-After seconds", None),
+}
+RETRY_AFTER_HEADER = {"Retry-After": {"schema": {"type": "integer"}, "required": True,
+                                      "description": "seconds to wait before the next request"}}

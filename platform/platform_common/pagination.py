@@ -23,6 +23,23 @@ class Pagination(LimitOffsetPagination):
     def get_offset(self, request):
         return _whole_number(request, self.offset_query_param, default=0, low=0, high=MAX_OFFSET)
 
+    # What the schema says (drf-spectacular asks the paginator): DRF's own page and parameters, with what
+    # this class adds, so that a client (or schemathesis) knows the bounds and that every key is always there.
+
+    def get_paginated_response_schema(self, schema):
+        page = super().get_paginated_response_schema(schema)
+        page["required"] = ["count", "next", "previous", "results"]
+        page["properties"]["count"]["minimum"] = 0
+        return page
+
+    def get_schema_operation_parameters(self, view):
+        bounds = {self.limit_query_param: {"minimum": 1, "maximum": self.max_limit, "default": self.default_limit},
+                  self.offset_query_param: {"minimum": 0, "maximum": MAX_OFFSET, "default": 0}}
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            parameter["schema"].update(bounds[parameter["name"]])
+        return parameters
+
 
 def _whole_number(request, name: str, *, default: int, low: int, high: int) -> int:
     raw = request.query_params.get(name)

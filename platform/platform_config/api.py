@@ -1,13 +1,49 @@
-"""The API schema's naming rule (drf-spectacular); the API's errors live in platform_common.errors."""
+"""The API schema (drf-spectacular): how components are named, that every list is a page, and the errors every
+operation may answer; the API's errors themselves live in platform_common.errors. And the API's answer to a
+URL no route matches."""
 
+from django.http import JsonResponse
+from django.views.defaults import page_not_found
 from drf_spectacular import openapi as drf_spectacular_openapi
+from drf_spectacular.plumbing import ResolvedComponent
+
+from platform_common import errors
+from platform_common.pagination import Pagination
 
 
 class AutoSchema(drf_spectacular_openapi.AutoSchema):
-    """Name schema components after the view too: every view nests an `InputSerializer`, and
-    plain class names would collide ("TokenCreateApi.InputSerializer" -> TokenCreateApiInput)."""
+    """drf-spectacular's schema of an operation, saying what the API does beyond what it sees in a view."""
 
     def get_serializer_name(self, serializer, direction):
+        """Name schema components after the view too: every view nests an `InputSerializer`, and
+        plain class names would collide ("TokenCreateApi.InputSerializer" -> TokenCreateApiInput)."""
         return type(serializer).__qualname__.replace(".", "").replace("Serializer", "") or super().get_serializer_name(
             serializer, direction
         )
+
+    def _get_paginator(self):
+        # The views are APIViews, which drf-spectacular does not see paginate; every list they answer is a page
+        # of Pagination ({count, next, previous, results}, by limit and offset), and the schema says so.
+        if self.method == "GET" and self._is_list_view():
+            return Pagination()
+        return super()._get_paginator()
+
+    def _get_response_bodies(self, direction="response"):
+        responses = super()._get_response_bodies(direction)
+        for code, (name, body, description, methods) in errors.ERROR_RESPONSES.items():
+            if code in responses or (methods and self.method not in methods):
+                continue
+            component = ResolvedComponent(name=name, type=ResolvedComponent.SCHEMA, schema=body, object=name)
+            self.registry.register_on_missing(component)
+            responses[code] = {"description": description, "content": {"application/json": {"schema": component.ref}}}
+            if code == "429":
+                responses[code]["headers"] = errors.RETRY_AFTER_HEADER
+        return responses
+
+
+def not_found(request, exception):
+    """Answer a URL no route matches (handler404): under /api/ as every other API 404 reads, in JSON (an id
+    that is not a number, /api/runs/abc/, matched no route and got the HTML page); elsewhere Django's page."""
+    if request.path.startswith("/api/"):
+        return JsonResponse(errors.NOT_FOUND, status=404)
+    return page_not_found(request, exception)

@@ -22,3 +22,5 @@ urlpatterns = [
     path("", include("annotate.urls")),
     path("", include("training.urls")),
 ]
+
+handler404 = "platform_config.api.not_found"

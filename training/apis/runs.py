@@ -126,7 +126,7 @@ class RunMetricsApi(APIView):
 
 def _run_action(action):
     class RunActionApi(APIView):
-        @extend_schema(request=None, responses=RunOutputSerializer)
+        @extend_schema(request=None, responses={200: RunOutputSerializer, 201: RunOutputSerializer})
         def post(self, request, run_id):
             run = selectors.run_for_member(user=request.user, run_id=run_id)
             changed = action(run=run, by=request.user)
