@@ -14,7 +14,8 @@ pytestmark = pytest.mark.django_db
 HUGE = "9223372036854775808"  # one past PostgreSQL's bigint
 
 
-@pytest.mark.parametrize("url", ["/api/projects/", "/api/projects/{id}/members/", "/api/projects/{id}/runs/"])
+@pytest.mark.parametrize("url", ["/api/projects/", "/api/projects/{id}/members/", "/api/projects/{id}/runs/",
+                                 "/api/base-models/conversions/"])
 def test_a_limit_or_offset_out_of_range_is_a_400_naming_the_parameter(owner, project, api_as, url):
     client = api_as(owner)
     url = url.format(id=project.id)

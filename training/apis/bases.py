@@ -5,13 +5,13 @@ from django.http import FileResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotate.apis.accounts import paginated
 from annotate.models import Role
 from annotate.selectors.accounts import project_for_member
+from platform_common.pagination import Pagination
 from training import selectors
 from training.services import bases
 
@@ -69,7 +69,7 @@ class BaseConversionListApi(APIView):
 
     @extend_schema(responses=BaseConversionOutputSerializer(many=True))
     def get(self, request):
-        paginator = LimitOffsetPagination()
+        paginator = Pagination()
         page = paginator.paginate_queryset(selectors.base_conversions_for(user=request.user), request, view=self)
         return paginator.get_paginated_response(
             BaseConversionOutputSerializer([selectors.base_conversion_payload(c) for c in page], many=True).data)
