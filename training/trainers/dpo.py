@@ -180,19 +180,26 @@ def evaluate_dpo(policy_dir: str, eval_path: str | None, config: dict, *, refere
         "mean_reward_rejected": sum(rejected) / pairs,
     })
 
-    # KL(policy || reference) on the policy's own replies to the distinct held-out prompts: the sum over
-    # reply tokens of log p - log p_ref, as the RL stages' evaluation measures it (there at their temperature).
-    length = config["eval_max_new_tokens"]
-    room = policy.config.max_position_embeddings - length
-    asked = [p[-room:] for p in prompts.values()]
-    replies = _sample(policy, tokenizer, asked, max_new_tokens=length, batch_size=batch, seed=seed)
+    metrics.update(kl_to_reference(policy, reference, tokenizer, list(prompts.values()),
+                                   max_new_tokens=config["eval_max_new_tokens"], batch_size=batch, seed=seed))
+    return metrics
+
+
+def kl_to_reference(policy, reference, tokenizer, prompts: list[list[int]], *, max_new_tokens: int, batch_size: int,
+                    seed: int) -> dict:
+    """KL(policy || reference) on the policy's own replies to `prompts` (token ids): the mean over prompts of the
+    sum over reply tokens of log p - log p_ref, as the RL stages' evaluation measures it (there at their
+    temperature). DPO's and KTO's evaluations both report it."""
+    pad = tokenizer.pad_token_id
+    room = policy.config.max_position_embeddings - max_new_tokens
+    asked = [p[-room:] for p in prompts]
+    replies = _sample(policy, tokenizer, asked, max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed)
     sampled = [p + r for p, r in zip(asked, replies)]
     reply_masks = [[0] * len(p) + [1] * len(r) for p, r in zip(asked, replies)]
-    ours = masked_nll(policy, sampled, reply_masks, pad_id=pad, batch_size=batch)
-    theirs = masked_nll(reference, sampled, reply_masks, pad_id=pad, batch_size=batch)
-    metrics.update({
+    ours = masked_nll(policy, sampled, reply_masks, pad_id=pad, batch_size=batch_size)
+    theirs = masked_nll(reference, sampled, reply_masks, pad_id=pad, batch_size=batch_size)
+    return {
         "kl": sum(t - o for (o, _), (t, _) in zip(ours, theirs)) / len(asked),
         "mean_reply_tokens": sum(len(r) for r in replies) / len(replies),
         "kl_prompts": len(asked),
-    })
-    return metrics
+    }

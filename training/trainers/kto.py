@@ -45,7 +45,7 @@ from .common import (
     training_arguments,
 )
 from .data import DataError, stage_rows
-from .dpo import _causal_lm, _chat_ids, _device, _sample
+from .dpo import _causal_lm, _chat_ids, _device, kl_to_reference
 from .evaluate import masked_nll
 from .stages import STAGES
 
@@ -155,17 +155,6 @@ def evaluate_kto(policy_dir: str, eval_path: str | None, config: dict, *, refere
         metrics["mean_margin"] = metrics["mean_reward_desirable"] - metrics["mean_reward_undesirable"]
 
     # KL(policy || reference) on the policy's own replies to the distinct held-out prompts, as evaluate_dpo has it.
-    length = config["eval_max_new_tokens"]
-    room = policy.config.max_position_embeddings - length
-    asked = [p[-room:] for p in prompts.values()]
-    replies = _sample(policy, tokenizer, asked, max_new_tokens=length, batch_size=batch, seed=seed)
-    sampled = [p + r for p, r in zip(asked, replies)]
-    reply_masks = [[0] * len(p) + [1] * len(r) for p, r in zip(asked, replies)]
-    ours = masked_nll(policy, sampled, reply_masks, pad_id=pad, batch_size=batch)
-    theirs = masked_nll(reference, sampled, reply_masks, pad_id=pad, batch_size=batch)
-    metrics.update({
-        "kl": sum(t - o for (o, _), (t, _) in zip(ours, theirs)) / len(asked),
-        "mean_reply_tokens": sum(len(r) for r in replies) / len(replies),
-        "kl_prompts": len(asked),
-    })
+    metrics.update(kl_to_reference(policy, reference, tokenizer, list(prompts.values()),
+                                   max_new_tokens=config["eval_max_new_tokens"], batch_size=batch, seed=seed))
     return metrics
