@@ -30,9 +30,12 @@ minus SFT's.
 
 Everything is kept in --dir (default /tmp/recipe-compare): the platform's data folder (snapshots), each
 stage's spec, log, progress and model, and manifest.json, which names the database, the project, the
-snapshots and the shared models. `--reuse DIR` starts from them instead of annotating and training again,
-exports a data kind a newer stage reads when DIR has none yet, and takes every run whose figures DIR holds
-for the same stage, settings and seed as it is (say --fresh to train them again):
+snapshots and the shared models. Each spec names every setting, resolved from the registry when the run
+starts, so that a preset someone edits in the shared checkout while the bench runs cannot change the runs
+after it; each run records a digest of training/trainers/, and the table says when it changed between runs.
+`--reuse DIR` starts from DIR instead of annotating and training again, exports a data kind a newer stage
+reads when DIR has none yet, and takes as it is every run DIR holds whose model trained with the very
+settings it would be given now (say --fresh to train them again):
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/bench_recipe_compare \\
         .venv/bin/python bench/recipe_compare.py --out /tmp/recipe_compare.json
@@ -47,6 +50,7 @@ threads spinning against everyone else's.
 """
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -88,10 +92,16 @@ def main() -> None:
     parser.add_argument("--grid-factors", default="0.5,2", help="the grid: each preset value times these")
     parser.add_argument("--no-grid", action="store_true", help="the preset's values, untuned")
     parser.add_argument("--quick", action="store_true", help="seed 0, no grid, 100 reporting problems")
+    parser.add_argument("--config", default="{}", help="settings per stage besides the grid's, as JSON (as for "
+                        "manage.py train): '{\"dpo\": {\"loss_type\": [\"sigmoid\", \"sft\"]}}'")
     parser.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS of every stage's child (default 1)")
     parser.add_argument("--out", type=Path, help="the figures as JSON (default DIR/recipe_compare.json)")
     args = parser.parse_args()
     folder = (args.reuse or args.dir).resolve()
+    try:
+        overrides = json.loads(args.config)
+    except ValueError as error:
+        parser.error(f"--config is not JSON: {error}")
     seeds = [int(s) for s in (args.seeds or ("0" if args.quick else "0,1,2")).split(",")]
     heldout = args.heldout or (100 if args.quick else 300)
     grid = not (args.quick or args.no_grid)
@@ -105,7 +115,7 @@ def main() -> None:
     uptime = subprocess.run(["uptime"], check=False, capture_output=True, text=True).stdout.strip()
     print(f"uptime: {uptime}  ({os.cpu_count()} CPUs)", flush=True)
 
-    bench = Bench(folder, reuse=args.reuse is not None, fresh=args.fresh, threads=args.threads)
+    bench = Bench(folder, reuse=args.reuse is not None, fresh=args.fresh, threads=args.threads, overrides=overrides)
     report, tuning = bench.problem_sets(heldout=heldout, tuning=args.tuning if grid else 0)
     print(f"reporting set: {len(report)} held-out problems (heldout_problems, seed 2026); "
           + (f"tuning set: {len(tuning)} more (seed {TUNING_SEED}), none in the reporting set or the project"
@@ -113,7 +123,7 @@ def main() -> None:
     sft = bench.sft_measure(report, seeds)
     print(f"sft: greedy {_pct(sft['runs'][0]['report']['greedy'])}, sampled pooled {_pct(sft['pooled']['sampled'])}",
           flush=True)
-    recipes = {name: recipe_plan(name, factors if grid else []) for name in names}
+    recipes = {name: recipe_plan(name, factors if grid else [], overrides) for name in names}
     runs = {name: [] for name in names}
     points = max(len(plan["grid"]) for plan in recipes.values())
     for index in range(points):  # the grid, recipe after recipe at each point
@@ -131,7 +141,7 @@ def main() -> None:
     figures = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"), "uptime_start": uptime,
         "uptime_end": subprocess.run(["uptime"], check=False, capture_output=True, text=True).stdout.strip(),
-        "cpus": os.cpu_count(), "threads": args.threads, "preset": PRESET, "dir": str(folder), "seeds": seeds,
+        "cpus": os.cpu_count(), "threads": args.threads, "preset": PRESET, "config": overrides, "dir": str(folder), "seeds": seeds,
         "budget": {"grid": grid, "factors": factors if grid else [], "tuned_on_seed": 0 if grid else None,
                    "chosen_by": "greedy hidden-check share on the tuning set (ties: sampled)" if grid else None},
         "sets": {"report": {"n": len(report), "seed": 2026}, "tuning": {"n": len(tuning), "seed": TUNING_SEED}},
@@ -146,8 +156,8 @@ def main() -> None:
 class Bench:
     """The project, its snapshots and the shared models in one folder, and the runs of each recipe there."""
 
-    def __init__(self, folder: Path, *, reuse: bool, fresh: bool, threads: int):
-        self.folder, self.fresh, self.threads = folder, fresh, threads
+    def __init__(self, folder: Path, *, reuse: bool, fresh: bool, threads: int, overrides: dict):
+        self.folder, self.fresh, self.threads, self.overrides = folder, fresh, threads, overrides
         manifest = folder / "manifest.json"
         if reuse and not manifest.exists():
             raise SystemExit(f"{folder} holds no manifest.json: nothing to reuse")
@@ -225,7 +235,8 @@ class Bench:
             data = self.data(entry.reads)
             if name == "base":  # the tokenizer also learns the demonstrations' text, as supervisor._spec gives it
                 data["texts_for_tokenizer"] = [self.data("sft")["train"]]
-            figures = stage_child(self.folder / "shared" / name, stage=name, data=data, config={}, seed=SHARED_SEED,
+            figures = stage_child(self.folder / "shared" / name, stage=name, data=data, seed=SHARED_SEED,
+                                  config=stage_config(name, PRESET),
                                   threads=self.threads,
                                   base_model=self.model(entry.starts_from) if entry.starts_from else None)
             self.manifest["shared"][name] = figures
@@ -254,15 +265,21 @@ class Bench:
     def recipe_run(self, recipe: str, values: dict, *, seed: int, report, tuning) -> dict:
         """Train a recipe's own stage with `values` over the demo preset for one seed and measure it."""
         stage = STAGES[recipe_stage(recipe)]
+        fixed = self.overrides.get(stage.name, {})
         tag = "-".join([*(f"{k}{v:g}" for k, v in values.items()), f"seed{seed}"])
+        if fixed:  # settings of --config: a folder of their own
+            tag += "-config" + hashlib.sha1(json.dumps(fixed, sort_keys=True).encode()).hexdigest()[:8]
         work = self.folder / "runs" / recipe / tag
         cached = work / "figures.json"
+        # Every setting written into the spec, resolved now: a preset edited while the bench runs (the checkout is
+        # shared) must not change the runs after it. An earlier run is taken as it is only if it trained with these.
+        config = stage_config(stage.name, PRESET, {**fixed, **values})
         figures = json.loads(cached.read_text()) if cached.exists() and not self.fresh else {}
-        if figures.get("threads") == self.threads:
+        if figures.get("threads") == self.threads and trained_with(figures["model"]) == json.loads(json.dumps(config)):
             figures["reused"] = True
         else:
             figures = stage_child(
-                work, stage=stage.name, data=self.data(stage.reads), config=values, seed=seed, threads=self.threads,
+                work, stage=stage.name, data=self.data(stage.reads), config=config, seed=seed, threads=self.threads,
                 base_model=self.model(stage.starts_from),
                 reward_model=self.model("reward") if stage.needs_reward_model else None)
             cached.write_text(json.dumps(figures, indent=1))
@@ -291,7 +308,7 @@ def stage_child(work: Path, *, stage: str, data: dict, base_model: str | None, c
     spec_path = work / "spec.json"
     spec_path.write_text(json.dumps(spec, indent=1))
     watched = work / "watched.json"
-    load = os.getloadavg()[0]
+    load, trainers_sha = os.getloadavg()[0], trainers_version()
     started = time.monotonic()
     with open(work / "stage.log", "wb") as log:
         subprocess.run([sys.executable, "-c", WATCH, str(watched), *child_command(str(spec_path))], check=False,
@@ -305,9 +322,28 @@ def stage_child(work: Path, *, stage: str, data: dict, base_model: str | None, c
         raise RuntimeError(f"{stage} failed (exit {watch['status']}), see {work / 'stage.log'}:\n"
                            + (work / "stage.log").read_text(errors="replace")[-3000:])
     shutil.rmtree(work / "work", ignore_errors=True)  # checkpoints with optimizer state
-    return {"stage": stage, "seed": seed, "config": config, "threads": threads, "wall_s": round(wall, 1),
+    return {"stage": stage, "seed": seed, "config": config, "threads": threads, "trainers": trainers_sha,
+            "wall_s": round(wall, 1),
             "peak_rss_mib": round(watch["maxrss_kib"] / 1024), "load_1min": load, "metrics": done["metrics"],
             "model": spec["out_dir"], "finished": datetime.now(UTC).isoformat(timespec="seconds")}
+
+
+def trained_with(model_dir: str) -> dict | None:
+    """The settings a finished stage trained with, as its child recorded them beside the model."""
+    from training.trainers.adapters import SUMMARY_FILE
+
+    try:
+        return json.loads((Path(model_dir) / SUMMARY_FILE).read_text())["config"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def trainers_version() -> str:
+    """A digest of training/trainers/, which other people may edit while the bench runs."""
+    digest = hashlib.sha1()
+    for path in sorted((ROOT / "training" / "trainers").glob("*.py")):
+        digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()[:12]
 
 
 def hidden_check(model_dir: str, problems, *, seed: int, threads: int) -> dict:
@@ -329,12 +365,12 @@ def recipe_stage(recipe: str) -> str:
     return own[0]
 
 
-def recipe_plan(recipe: str, factors: list[float]) -> dict:
-    """The recipe's stage, its main coefficient, the preset's values and the grid around them."""
+def recipe_plan(recipe: str, factors: list[float], overrides: dict) -> dict:
+    """The recipe's stage, its main coefficient, the preset's values (--config over them) and the grid around them."""
     stage = recipe_stage(recipe)
     fields = STAGES[stage].settings.model_fields
     coefficient = next((name for name in COEFFICIENTS if name in fields), None)
-    config = stage_config(stage, PRESET)
+    config = stage_config(stage, PRESET, overrides.get(stage, {}))
     preset = {**({coefficient: config[coefficient]} if coefficient else {}), "learning_rate": config["learning_rate"]}
     coefficients = [{coefficient: config[coefficient] * f} for f in factors] if coefficient else [{}]
     grid = [{**c, "learning_rate": config["learning_rate"] * g} for c in coefficients for g in factors] if factors else []
@@ -363,7 +399,8 @@ def recipe_figures(plan: dict, runs: list[dict], seeds: list[int], sft: dict) ->
     final = sorted((r for r in runs if r["values"] == plan["chosen"] and r["seed"] in seeds), key=lambda r: r["seed"])
     pool = pooled([r["report"] for r in final])
     walls, peaks = [r["wall_s"] for r in final], [r["peak_rss_mib"] for r in final]
-    brief = ("seed", "values", "wall_s", "peak_rss_mib", "load_1min", "report", "tuning", "metrics", "reused", "finished")
+    brief = ("seed", "values", "config", "trainers", "wall_s", "peak_rss_mib", "load_1min", "report", "tuning", "metrics",
+             "reused", "finished")
     return {
         **plan, "pooled": pool,
         "gain": {mode: pool[mode]["score"] - sft["pooled"][mode]["score"] for mode in ("greedy", "sampled")},
@@ -420,6 +457,8 @@ def print_table(figures: dict) -> None:
               f"of {figures['sets']['tuning']['n']} held-out problems disjoint from the reporting set; then fixed")
     else:
         print("budget: none, every recipe at its preset's values (no grid)")
+    if figures["config"]:
+        print(f"settings besides the grid's (--config): {json.dumps(figures['config'])}")
     for name, r in recipes.items():
         grid = "; ".join(f"{_values(g['values'])}: {g['tuning']['greedy']['correct']}/{g['tuning']['greedy']['n']}"
                          for g in r["grid_runs"])
@@ -447,6 +486,10 @@ def print_table(figures: dict) -> None:
         memory = f"{peak['mean']:.0f} ({peak['max']:.0f})"
         kl = f"{sum(kls) / len(kls):.3f}" if kls else "-"
         print(f"  {name:<7}{r['stage']:<7}{r['starts_from']:<6}{times:<27}{with_reward:<18}{memory:<20}{kl:<10}")
+    versions = {run.get("trainers") for r in recipes.values() for run in r["runs"] + r["grid_runs"]} - {None}
+    if len(versions) > 1:
+        print(f"\nnote: training/trainers/ changed between these runs ({len(versions)} versions; each run's digest "
+              "is in the JSON)")
     verdict = figures["target"]
     if not verdict["judged"]:
         print(f"\ntarget not judged: {verdict.get('why') or 'neither dpo nor kto was run'}")
