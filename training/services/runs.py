@@ -104,6 +104,12 @@ def run_create(
     return run
 
 
+def base_source_resolve(*, base_source: str) -> Path:
+    """Return the real directory a round's `base_source` names, or refuse it as run_create does: for a caller that
+    checks a base before it starts a round (the demo, before its annotators work for minutes)."""
+    return _base_directory(base_source)
+
+
 def _base_directory(base_source: str) -> Path:
     """Return the real directory `base_source` names: a registered base model, or a folder under BASE_MODEL_ROOTS.
 
