@@ -180,7 +180,7 @@ def corpus(documents: int = 16000, seed: int = 11) -> list[str]:
     docs = []
     for _ in range(documents):
         a, b = rng.choice(LEFT), rng.choice(RIGHT)
-        words = dict(a=a, b=b, c=a + b, name=rng.choice(NAMES), things=rng.choice(THINGS))
+        words = {"a": a, "b": b, "c": a + b, "name": rng.choice(NAMES), "things": rng.choice(THINGS)}
         roll = rng.random()
         if roll < 0.3:
             docs.append(rng.choice(FACT_FORMS).format(**words))
