@@ -2,6 +2,7 @@
 
 import io
 import random
+from pathlib import PurePath
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
@@ -38,9 +39,20 @@ DEMO_SETTINGS = {
 }
 
 
+def demo_project_name(base: str = "") -> str:
+    """The demo project's name: one project for the model built from scratch, and one per adopted base (`--base`
+    names a registered base model or a directory), so that each track's rounds and figures stay apart."""
+    return f"{DEMO_PROJECT}, from {PurePath(base).name or base}" if base else DEMO_PROJECT
+
+
 @transaction.atomic
-def demo_project_create(*, seed_prompts: int = DEMO_SEED_PROMPTS, corpus_documents: int = 16000) -> Project:
-    """Create the demo accounts and project, or return them as they are if they exist."""
+def demo_project_create(*, seed_prompts: int = DEMO_SEED_PROMPTS, corpus_documents: int = 16000,
+                        base: str = "") -> Project:
+    """Create the demo accounts and project, or return them as they are if they exist.
+
+    With `base` (the round adopts that model), the project of that base: the same guidelines, settings and seed
+    prompts, and no pretraining corpus, since no base model is built from scratch in it.
+    """
     User = get_user_model()
     users = {}
     for username, role in DEMO_PEOPLE:
@@ -50,10 +62,11 @@ def demo_project_create(*, seed_prompts: int = DEMO_SEED_PROMPTS, corpus_documen
             user.is_staff = user.is_superuser = role == Role.ADMIN
             user.save()
         users[username] = (user, role)
-    project = Project.objects.filter(name=DEMO_PROJECT).first()
+    name = demo_project_name(base)
+    project = Project.objects.filter(name=name).first()
     if project is None:
         project = account_services.project_create(
-            name=DEMO_PROJECT,
+            name=name,
             description="Teach a small model to answer arithmetic questions, from human feedback.",
             guidelines=DEMO_GUIDELINES,
             created_by=users["admin"][0],
@@ -73,8 +86,9 @@ def demo_project_create(*, seed_prompts: int = DEMO_SEED_PROMPTS, corpus_documen
                     project=project, parent=prompt, role=MessageRole.ASSISTANT, source=MessageSource.IMPORT,
                     text=demo_data.earlier_reply(problem.prompt, rng), origin={"source": "demo", "model": "earlier assistant"},
                 )
-        text = "\n\n".join(demo_data.corpus(corpus_documents)).encode()
-        import_run(project=project, format="text", stream=io.BytesIO(text), filename="demo-corpus.txt")
+        if not base:
+            text = "\n\n".join(demo_data.corpus(corpus_documents)).encode()
+            import_run(project=project, format="text", stream=io.BytesIO(text), filename="demo-corpus.txt")
     return project
 
 
