@@ -3,6 +3,7 @@ from django.db import models
 from django.utils import timezone
 
 from annotate.models import Project
+from platform_common.jobs import Job, JobStatus  # noqa: F401 - JobStatus: the job rows' states, for callers
 from platform_common.models import TimeStamped
 
 
@@ -121,6 +122,9 @@ class TrainingRun(TimeStamped):
     processes = models.PositiveSmallIntegerField(default=1, help_text="processes per stage (accelerate launch)")
     seed = models.IntegerField(default=0)
     error = models.TextField(blank=True)
+    # False once the worker refused the round for its data or settings: resuming it would be refused the same way
+    # (retry it with other settings, or once there is more data).
+    resumable = models.BooleanField(default=True)
     cancel_requested = models.BooleanField(default=False)
     # Written by the worker every few seconds; a running run whose heartbeat stops is lost.
     heartbeat_at = models.DateTimeField(null=True, blank=True)
@@ -150,6 +154,8 @@ class StageStatus(models.TextChoices):
     SUCCEEDED = "succeeded", "Succeeded"
     FAILED = "failed", "Failed"
     CANCELLED = "cancelled", "Cancelled"
+    # The round failed before it came to this stage; resuming the round runs it.
+    NOT_RUN = "not_run", "Not run"
 
 
 class RunStage(TimeStamped):
@@ -225,37 +231,41 @@ class Deployment(TimeStamped):
         return f"{self.model_version} ({self.backend})"
 
 
-class JobStatus(models.TextChoices):
-    QUEUED = "queued", "Queued"
-    RUNNING = "running", "Running"
-    SUCCEEDED = "succeeded", "Succeeded"
-    FAILED = "failed", "Failed"
-
-
 class GenerationKind(models.TextChoices):
     CANDIDATES = "candidates", "Candidates for ranking"
     ARENA = "arena", "Arena comparisons"
 
 
-class GenerationJob(TimeStamped):
+class GenerationJob(Job):
     """One batch of generation: replies for prompts that need rankings, or arena pairs."""
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="generation_jobs")
     kind = models.CharField(max_length=16, choices=GenerationKind.choices, default=GenerationKind.CANDIDATES)
-    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED)
     max_prompts = models.PositiveIntegerField(default=100)
     # Arena: the two versions to compare.
     versions = models.ManyToManyField(ModelVersion, blank=True, related_name="+")
     prompts_done = models.PositiveIntegerField(default=0)
     replies_written = models.PositiveIntegerField(default=0)
-    error = models.TextField(blank=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
     retry_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries")
     requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
 
     class Meta:
         ordering = ["project", "-created_at"]
+
+
+class ExportJob(Job):
+    """One export of a snapshot in a worker, as an admin asked for it: what was asked, and the snapshot it made
+    or why it failed (a big project's export takes minutes; until it ends, this row is all there is to show)."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="export_jobs")
+    kind = models.CharField(max_length=16, choices=SnapshotKind.choices)
+    # The export's other settings as given (demonstrations, filters, parquet), checked when it was asked for.
+    options = models.JSONField(default=dict, blank=True)
+    snapshot = models.ForeignKey(DatasetSnapshot, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        ordering = ["project", "-created_at", "-id"]
 
 
 class GeneratedReply(models.Model):
