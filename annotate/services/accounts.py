@@ -205,6 +205,25 @@ def user_password_changed(*, user, keep_session_key: str | None = None) -> None:
     _end_sessions(user, keep=keep_session_key)
 
 
+class PasswordChangeRevokesTokens:
+    """Revoke a user's API tokens whenever their password is changed, by whatever path.
+
+    Listed in AUTH_PASSWORD_VALIDATORS for Django's password_changed() hook, which User.save() calls after
+    every set_password(): the password page, Django admin's change form, `manage.py changepassword`,
+    createadmin. It accepts every password; its help text tells people what a change does.
+    """
+
+    def validate(self, password, user=None) -> None:
+        return None
+
+    def password_changed(self, password, user=None) -> None:
+        if user is not None and user.pk is not None:
+            Token.objects.filter(user=user).delete()
+
+    def get_help_text(self) -> str:
+        return "Setting a new password also revokes your API tokens and signs you out everywhere else."
+
+
 def _end_sessions(user, *, keep: str | None = None) -> None:
     # Sessions store the user id inside their encoded data, so each is decoded to find theirs.
     for session in Session.objects.filter(expire_date__gt=timezone.now()).exclude(session_key=keep).iterator():

@@ -65,6 +65,8 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "axes",
     "csp",
+    # The audit log of admin actions (https://django-simple-history.readthedocs.io/en/latest/).
+    "simple_history",
     # Before the apps that define tasks: its ready() builds the app they register on.
     "procrastinate.contrib.django",
     "annotate",
@@ -86,6 +88,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
+    # After authentication: the audit log records request.user as who made each change.
+    "simple_history.middleware.HistoryRequestMiddleware",
     # Last, as django-axes asks: it turns a locked-out login into its page.
     "axes.middleware.AxesMiddleware",
 ]
@@ -137,6 +141,10 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+    # Not a check: Django tells every validator when a password was set and saved, on every path (the
+    # password page, Django admin, manage.py changepassword, set_password() anywhere), and this one then
+    # revokes the user's API tokens. Sessions end by themselves: each stores a hash of the old password.
+    {"NAME": "annotate.services.accounts.PasswordChangeRevokesTokens"},
 ]
 # Login throttling (django-axes, https://django-axes.readthedocs.io/en/latest/4_configuration.html): every
 # login path (/login/, /admin/login/, /api/auth/token/) authenticates through its backend first. Failures are
