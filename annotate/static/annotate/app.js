@@ -108,13 +108,22 @@
       button.addEventListener("click", function () { help.showModal(); });
     });
 
-    form.addEventListener("submit", function (event) {
-      if (event.defaultPrevented) return;
+    // Listened for on the document, not the form: a submit event reaches the document only after
+    // every listener on the form ran, so a widget's own check (the ranking's "place every reply")
+    // has cancelled it by then. Marked as sending before that, the form stayed disabled for good.
+    document.addEventListener("submit", function (event) {
+      if (event.target !== form || event.defaultPrevented) return;
       // Show that it is on its way; the idempotency key makes a second click harmless anyway.
       form.classList.add("sending");
       setTimeout(function () {
         form.querySelectorAll("button[type=submit]").forEach(function (button) { button.disabled = true; });
       }, 0);
+    });
+    // Back to a page kept in the browser's cache: it is not sending any more.
+    window.addEventListener("pageshow", function (event) {
+      if (!event.persisted) return;
+      form.classList.remove("sending");
+      form.querySelectorAll("button[type=submit]").forEach(function (button) { button.disabled = false; });
     });
 
     document.addEventListener("keydown", function (event) {
