@@ -3,6 +3,7 @@
 Variables (README lists them too):
   PLATFORM_ENV        development (default) or production
   SECRET_KEY          required in production; generated into the data folder otherwise
+  PSEUDONYM_KEY       the key of the pseudonyms exports carry; as SECRET_KEY (required in production)
   DATABASE_URL        postgres://user:password@host:port/name; unset: embedded PostgreSQL
   PLATFORM_DATA_DIR   data folder (embedded database, secret key, model store); default .data/
   ALLOWED_HOSTS       comma-separated; required in production
@@ -15,6 +16,8 @@ Variables (README lists them too):
   INVITE_DAYS         how long an invite link lasts unless its admin says otherwise; default 7
   SECURE_HSTS_SECONDS Strict-Transport-Security max-age sent over HTTPS; default a year in production, 0 otherwise
   SNAPSHOT_STORE, MODEL_STORE  folders for dataset snapshots and models; default in the data folder
+  SNAPSHOT_KEEP_DAYS  days a snapshot is kept before manage.py snapshot_prune may delete it; 0 (default): kept for ever
+  SNAPSHOT_LICENSE    licence named in snapshot cards for what the platform's annotators write; default other
   BASE_MODEL_ROOTS    comma-separated absolute folders base models may be adopted from; default in the data folder
   REWARD_FUNCTIONS    comma-separated dotted paths of the reward functions GRPO rounds may use; none by default
   OPENAI_BACKEND_URLS comma-separated server URL prefixes (and * for any public server) project admins may deploy at
@@ -48,6 +51,11 @@ if PRODUCTION:
         raise ImproperlyConfigured("ALLOWED_HOSTS must be set when PLATFORM_ENV=production")
 else:
     ALLOWED_HOSTS = env.csv_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
+# The key of every pseudonym an export carries (our annotators' HMACs, and imported authors' ones stored
+# with their messages): a secret of its own, so that rotating SECRET_KEY (sessions, password resets) renames
+# nobody, and the published pseudonyms cannot be recomputed from the source's public user ids. Changing it
+# renames everyone in later exports. Read after ALLOWED_HOSTS so that production's errors come in that order.
+PSEUDONYM_KEY = env.secret_key(production=PRODUCTION, data_dir=DATA_DIR, name="PSEUDONYM_KEY", filename="pseudonym_key")
 CSRF_TRUSTED_ORIGINS = env.csv_list("CSRF_TRUSTED_ORIGINS", [])
 BASE_URL = os.environ.get("PLATFORM_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
 
@@ -263,6 +271,14 @@ SPECTACULAR_SETTINGS = {
 # several machines).
 SNAPSHOT_STORE = Path(os.environ.get("SNAPSHOT_STORE") or DATA_DIR / "snapshots")
 MODEL_STORE = Path(os.environ.get("MODEL_STORE") or DATA_DIR / "models")
+# Retention: `manage.py snapshot_prune` deletes the files and rows of snapshots older than this many days,
+# except one a registered model version was trained on, one a round that is not finished (or may be resumed)
+# reads, and the newest of each project's kind. 0 turns retention off.
+SNAPSHOT_KEEP_DAYS = env.integer("SNAPSHOT_KEEP_DAYS", 0)
+# The licence a snapshot's dataset card names for what this installation's annotators (and models) wrote, as a
+# licence id the Hugging Face hub knows (https://huggingface.co/docs/hub/repositories-licenses). Imported sources
+# are "unknown" there: an import records no licence.
+SNAPSHOT_LICENSE = os.environ.get("SNAPSHOT_LICENSE", "").strip() or "other"
 # The only folders a round may adopt a base model from (never another project's store), and where
 # converted GGUF files are written: under the first.
 BASE_MODEL_ROOTS = [Path(root) for root in env.csv_list("BASE_MODEL_ROOTS", [str(DATA_DIR / "base-models")])]
