@@ -146,6 +146,7 @@ def start_gunicorn(port: int, env: dict, workers: int | None) -> subprocess.Pope
         BIND=f"127.0.0.1:{port}",
         PLATFORM_ENV="production",
         SECRET_KEY=secrets.token_urlsafe(40),
+        PSEUDONYM_KEY=secrets.token_urlsafe(40),
         ALLOWED_HOSTS="127.0.0.1,localhost",
     )
     if workers:

@@ -57,16 +57,16 @@ def csv_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
-def secret_key(*, production: bool, data_dir) -> str:
-    """Return SECRET_KEY: given in production, else generated once into the data folder."""
+def secret_key(*, production: bool, data_dir, name: str = "SECRET_KEY", filename: str = "secret_key") -> str:
+    """Return the secret `name`: given in production, else generated once into the data folder."""
     if production:
-        value = required("SECRET_KEY")
+        value = required(name)
         if len(value) < 32:
-            raise ImproperlyConfigured("SECRET_KEY must be at least 32 characters long")
+            raise ImproperlyConfigured(f"{name} must be at least 32 characters long")
         return value
-    if os.environ.get("SECRET_KEY"):
-        return os.environ["SECRET_KEY"]
-    path = data_dir / "secret_key"
+    if os.environ.get(name):
+        return os.environ[name]
+    path = data_dir / filename
     if not path.exists():
         # O_EXCL: two processes starting at once must not write two different keys.
         try:

@@ -66,7 +66,8 @@ def test_the_api_docs_start_swagger_ui_from_a_script_file(owner):
 
 
 def test_hsts_in_production_over_https_only(tmp_path, settings):
-    production = {"PLATFORM_ENV": "production", "SECRET_KEY": "k" * 40, "ALLOWED_HOSTS": "example.org"}
+    production = {"PLATFORM_ENV": "production", "SECRET_KEY": "k" * 40, "PSEUDONYM_KEY": "p" * 40,
+                  "ALLOWED_HOSTS": "example.org"}
     base = {key: value for key, value in os.environ.items() if key not in ("DATABASE_URL", "SECRET_KEY", "DEBUG")}
     base["PLATFORM_DATA_DIR"] = str(tmp_path / "data")
     for variables, seconds in [(production, 31536000), ({**production, "SECURE_HSTS_SECONDS": "600"}, 600),

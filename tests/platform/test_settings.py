@@ -14,7 +14,7 @@ LOAD_SETTINGS = (
 
 
 def load(tmp_path, **variables):
-    env = {key: value for key, value in os.environ.items() if key not in ("DATABASE_URL", "SECRET_KEY")}
+    env = {key: value for key, value in os.environ.items() if key not in ("DATABASE_URL", "SECRET_KEY", "PSEUDONYM_KEY")}
     env["PLATFORM_DATA_DIR"] = str(tmp_path / "data")
     env.update(variables)
     return run_python(LOAD_SETTINGS, env=env)
@@ -59,6 +59,7 @@ def test_production_with_every_secret_starts(tmp_path):
         tmp_path,
         PLATFORM_ENV="production",
         SECRET_KEY="k" * 40,
+        PSEUDONYM_KEY="p" * 40,
         ALLOWED_HOSTS="example.org",
         DATABASE_URL="postgres://app:s3cret@db.internal:6543/feedback",
     )
