@@ -6,6 +6,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 from platform_common.models import TimeStamped
+from simple_history.models import HistoricalRecords
 
 
 class Role(models.TextChoices):
@@ -27,6 +28,8 @@ class Project(TimeStamped):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # The audit log (annotate.selectors.audit): who changed what, before and after.
+    history = HistoricalRecords()
 
     class Meta:
         ordering = ["name", "id"]
@@ -42,6 +45,7 @@ class Membership(TimeStamped):
     )
     role = models.CharField(max_length=16, choices=Role.choices, default=Role.ANNOTATOR)
     is_active = models.BooleanField(default=True)
+    history = HistoricalRecords()
 
     class Meta:
         constraints = [
@@ -81,6 +85,8 @@ class Invite(TimeStamped):
     )
     accepted_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # Not the token: the log is read by every admin of the project, the link is the creator's to hand out.
+    history = HistoricalRecords(excluded_fields=["token"])
 
     class Meta:
         constraints = [
@@ -122,6 +128,7 @@ class ProjectSettings(models.Model):
         default=1, help_text="annotators who must flag a message before it is excluded"
     )
     task_mix = models.JSONField(default=dict, help_text="weight per task kind; 0 turns a kind off")
+    history = HistoricalRecords()
 
     class Meta:
         constraints = [

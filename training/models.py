@@ -5,6 +5,7 @@ from django.utils import timezone
 from annotate.models import Project
 from platform_common.jobs import Job, JobStatus  # noqa: F401 - JobStatus: the job rows' states, for callers
 from platform_common.models import TimeStamped
+from simple_history.models import HistoricalRecords
 
 
 class SnapshotKind(models.TextChoices):
@@ -218,6 +219,8 @@ class Deployment(TimeStamped):
     is_active = models.BooleanField(default=True)
     deployed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     ended_at = models.DateTimeField(null=True, blank=True)
+    # The project's audit log (annotate.selectors.audit) shows who deployed, changed and ended what.
+    history = HistoricalRecords()
 
     class Meta:
         constraints = [
