@@ -315,8 +315,20 @@ PROCRASTINATE_WORKER_DEFAULTS = {"concurrency": 1}
 # behind one. On several machines, run `manage.py procrastinate worker -q QUEUES` per entry.
 SERVE_WORKER_QUEUES = ["training", "default,exports,generation,training-maintenance"]
 
-# A worker that has not sent a heartbeat for this long counts as lost.
+# A worker that has not sent a heartbeat for this long counts as lost: /health/ stops counting it, and the reaper in
+# every worker (manage.py worker) fails its jobs within this plus 10 s.
 WORKER_LOST_AFTER_SECONDS = env.integer("WORKER_LOST_AFTER_SECONDS", 60, minimum=5)
+# Training children run below the web in CPU priority (nice, 0-19: 19 is the lowest) and with at most this many
+# threads per process (OMP/MKL/torch), so a round on the same machine does not starve the annotators' requests;
+# 0 threads: as many as there are cores. https://pytorch.org/docs/stable/notes/cpu_threading_torchscript_inference.html
+TRAINING_NICE = env.integer("TRAINING_NICE", 10)
+if TRAINING_NICE > 19:
+    raise ImproperlyConfigured(f"TRAINING_NICE must be between 0 and 19, not {TRAINING_NICE}")
+TRAINING_THREADS = env.integer("TRAINING_THREADS", 0)
+# Quotas per project: training rounds queued or running at once, and the disk its snapshots and models may take
+# in the stores (GB; 0: no limit). A round or export over them is refused with the figures.
+PROJECT_MAX_ACTIVE_ROUNDS = env.integer("PROJECT_MAX_ACTIVE_ROUNDS", 2, minimum=1)
+PROJECT_STORE_QUOTA_GB = env.integer("PROJECT_STORE_QUOTA_GB", 0)
 
 LOGGING = {
     "version": 1,
