@@ -167,6 +167,16 @@ class ReviewState(models.TextChoices):
     REJECTED = "rejected", "Rejected"
 
 
+class Split(models.TextChoices):
+    TRAIN = "train", "Train"
+    TEST = "test", "Test (held out)"
+
+
+# A root prompt's or document's split, remembered at its first export (training.exporters.rows), so a
+# prompt held out once stays held out whatever decides the split of new ones; "" until then.
+SPLIT_VALID = Q(split="") | Q(split__in=Split.values)
+
+
 class Message(TimeStamped):
     """One turn of a conversation tree. A root is a user prompt; a chat is a path from a root."""
 
@@ -196,6 +206,7 @@ class Message(TimeStamped):
     excluded = models.BooleanField(default=False)
     excluded_reason = models.CharField(max_length=200, blank=True)
     cleared_at = models.DateTimeField(null=True, blank=True)
+    split = models.CharField(max_length=8, choices=Split.choices, blank=True)
 
     class Meta:
         indexes = [
@@ -207,6 +218,7 @@ class Message(TimeStamped):
             models.CheckConstraint(
                 condition=Q(parent__isnull=False) | Q(role=MessageRole.USER), name="message_root_is_user"
             ),
+            models.CheckConstraint(condition=SPLIT_VALID, name="message_split_valid"),
         ]
 
     def __str__(self):
@@ -422,3 +434,7 @@ class CorpusText(TimeStamped):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="corpus")
     batch = models.ForeignKey(ImportBatch, on_delete=models.CASCADE, related_name="texts")
     text = models.TextField()
+    split = models.CharField(max_length=8, choices=Split.choices, blank=True)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=SPLIT_VALID, name="corpustext_split_valid")]

@@ -7,10 +7,12 @@ messages and Cornell the lines of movie_lines.txt, as their references need.
 """
 
 import hashlib
+import hmac
 import json
 from collections import OrderedDict
 from collections.abc import Iterator
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, reset_queries
 from django.db.models import JSONField
@@ -261,8 +263,17 @@ def copy_rows(model, rows: list[dict]) -> None:
 
 
 def source_user_pseudonym(source: str, user: str) -> str:
-    """One stable pseudonymous identity per source user (the real id never leaves the import).
+    """Return the one stable pseudonymous identity of a source user (the real id never leaves the import).
 
-    Unkeyed: anyone with the source's public user ids can recompute it. Our own annotators'
-    export pseudonyms are keyed (training.exporters.rows.annotator_pseudonym)."""
-    return f"{source}:{hashlib.blake2b(user.encode(), digest_size=8).hexdigest()}"
+    Keyed with PSEUDONYM_KEY, so the source's public user ids cannot be turned into it; our own annotators'
+    export pseudonyms are keyed alike (training.exporters.rows.annotator_pseudonym)."""
+    # The key is applied to the unkeyed digest these pseudonyms once were, since that digest is all the
+    # database held of them: migration 0005 keyed what was stored the same way, so one author imported
+    # before and after it keeps one identity.
+    return keyed_source_pseudonym(source, hashlib.blake2b(user.encode(), digest_size=8).hexdigest())
+
+
+def keyed_source_pseudonym(source: str, digest: str) -> str:
+    """Return the keyed pseudonym of a source user given the unkeyed digest of their id."""
+    mac = hmac.new(settings.PSEUDONYM_KEY.encode(), f"source:{source}:{digest}".encode(), hashlib.sha256)
+    return f"{source}:{mac.hexdigest()[:16]}"

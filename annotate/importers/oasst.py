@@ -14,7 +14,7 @@ from annotate.importers.base import ImportRefused, jsonl_records, source_user_ps
 from annotate.models import CandidateSetKind, MessageRole
 
 ROLES = {"prompter": MessageRole.USER, "assistant": MessageRole.ASSISTANT}
-MERGED_RANKS = source_user_pseudonym("oasst", "merged-ranks")
+MERGED_RANKS = "merged-ranks"  # the source "user" of OASST's merged ranks, keyed when it is written
 MAX_CANDIDATES = 9
 
 
@@ -88,7 +88,7 @@ class OasstTrees:
                 continue
             kind = CandidateSetKind.RANKING if kept > 2 else CandidateSetKind.COMPARE
             self.writer.ranking(
-                parent=self.turns[parent_id], tiers=ordered, annotator=MERGED_RANKS, line=ranked[0][2], kind=kind
+                parent=self.turns[parent_id], tiers=ordered, annotator=source_user_pseudonym("oasst", MERGED_RANKS), line=ranked[0][2], kind=kind
             )
 
 
