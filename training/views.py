@@ -18,6 +18,7 @@ from django.views.decorators.http import require_POST
 from annotate.models import Role
 from annotate.selectors.accounts import members_of, membership_with_role
 from training import plots, selectors, services
+from training.apis.serving import GenerationThrottle
 from training.models import Backend, Deployment, GenerationJob, ModelVersion, SnapshotKind
 from training.services import bases, runs, serving
 from training.trainers import stages
@@ -330,10 +331,26 @@ def deployment_rollback(request, project_id):
     return redirect("training:models", project_id=project_id)
 
 
+def _over_generation_rate(request, membership):
+    """Refuse a generation job over the user's rate with 429: the API's count (GENERATION_THROTTLE_RATE),
+    since a job keeps a worker's core busy whether the page or the API asked for it."""
+    throttle = GenerationThrottle()
+    if throttle.allow_request(request, None):
+        return None
+    wait = int(throttle.wait() or 0) + 1
+    response = _models_refused(request, membership, ValidationError(
+        f"Too many generation jobs ({settings.GENERATION_THROTTLE_RATE} per user): try again in {wait} s."))
+    response.status_code = 429
+    response["Retry-After"] = str(wait)
+    return response
+
+
 @login_required
 @require_POST
 def generation_create(request, project_id):
     membership = _models_admin(request, project_id)
+    if refused := _over_generation_rate(request, membership):
+        return refused
     try:
         max_prompts = int(request.POST.get("max_prompts") or 100)
         job = serving.generation_enqueue(project=membership.project, by=request.user, max_prompts=max_prompts)
@@ -347,6 +364,8 @@ def generation_create(request, project_id):
 @require_POST
 def arena_create(request, project_id):
     membership = _models_admin(request, project_id)
+    if refused := _over_generation_rate(request, membership):
+        return refused
     form = ArenaForm(request.POST, project=membership.project)
     if not form.is_valid():
         return _models_refused(request, membership, ValidationError("check the arena form"), arena_form=form)
@@ -365,6 +384,8 @@ def arena_create(request, project_id):
 @require_POST
 def generation_retry(request, project_id):
     membership = _models_admin(request, project_id)
+    if refused := _over_generation_rate(request, membership):
+        return refused
     try:
         job = get_object_or_404(GenerationJob, pk=request.POST.get("job_id"), project=membership.project)
         serving.generation_retry(job=job, by=request.user)
