@@ -15,6 +15,11 @@ from collections import Counter
 
 import numpy as np
 
+# A version with fewer votes than this gets no interval. Resampling a handful of votes draws the
+# same few again: a version that won its 3 votes wins all 3 in nearly every resample, and the
+# bootstrap shows a tight interval where almost nothing is known.
+INTERVAL_MIN_VOTES = 20
+
 
 def _kinds(votes: list[tuple[str, str, float]]) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Return the players (sorted), and each distinct kind of vote as its count, a, b and score."""
@@ -77,8 +82,12 @@ def bradley_terry(votes: list[tuple[str, str, float]], *, iterations: int = 200,
     return {p: float(v) for p, v in zip(players, fitted)}
 
 
-def leaderboard(votes: list[tuple[str, str, float]], *, samples: int = 200, seed: int = 0, level: float = 0.95) -> list[dict]:
-    """Rank versions by Bradley-Terry strength with a bootstrap interval (votes resampled with replacement)."""
+def leaderboard(votes: list[tuple[str, str, float]], *, samples: int = 200, seed: int = 0, level: float = 0.95,
+                min_votes: int = INTERVAL_MIN_VOTES) -> list[dict]:
+    """Rank versions by Bradley-Terry strength with a bootstrap interval (votes resampled with replacement).
+
+    A version in fewer than `min_votes` votes gets None for both ends of its interval.
+    """
     if not votes:
         return []
     players, counts, a, b, score = _kinds(votes)
@@ -94,6 +103,8 @@ def leaderboard(votes: list[tuple[str, str, float]], *, samples: int = 200, seed
         value = float(point[i])
         low = float(draws[int(tail * (samples - 1)), i]) if samples else value
         high = float(draws[int((1 - tail) * (samples - 1)), i]) if samples else value
+        if played[i] < min_votes:
+            low = high = None
         rows.append({"version": player, "strength": value, "low": low, "high": high,
                      "games": int(played[i]), "win_rate": float(won[0, i] / played[i])})
     return sorted(rows, key=lambda row: -row["strength"])

@@ -4,6 +4,7 @@ and the API show them."""
 import json
 import tempfile
 import zipfile
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import BinaryIO
@@ -33,6 +34,10 @@ ETA_WINDOW = 20
 
 # The name training.tasks.snapshot_export is registered under: the queue's rows know it by that.
 EXPORT_TASK = "training.snapshot_export"
+
+# The most metric points one poll of a round's page receives: a long round's first load comes in a
+# few calls instead of one response of every step.
+POINTS_PAGE = 5000
 
 
 # ---------------------------------------------------------------------------------------------
@@ -131,6 +136,25 @@ def run_payload(run: TrainingRun) -> dict:
     }
 
 
+def run_points(*, run: TrainingRun, after: int = 0, limit: int = POINTS_PAGE) -> dict:
+    """Return the round's metric points written after point `after`, oldest first, for a page that polls.
+
+    {"points": [{"id", "stage", "step", "values"}, ...], "last": the newest id sent (or `after`),
+    "more": whether points beyond `limit` wait for the next call, "labels": {metric: label}}. Ids
+    order the points as they were written: one worker writes a round, one insert per poll, so a
+    later id is never committed before an earlier one of the same round.
+    """
+    rows = list(
+        MetricPoint.objects.filter(stage__run=run, id__gt=after).order_by("id")
+        .values_list("id", "stage__name", "step", "values")[: limit + 1]
+    )
+    more = len(rows) > limit
+    points = [{"id": pk, "stage": stage, "step": step, "values": values} for pk, stage, step, values in rows[:limit]]
+    names = {name for point in points for name in point["values"]}
+    return {"points": points, "last": points[-1]["id"] if points else after, "more": more,
+            "labels": {name: metric_label(name) for name in sorted(names)}}
+
+
 def run_curves(run: TrainingRun) -> dict[str, dict[str, list]]:
     """Every metric of every stage as a series of (step, value): {stage: {metric: [[step, value], ...]}}."""
     curves: dict[str, dict[str, list]] = {}
@@ -141,6 +165,123 @@ def run_curves(run: TrainingRun) -> dict[str, dict[str, list]]:
         for metric, value in values.items():
             curves.setdefault(stage_name, {}).setdefault(metric, []).append([step, value])
     return curves
+
+
+# ---------------------------------------------------------------------------------------------
+# Metrics as the pages show them: one table of every figure a trainer, an evaluation or the
+# demo's hidden check stores, with its readable name, unit and format.
+
+
+@dataclass(frozen=True)
+class Metric:
+    label: str
+    unit: str = ""
+    # How the number reads: "share" (0-1, shown as a percentage), "count" (a whole number),
+    # "number" (three significant digits), "size" (parameters: 147k, 5.2M).
+    form: str = "number"
+    # Which score plot of the models page draws it (PLOT_GROUPS), if any.
+    plot: str | None = None
+    # A "share" is stored 0-1 and plotted in percent.
+    scale: float = 1.0
+
+
+# A plot on the models page: its title and the unit of its y axis.
+PLOT_GROUPS = {
+    "share": ("Held-out and hidden-check scores", "%"),
+    "loss": ("Held-out loss", "nats per token"),
+}
+
+_SHARE = {"form": "share", "unit": "%", "plot": "share", "scale": 100.0}
+METRICS: dict[str, Metric] = {
+    "hidden_check_greedy": Metric("hidden check, greedy", **_SHARE),
+    "hidden_check_sampled": Metric("hidden check, sampled", **_SHARE),
+    "general_check": Metric("general prompts right", **_SHARE),
+    "reward_accuracy": Metric("reward accuracy", **_SHARE),
+    "preference_accuracy": Metric("preference accuracy", **_SHARE),
+    "label_accuracy": Metric("label accuracy", **_SHARE),
+    "desirable_accuracy": Metric("desirable accuracy", form="share", unit="%"),
+    "undesirable_accuracy": Metric("undesirable accuracy", form="share", unit="%"),
+    "win_rate_vs_sft_optimistic": Metric("win rate vs SFT (optimistic)", **_SHARE),
+    "win_rate_vs_previous_optimistic": Metric("win rate vs previous (optimistic)", **_SHARE),
+    "exact_match": Metric("exact match", **_SHARE),
+    "eval_loss": Metric("held-out loss", unit="nats/token", plot="loss"),
+    "perplexity": Metric("perplexity"),
+    "bleu": Metric("BLEU", unit="0-100"),
+    "rouge_l": Metric("ROUGE-L F1", unit="0-1"),
+    "mean_reward": Metric("mean reward", unit="reward model score"),
+    "mean_reward_sft": Metric("mean reward of SFT", unit="reward model score"),
+    "mean_reward_previous": Metric("mean reward of previous", unit="reward model score"),
+    "mean_reward_chosen": Metric("mean reward, chosen", unit="score"),
+    "mean_reward_rejected": Metric("mean reward, rejected", unit="score"),
+    "mean_reward_desirable": Metric("mean reward, desirable", unit="score"),
+    "mean_reward_undesirable": Metric("mean reward, undesirable", unit="score"),
+    "mean_margin": Metric("mean margin", unit="score"),
+    "kl": Metric("KL to reference", unit="nats"),
+    "mean_reply_tokens": Metric("reply length", unit="tokens"),
+    "parameters": Metric("parameters", form="size"),
+    "loss": Metric("training loss"),
+    "learning_rate": Metric("learning rate"),
+    "eval_rows": Metric("held-out rows", form="count"),
+    "eval_pairs": Metric("held-out pairs", form="count"),
+    "eval_replies": Metric("held-out replies", form="count"),
+    "eval_tokens": Metric("held-out tokens", form="count"),
+    "generated_rows": Metric("replies generated", form="count"),
+    "kl_prompts": Metric("KL prompts", form="count"),
+    "hidden_check_n": Metric("hidden-check problems", form="count"),
+    "general_check_n": Metric("general prompts", form="count"),
+}
+_UNKNOWN = Metric("")
+# A figure's interval is stored beside it under this suffix, [low, high], and shown with it.
+INTERVAL_SUFFIX = "_ci95"
+
+
+def metric_label(name: str) -> str:
+    """Return a metric's readable name: the table's, else its key in words."""
+    known = METRICS.get(name)
+    return known.label if known else name.replace("/", " ").replace("_", " ")
+
+
+def _unit_shown(name: str) -> str:
+    """Return the unit a row names beside its label: none for a share, whose values carry their %."""
+    known = METRICS.get(name, _UNKNOWN)
+    return "" if known.form == "share" else known.unit
+
+
+def metrics_in_order(names) -> list[str]:
+    """Return the metrics to show as rows: the table's order, then the rest sorted; intervals go with their figure."""
+    names = {n for n in names if not (n.endswith(INTERVAL_SUFFIX) and n[: -len(INTERVAL_SUFFIX)] in names)}
+    return [n for n in METRICS if n in names] + sorted(names - set(METRICS))
+
+
+def _number(value: float, form: str) -> str:
+    if form == "share":
+        return f"{value * 100:.1f}%"
+    if form == "count":
+        return f"{round(value):,}"
+    if form == "size":
+        for limit, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+            if abs(value) >= limit:
+                return f"{value / limit:.3g}{suffix}"
+        return f"{value:,.0f}"
+    if value and (abs(value) >= 1e5 or abs(value) < 1e-3):
+        return f"{value:.2e}"
+    return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+
+
+def metric_text(name: str, metrics: dict) -> str:
+    """Return one metric of a version as the pages show it ("78.0% (71.2-84.0%)", "147k"), or "–" when absent."""
+    value = metrics.get(name)
+    if value is None:
+        return "–"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    form = METRICS.get(name, _UNKNOWN).form
+    text = _number(value, form)
+    interval = metrics.get(name + INTERVAL_SUFFIX)
+    if isinstance(interval, list) and len(interval) == 2 and all(isinstance(v, (int, float)) for v in interval):
+        low, high = (_number(v, form) for v in interval)
+        text += f" ({low.removesuffix('%')}–{high})"
+    return text
 
 
 # ---------------------------------------------------------------------------------------------
@@ -167,19 +308,41 @@ def model_versions_of(*, project) -> QuerySet[ModelVersion]:
 
 
 def model_comparison(*, project) -> dict[str, dict]:
-    """Per model kind, the metric names and every version's values, newest first, side by side."""
+    """Per model kind, its versions newest first as columns and one row per metric, readable.
+
+    {kind: {"label", "versions": [...], "rows": [{"label", "unit", "cells": ["78% (71-84%)", "–", ...]}]}}:
+    rows in METRICS' order, then any metric the table does not know, under its own name.
+    """
     table: dict[str, dict] = {}
     for version in model_versions_of(project=project):
-        entry = table.setdefault(version.kind, {"label": version.get_kind_display(), "metrics": [], "versions": []})
-        for name in version.metrics:
-            if name not in entry["metrics"]:
-                entry["metrics"].append(name)
-        entry["versions"].append(version)
+        table.setdefault(version.kind, {"label": version.get_kind_display(), "versions": []})["versions"].append(version)
     for entry in table.values():
+        names = {name for version in entry["versions"] for name in version.metrics}
         entry["rows"] = [
-            {"version": v, "values": [v.metrics.get(name) for name in entry["metrics"]]} for v in entry["versions"]
+            {"name": name, "label": metric_label(name), "unit": _unit_shown(name),
+             "cells": [metric_text(name, version.metrics) for version in entry["versions"]]}
+            for name in metrics_in_order(names)
         ]
     return table
+
+
+def model_score_panels(*, project) -> list[dict]:
+    """The versions' held-out and hidden-check scores across rounds, one panel per kind of figure.
+
+    [{"title", "unit", "series": [{"name", "points": [[round, value, version name], ...]}]}], for the
+    models page to draw; a version trained outside a round has no place on the axis and is left out.
+    """
+    panels = {group: {"title": title, "unit": unit, "series": {}} for group, (title, unit) in PLOT_GROUPS.items()}
+    versions = model_versions_of(project=project).exclude(run=None).order_by("run__number", "kind", "version")
+    for version in versions:
+        for name, value in version.metrics.items():
+            shown = METRICS.get(name)
+            if shown is None or shown.plot is None or not isinstance(value, (int, float)):
+                continue
+            series = panels[shown.plot]["series"].setdefault(
+                (version.kind, name), {"name": f"{version.get_kind_display()}: {shown.label}", "points": []})
+            series["points"].append([version.run.number, value * shown.scale, version.name])
+    return [{**panel, "series": list(panel["series"].values())} for panel in panels.values() if panel["series"]]
 
 
 def version_votes(*, project) -> list[tuple[str, str, float]]:

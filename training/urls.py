@@ -13,7 +13,7 @@ urlpatterns = [
     ),
     path("projects/<int:project_id>/training/", views.runs_page, name="runs"),
     path("runs/<int:run_id>/", views.run_page, name="run"),
-    path("runs/<int:run_id>/curves.svg", views.run_curves, name="run-curves"),
+    path("runs/<int:run_id>/points.json", views.run_points, name="run-points"),
     path("runs/<int:run_id>/cancel/", views.run_cancel, name="run-cancel"),
     path("runs/<int:run_id>/resume/", views.run_resume, name="run-resume"),
     path("runs/<int:run_id>/retry/", views.run_retry, name="run-retry"),

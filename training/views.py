@@ -11,17 +11,19 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.http import FileResponse, HttpResponse
+from django.http import FileResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from annotate.models import Role
 from annotate.selectors.accounts import members_of, membership_with_role
-from training import plots, selectors, services
+from training import selectors, services
 from training.apis.serving import GenerationThrottle
+from training.leaderboard import INTERVAL_MIN_VOTES
 from training.models import Backend, Deployment, GenerationJob, ModelVersion, SnapshotKind
 from training.services import bases, runs, serving
 from training.trainers import stages
+from training.trainers.config import PRESETS
 
 
 class ExportForm(forms.Form):
@@ -105,10 +107,20 @@ def export_file(request, project_id, snapshot_id, name):
 # Training rounds and models (project admins)
 
 
+# What each preset of training.trainers.config.PRESETS is for, as the form offers it; a preset
+# added to the registry without a line here is still offered, under its name.
+PRESET_HELP = {
+    "tiny": "seconds on a CPU, for trying the loop",
+    "small": "minutes on a CPU",
+    "demo": "the demo's settings (a 0.5M GPT; the README's rounds)",
+    "gpu": "GPT-2-small shape, for a GPU worker",
+}
+
+
 class RunForm(forms.Form):
     preset = forms.ChoiceField(
-        choices=[("tiny", "tiny: seconds on a CPU, for trying the loop"), ("small", "small: minutes on a CPU"),
-                 ("gpu", "gpu: GPT-2-small shape, for a GPU worker")], initial="small",
+        choices=[(name, f"{name}: {PRESET_HELP[name]}" if name in PRESET_HELP else name) for name in PRESETS],
+        initial="small",
     )
     recipe = forms.ChoiceField(label="Recipe", help_text="the stages the round trains after the base model")
     seed = forms.IntegerField(initial=0)
@@ -170,11 +182,17 @@ def run_page(request, run_id):
 
 
 @login_required
-def run_curves(request, run_id):
-    """The round's curves as SVG, drawn from the metrics in the database."""
+def run_points(request, run_id):
+    """The round's metric points after `?after=<point id>`, as JSON: the page draws its curves from them.
+
+    Polling sends the id of the last point the page has, so each call reads only the new ones.
+    """
     run, _membership = _run_for_admin(request, run_id)
-    svg = plots.run_curves_svg(selectors.run_curves(run), title=f"Round {run.number}")
-    return HttpResponse(svg, content_type="image/svg+xml", headers={"Cache-Control": "no-store"})
+    try:
+        after = max(0, int(request.GET.get("after") or 0))
+    except ValueError:
+        return JsonResponse({"after": "a point id, a whole number"}, status=400)
+    return JsonResponse(selectors.run_points(run=run, after=after), headers={"Cache-Control": "no-store"})
 
 
 def _run_refused(request, run, error: ValidationError):
@@ -267,11 +285,13 @@ def _models_context(membership, **forms_given):
     return {
         "project": project, "membership": membership,
         "comparison": selectors.model_comparison(project=project),
+        "score_panels": selectors.model_score_panels(project=project),
         "deployments": selectors.active_deployments(project=project),
         "deploy_form": forms_given.get("deploy_form") or DeployForm(project=project),
         "arena_form": forms_given.get("arena_form") or ArenaForm(project=project),
         "jobs": selectors.generation_jobs_of(project=project)[:10],
         "leaderboard": selectors.version_leaderboard(project=project),
+        "interval_min_votes": INTERVAL_MIN_VOTES,
         "tab": "models",  # also when a refused post renders it from its own URL
     }
 

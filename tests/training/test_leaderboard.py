@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from training.leaderboard import bradley_terry, leaderboard
+from training.leaderboard import INTERVAL_MIN_VOTES, bradley_terry, leaderboard
 
 
 def test_two_versions_one_winning_three_of_four_with_the_prior():
@@ -53,8 +53,18 @@ def test_a_version_left_out_of_a_resample_counts_as_zero_there():
     # "c" played once in 200 votes: about a third of the resamples leave it out, and there it
     # counts as 0 (the centre), so its interval reaches 0 although its fit is far below.
     votes = [("a", "b", 1.0), ("b", "a", 1.0)] * 100 + [("a", "c", 1.0)]
-    board = {row["version"]: row for row in leaderboard(votes, samples=200)}
+    board = {row["version"]: row for row in leaderboard(votes, samples=200, min_votes=0)}
     assert board["c"]["strength"] < -0.5 and board["c"]["high"] == 0.0
+
+
+def test_a_version_with_few_votes_gets_its_count_and_no_interval():
+    # a won all 3 of its votes against b: every resample is all wins again, an interval of nothing.
+    few = {row["version"]: row for row in leaderboard([("a", "b", 1.0)] * 3, samples=50)}
+    assert (few["a"]["games"], few["a"]["low"], few["a"]["high"]) == (3, None, None)
+    enough = [("a", "b", 1.0)] * (INTERVAL_MIN_VOTES - 5) + [("b", "a", 1.0)] * 5
+    board = {row["version"]: row for row in leaderboard(enough, samples=50)}
+    assert board["a"]["games"] == INTERVAL_MIN_VOTES
+    assert board["a"]["low"] < board["a"]["strength"] < board["a"]["high"]
 
 
 def test_no_votes_give_an_empty_board():
