@@ -128,6 +128,16 @@ class ProjectSettings(models.Model):
         default=1, help_text="annotators who must flag a message before it is excluded"
     )
     task_mix = models.JSONField(default=dict, help_text="weight per task kind; 0 turns a kind off")
+    # Active learning (annotate.services.priority): what puts an item first in the queue.
+    priority_weights = models.JSONField(
+        default=dict, blank=True, help_text="weight per priority source (uncertainty, disagreement, coverage); 0 turns one off"
+    )
+    adaptive_overlap_cap = models.PositiveSmallIntegerField(
+        default=0, help_text="0: off; else the most annotators a disputed ranking or comparison may get"
+    )
+    disputed_below = models.FloatField(
+        default=0.5, help_text="Kendall's W under which a judged set is disputed (earns one more annotator)"
+    )
     history = HistoricalRecords()
 
     class Meta:
@@ -142,11 +152,27 @@ class ProjectSettings(models.Model):
             models.CheckConstraint(
                 condition=Q(demonstrations_per_prompt__gte=1), name="settings_demonstrations_positive"
             ),
+            models.CheckConstraint(
+                condition=Q(adaptive_overlap_cap__lte=20), name="settings_adaptive_overlap_cap_at_most_20"
+            ),
+            models.CheckConstraint(
+                condition=Q(disputed_below__gte=0, disputed_below__lte=1), name="settings_disputed_below_0_to_1"
+            ),
         ]
 
     def weights(self) -> dict[str, float]:
         mix = {**DEFAULT_TASK_MIX, **(self.task_mix or {})}
         return {kind: float(mix.get(kind, 0)) for kind in TaskKind.values}
+
+    def source_weights(self) -> dict[str, float]:
+        """Return the weight of each priority source, the defaults filled in."""
+        given = {**DEFAULT_PRIORITY_WEIGHTS, **(self.priority_weights or {})}
+        return {source: float(given[source]) for source in PRIORITY_SOURCES}
+
+
+# What a work item's priority is made of (annotate.services.priority), each in [0, 1] before its weight.
+PRIORITY_SOURCES = ("uncertainty", "disagreement", "coverage")
+DEFAULT_PRIORITY_WEIGHTS = {source: 1.0 for source in PRIORITY_SOURCES}
 
 
 class MessageRole(models.TextChoices):
@@ -251,12 +277,23 @@ class CandidateSet(TimeStamped):
         ]
 
 
+class PriorityHold(models.TextChoices):
+    NONE = "", "Computed"
+    PINNED = "pinned", "Pinned first by an admin"
+    FROZEN = "frozen", "Frozen by an admin"
+
+
 class WorkItem(TimeStamped):
     """Something that needs `needed` distinct annotators: the unit the queue hands out.
 
     `open_slots` is needed minus submitted minus live leases, kept on the row itself so that
     the locking query re-checks it after waiting for another transaction (Postgres re-evaluates
     a locked row's own columns, not subqueries over other tables).
+
+    The queue hands out the highest `priority` first, oldest first among equals. It is computed
+    (annotate.services.priority) from the sources in `priority_why`, unless an admin pinned or
+    froze it (`priority_hold`); `signals` holds what the training side measured (the reward
+    model's uncertainty, coverage of model versions), which annotate cannot compute itself.
     """
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="work_items")
@@ -271,13 +308,27 @@ class WorkItem(TimeStamped):
     # Who may never get it: the authors of what it judges.
     excluded_user_ids = ArrayField(models.BigIntegerField(), default=list, blank=True)
     closed_reason = models.CharField(max_length=200, blank=True)
+    priority = models.FloatField(default=0.0)
+    priority_why = models.JSONField(default=dict, blank=True, help_text="each source's value, weight and points")
+    priority_boost = models.FloatField(default=0.0, help_text="added by an admin to the computed priority")
+    priority_hold = models.CharField(max_length=16, choices=PriorityHold.choices, default=PriorityHold.NONE, blank=True)
+    signals = models.JSONField(default=dict, blank=True, help_text="measured by training: reward-model uncertainty...")
+    # Judgements counted when adaptive overlap last looked at this item's agreement: it looks
+    # again only after another judgement came in.
+    overlap_checked = models.PositiveSmallIntegerField(default=0)
 
     class Meta:
         indexes = [
+            # The lease's order: highest priority first, oldest first among equals.
             models.Index(
-                fields=["project", "kind", "created_at", "id"],
-                condition=Q(open_slots__gt=0),
-                name="workitem_open",
+                models.F("project"), models.F("kind"), models.F("priority").desc(), models.F("created_at"),
+                models.F("id"), condition=Q(open_slots__gt=0), name="workitem_open_by_priority",
+            ),
+            # Adaptive overlap's probe: judged sets whose agreement nobody has looked at yet.
+            models.Index(
+                fields=["project"],
+                condition=Q(done__gte=models.F("needed"), overlap_checked__lt=models.F("done")) & Q(done__gte=2),
+                name="workitem_overlap_unchecked",
             ),
         ]
         constraints = [
@@ -287,6 +338,9 @@ class WorkItem(TimeStamped):
                 condition=Q(open_slots__lte=models.F("needed") - models.F("done")), name="workitem_slots_le_left"
             ),
             models.CheckConstraint(condition=Q(kind__in=TaskKind.values), name="workitem_kind_valid"),
+            models.CheckConstraint(
+                condition=Q(priority_hold__in=PriorityHold.values), name="workitem_priority_hold_valid"
+            ),
         ]
 
 
@@ -319,7 +373,6 @@ class Task(TimeStamped):
     class Meta:
         indexes = [
             models.Index(fields=["project", "lease_expires_at"], condition=Q(state="leased"), name="task_leased"),
-            models.Index(fields=["annotator", "project"], condition=Q(state="leased"), name="task_leased_by"),
             models.Index(fields=["project", "finished_at"]),
         ]
         constraints = [
@@ -327,6 +380,11 @@ class Task(TimeStamped):
             # first: the queue's "not already mine" probe is (annotator, item), and leading with
             # the annotator keeps the planner on this index even before statistics exist.
             models.UniqueConstraint(fields=["annotator", "item"], name="task_item_once_per_annotator"),
+            # One lease per annotator per project: taking a new one releases the old in the same
+            # statement (annotate.services.queue), and this holds it whatever two requests race.
+            models.UniqueConstraint(
+                fields=["annotator", "project"], condition=Q(state="leased"), name="task_one_lease_per_annotator"
+            ),
             models.CheckConstraint(condition=Q(state__in=TaskState.values), name="task_state_valid"),
             models.CheckConstraint(
                 condition=Q(item__isnull=False) | Q(kind=TaskKind.PROMPT), name="task_item_except_new_prompt"

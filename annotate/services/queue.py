@@ -4,13 +4,15 @@ The pool is WorkItem rows with open slots. Leasing locks one row with FOR UPDATE
 (so concurrent annotators pass over each other's rows instead of queueing behind them) and
 decrements its open_slots in the same statement; a unique (item, annotator) constraint makes
 "never the same item twice to one person" hold even if two of one person's requests race.
-No table lock, no global mutex.
+The highest priority comes first (annotate.services.priority computes it), the oldest first
+among equal priorities. An annotator holds at most one lease per project: the statement that
+takes a new one releases the old (its slot goes back), and a unique index on the leased rows
+holds it under races. No table lock, no global mutex.
 """
 
 import random
 import time
 from contextlib import nullcontext
-from datetime import timedelta
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, connection, transaction
@@ -19,11 +21,26 @@ from django.utils import timezone
 
 from annotate.models import Project, Task, TaskKind, TaskState, WorkItem
 from annotate.rules import KIND_ROLE, allowed_kinds, role_may_do
+from annotate.services import priority
 from platform_common.errors import Conflict, NotYours
 from platform_common.raw_sql import columns, fetch_one
 
-# Take one slot of the oldest item this annotator may have and record the lease, in one
-# statement: it is its own transaction, one round trip to the server.
+# Release the lease the annotator holds in the project (of another kind than asked for, or run
+# out) and give its slot back, when a new one is taken (`{when}`). A lease being submitted right
+# now is waited for, and is then no longer 'leased': it is not released twice.
+RELEASE_HELD = """released AS (
+    UPDATE annotate_task SET state = 'expired', finished_at = now(), updated_at = now()
+    WHERE annotator_id = %(user)s AND project_id = %(project)s AND state = 'leased' {when}
+    RETURNING item_id
+), returned AS (
+    UPDATE annotate_workitem w SET open_slots = w.open_slots + 1, updated_at = now()
+    FROM released WHERE w.id = released.item_id AND w.closed_reason = ''
+)"""
+
+# Take one slot of the first item this annotator may have, release the lease they held (only if
+# a slot was found), and record the new lease, in one statement: it is its own transaction, one
+# round trip to the server. The INSERT reads `released`, and `released` reads `slot`, so they run
+# in that order and the old lease has left the one-lease index before the new row enters it.
 LEASE_ONE_ITEM = """
 WITH slot AS (
     UPDATE annotate_workitem SET open_slots = open_slots - 1, updated_at = now()
@@ -35,22 +52,46 @@ WITH slot AS (
           -- the planner (misled by young statistics) scanned all the annotator's tasks per item.
           AND NOT EXISTS (
               SELECT 1 FROM annotate_task t WHERE t.annotator_id = %(user)s AND t.item_id = w.id OFFSET 0)
-        ORDER BY w.created_at, w.id
+        ORDER BY w.priority DESC, w.created_at, w.id
         LIMIT 1
         FOR UPDATE SKIP LOCKED
     )
     RETURNING id
-)
+), """ + RELEASE_HELD.format(when="AND EXISTS (SELECT 1 FROM slot)") + """
 INSERT INTO annotate_task (
     created_at, updated_at, project_id, kind, item_id, annotator_id, state, lease_expires_at,
     submit_key, guideline_version, result)
 SELECT now(), now(), %(project)s, %(kind)s, slot.id, %(user)s, 'leased',
        now() + make_interval(secs => %(lease)s), '', %(guideline)s, '{}'::jsonb
-FROM slot
+FROM slot WHERE (SELECT count(*) FROM released) >= 0
 RETURNING id, created_at, updated_at, item_id, lease_expires_at
 """
 
-# The lease the annotator already holds, if any (served by the small task_leased_by index).
+# A new conversation's first prompt needs no item: only the release and the lease.
+LEASE_NEW_PROMPT = "WITH " + RELEASE_HELD.format(when="") + """
+INSERT INTO annotate_task (
+    created_at, updated_at, project_id, kind, item_id, annotator_id, state, lease_expires_at,
+    submit_key, guideline_version, result)
+SELECT now(), now(), %(project)s, 'prompt', NULL, %(user)s, 'leased',
+       now() + make_interval(secs => %(lease)s), '', %(guideline)s, '{}'::jsonb
+WHERE (SELECT count(*) FROM released) >= 0
+RETURNING id, created_at, updated_at, item_id, lease_expires_at
+"""
+
+# Whether an item is open to the annotator at all, locked or not: when the lease found none,
+# SKIP LOCKED may only have passed over rows that a recompute or another lease held a moment.
+OPEN_FOR_ME = """
+SELECT EXISTS (
+    SELECT 1 FROM annotate_workitem w
+    WHERE w.project_id = %(project)s AND w.kind = %(kind)s AND w.open_slots > 0
+      AND NOT (%(user)s = ANY (w.excluded_user_ids))
+      AND NOT EXISTS (
+          SELECT 1 FROM annotate_task t WHERE t.annotator_id = %(user)s AND t.item_id = w.id OFFSET 0))
+"""
+LOCKED_RETRIES = 3
+LOCKED_WAIT_SECONDS = 0.01
+
+# The lease the annotator already holds, if any (served by the one-lease-per-annotator index).
 HELD_LEASE = f"""
 SELECT {columns(Task, "t")} FROM annotate_task t
 WHERE t.annotator_id = %(user)s AND t.project_id = %(project)s AND t.state = 'leased'
@@ -110,7 +151,9 @@ def task_next(*, project: Project, annotator, role: str, kind: str | None = None
     """Lease the next task for the annotator, or return the one they already hold.
 
     Kinds come in a random order weighted by the project's task mix (or just `kind`);
-    within a kind, the oldest item that still needs people comes first.
+    within a kind, the item of highest priority that still needs people comes first, the
+    oldest among equals. A held lease of another kind (or run out) is released when the new
+    one is taken: one lease per annotator per project.
     """
     settings = project.settings
     weights = settings.weights()
@@ -120,6 +163,8 @@ def task_next(*, project: Project, annotator, role: str, kind: str | None = None
     if kind is not None and weights.get(kind, 0) <= 0:
         raise ValidationError({"kind": f"this project hands out no {kind} tasks (its task mix gives them weight 0)"})
     leases_reclaim(project=project)
+    if settings.adaptive_overlap_cap:
+        priority.overlap_adapt_due(project=project)
     held = fetch_one(HELD_LEASE, {"user": annotator.id, "project": project.id, "kinds": kinds}, [Task])
     if held is not None:
         return held[0]
@@ -139,30 +184,32 @@ def _lease(*, project, annotator, kind, settings) -> Task | None:
         "lease": settings.lease_seconds,
         "guideline": project.guideline_version,
     }
-    for _attempt in range(3):
+    locked_retries = LOCKED_RETRIES
+    for _attempt in range(3 + LOCKED_RETRIES):
         try:
             row = _run_one_statement(LEASE_ONE_ITEM, params)
+            if row is None and kind == TaskKind.PROMPT:
+                # No chat waits for its next turn: write a new conversation's first prompt.
+                row = _run_one_statement(LEASE_NEW_PROMPT, params)
         except IntegrityError:
-            # The same annotator's other request leased this item a moment ago; the slot
-            # decrement rolled back with it. Try the next item.
+            # The same annotator's other request leased this item, or took a lease, a moment
+            # ago; this statement rolled back whole (slot and release). Try again.
             continue
         if row is not None:
             task_id, created_at, updated_at, item_id, lease_expires_at = row
             return Task(
-                id=task_id, created_at=created_at, updated_at=updated_at, project=project, kind=kind,
-                item_id=item_id, annotator=annotator, state=TaskState.LEASED, lease_expires_at=lease_expires_at,
-                submit_key="", guideline_version=project.guideline_version, result={},
+                id=task_id, created_at=created_at, updated_at=updated_at, project=project,
+                kind=TaskKind.PROMPT if item_id is None else kind, item_id=item_id, annotator=annotator,
+                state=TaskState.LEASED, lease_expires_at=lease_expires_at, submit_key="",
+                guideline_version=project.guideline_version, result={},
             )
-        if kind != TaskKind.PROMPT:
-            return None
-        # No chat waits for its next turn: write a new conversation's first prompt.
-        return Task.objects.create(
-            project=project,
-            kind=kind,
-            annotator=annotator,
-            lease_expires_at=timezone.now() + timedelta(seconds=settings.lease_seconds),
-            guideline_version=project.guideline_version,
-        )
+        if locked_retries and _run_one_statement(OPEN_FOR_ME, params)[0]:
+            # Every open item was locked a moment (a priority recompute writing, others leasing):
+            # "nothing for you" would be wrong, so look again shortly.
+            locked_retries -= 1
+            time.sleep(LOCKED_WAIT_SECONDS)
+            continue
+        return None
     return None
 
 
