@@ -5,6 +5,9 @@ holds one tree (and the rankings about it) at a time, however large the project.
 that is excluded (flagged or rejected, not cleared) takes everything under it out of every
 export. Every row carries provenance: pseudonymous annotator ids, where each reply came from
 (annotator, import, or model with its version), and times.
+
+The held-out split is decided by content (Splits): two copies of one prompt, or of one document,
+always share a split, and a root keeps the split it was first exported in.
 """
 
 import hashlib
@@ -23,12 +26,14 @@ from django.db.models import Avg
 from django.utils.dateparse import parse_datetime
 
 from annotate.agreement import ranked_pairs
-from annotate.models import CorpusText, Label, MessageRole, MessageSource, ReviewState
+from annotate.models import CorpusText, Label, Message, MessageRole, MessageSource, ReviewState, Split
 
 CHUNK = 5000
 HELDOUT_PERCENT = 10
+# Plain strings, not the enum's members: split names go into file names and the dataset card's YAML.
+TRAIN, TEST = Split.TRAIN.value, Split.TEST.value
 MESSAGE_FIELDS = ("id", "parent_id", "root_id", "role", "text", "source", "author_id", "review_state",
-                  "excluded", "created_at", "model_version", "model_name", "source_user")
+                  "excluded", "created_at", "model_version", "model_name", "source_user", "split")
 
 
 @dataclass(frozen=True)
@@ -88,19 +93,84 @@ class Filters:
         return (self.since is None or when >= self.since) and (self.until is None or when < self.until)
 
 
-def is_heldout(project_id: int, key: int) -> bool:
-    """The fixed held-out split: a seeded hash of the root message id (or document id), so a
-    prompt held out once is held out in every later snapshot of the project."""
-    digest = hashlib.sha256(f"heldout:{project_id}:{key}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") % 100 < HELDOUT_PERCENT
+def content_digest(text: str) -> bytes:
+    """Return the digest of what decides a text's split: the text casefolded, its whitespace collapsed."""
+    return hashlib.blake2b(" ".join(text.casefold().split()).encode(), digest_size=16).digest()
+
+
+def content_split(project_id: int, digest: bytes) -> str:
+    """Return the split the content rule gives a text of this digest: a seeded hash, HELDOUT_PERCENT held out."""
+    seeded = hashlib.sha256(f"heldout:{project_id}:".encode() + digest).digest()
+    return TEST if int.from_bytes(seeded[:8], "big") % 100 < HELDOUT_PERCENT else TRAIN
+
+
+class Splits:
+    """The held-out split of a project's trees (by their root prompts) or documents, fixed once decided.
+
+    A root's split is its content's: every root whose normalised text (content_digest) is the same shares
+    one split, so no prompt and no document is in both splits of any export. The content rule (a seeded
+    hash of the normalised text) decides a text none of whose copies was exported yet. Every root an export
+    reaches is remembered with its split (`remember`, then `save`), and a text with remembered copies keeps
+    theirs, so a prompt held out once stays held out in every later snapshot, whatever rule decided it then.
+    Copies remembered in both splits (from before splits went by content) are held out: held out once is
+    held out for good, and a held-out text must not be trained on.
+
+    Memory holds only the texts whose remembered split differs from the content rule, and the held-out
+    ones' digests, not every root.
+    """
+
+    def __init__(self, project_id: int, *, documents: bool = False):
+        self.project_id = project_id
+        self.model = CorpusText if documents else Message
+        self.pending: dict[str, list[int]] = {TRAIN: [], TEST: []}
+        remembered = self.model.objects.filter(project_id=project_id).exclude(split="")
+        if not documents:
+            remembered = remembered.filter(parent__isnull=True)
+        trained, tested = set(), set()  # digests of held-out content remembered in train, and in test
+        self.overrides: dict[bytes, str] = {}
+        for text, split in remembered.values_list("text", "split").iterator(chunk_size=CHUNK):
+            digest = content_digest(text)
+            if content_split(project_id, digest) == TRAIN:
+                if split == TEST:
+                    self.overrides[digest] = TEST
+            else:
+                (tested if split == TEST else trained).add(digest)
+        for digest in trained - tested:
+            self.overrides[digest] = TRAIN
+
+    def of(self, text: str) -> str:
+        digest = content_digest(text)
+        return self.overrides.get(digest) or content_split(self.project_id, digest)
+
+    def remember(self, id: int, split: str, remembered: str) -> None:
+        """Note that the root (or document) `id`, remembered in `remembered` ("" for none), went to `split`."""
+        if not remembered:
+            self.pending[split].append(id)
+            if len(self.pending[split]) >= CHUNK:
+                self.save()
+
+    def save(self) -> None:
+        """Write the splits noted since the last save. A root remembered already keeps what it has: a text
+        whose copies are in both splits is held out by the rule above, not by rewriting what was remembered."""
+        for split, ids in self.pending.items():
+            if ids:
+                self.model.objects.filter(id__in=ids, split="").update(split=split)
+        self.pending = {TRAIN: [], TEST: []}
+
+
+def is_heldout(project_id: int, root_id: int) -> bool:
+    """Whether the project's exports hold out the tree of this root prompt (for tests and scripts that check)."""
+    text = Message.objects.filter(project_id=project_id, id=root_id).values_list("text", flat=True).get()
+    return Splits(project_id).of(text) == TEST
 
 
 def annotator_pseudonym(project_id: int, user_id: int | None) -> str | None:
     """A stable pseudonymous annotator id: the same person gets the same id in every snapshot
-    of the project, and the id cannot be turned back into the account without the secret key."""
+    of the project, and the id cannot be turned back into the account without PSEUDONYM_KEY, a
+    secret of its own (rotating SECRET_KEY renames nobody)."""
     if user_id is None:
         return None
-    mac = hmac.new(settings.SECRET_KEY.encode(), f"{project_id}:{user_id}".encode(), hashlib.sha256)
+    mac = hmac.new(settings.PSEUDONYM_KEY.encode(), f"{project_id}:{user_id}".encode(), hashlib.sha256)
     return "a-" + mac.hexdigest()[:12]
 
 
@@ -113,6 +183,7 @@ class Tree:
         self.project_id = project_id
         self.messages = {row[0]: MessageRow._make(row) for row in rows}
         self.root_id = rows[0][2]
+        self.root = self.messages[self.root_id]
         self.pseudonyms = pseudonyms
 
     def path(self, message_id: int) -> list[MessageRow] | None:
@@ -160,7 +231,8 @@ def turns(path: list[MessageRow]) -> list[dict]:
 # keys as text, so Python decodes no JSON (the ORM's converters cost more than the read).
 TREES = """
 SELECT id, parent_id, root_id, role, text, source, author_id, review_state, excluded,
-       to_json(created_at) #>> '{}', origin ->> 'model_version', origin ->> 'model_name', origin ->> 'source_user'
+       to_json(created_at) #>> '{}', origin ->> 'model_version', origin ->> 'model_name', origin ->> 'source_user',
+       split
 FROM annotate_message WHERE project_id = %s ORDER BY root_id, depth, id
 """
 
@@ -179,6 +251,16 @@ def trees(project) -> Iterator[Tree]:
         yield Tree(project.id, current, pseudonyms)
 
 
+def split_trees(project) -> Iterator[tuple[str, Tree]]:
+    """(split, tree) for each tree of the project, remembering the split of every root it reaches."""
+    splits = Splits(project.id)
+    for tree in trees(project):
+        split = splits.of(tree.root.text)
+        splits.remember(tree.root_id, split, tree.root.split)
+        yield split, tree
+    splits.save()
+
+
 def sft_rows(project, *, demonstrations: str = "accepted", filters: Filters = Filters()) -> Iterator[tuple[str, dict]]:
     """(split, row) for each whole conversation that ends in a reply worth imitating:
     accepted human demonstrations by default, or every non-excluded reply (`all`)."""
@@ -188,8 +270,7 @@ def sft_rows(project, *, demonstrations: str = "accepted", filters: Filters = Fi
             Label.objects.filter(message__project=project, quality__isnull=False)
             .values_list("message_id").annotate(mean=Avg("quality"))
         )
-    for tree in trees(project):
-        split = "test" if is_heldout(project.id, tree.root_id) else "train"
+    for split, tree in split_trees(project):
         for message in tree.messages.values():
             if message.role != MessageRole.ASSISTANT:
                 continue
@@ -215,8 +296,7 @@ def _reply_kept(tree, message, filters: Filters, quality: dict) -> bool:
 
 def prompt_rows(project, *, filters: Filters = Filters()) -> Iterator[tuple[str, dict]]:
     """(split, row) for every user turn, with the conversation before it, for PPO/RLOO."""
-    for tree in trees(project):
-        split = "test" if is_heldout(project.id, tree.root_id) else "train"
+    for split, tree in split_trees(project):
         for message in tree.messages.values():
             if message.role != MessageRole.USER or not filters.in_time(message.created_at):
                 continue
@@ -226,9 +306,14 @@ def prompt_rows(project, *, filters: Filters = Filters()) -> Iterator[tuple[str,
 
 
 def pretraining_rows(project) -> Iterator[tuple[str, dict]]:
-    documents = CorpusText.objects.filter(project=project).order_by("id").values_list("id", "text").iterator(chunk_size=CHUNK)
-    for document_id, text in documents:
-        yield ("test" if is_heldout(project.id, document_id) else "train"), {"text": text}
+    """(split, row) for every document, its split decided by its normalised text (Splits)."""
+    splits = Splits(project.id, documents=True)
+    documents = CorpusText.objects.filter(project=project).order_by("id").values_list("id", "text", "split")
+    for document_id, text, remembered in documents.iterator(chunk_size=CHUNK):
+        split = splits.of(text)
+        splits.remember(document_id, split, remembered)
+        yield split, {"text": text}
+    splits.save()
 
 
 # The pairs' rankings, in the trees' order, by plain SQL (as TREES): the ORM's converters cost more
@@ -278,8 +363,7 @@ def preference_rows(project, side, *, filters: Filters = Filters()) -> Iterator[
     by, the raw per-annotator rankings and each set's consensus order.
     """
     ranked = _ByRoot(rankings(project, filters))
-    for tree in trees(project):
-        split = "test" if is_heldout(project.id, tree.root_id) else "train"
+    for split, tree in split_trees(project):
         by_set = {}
         for ranking in ranked.take(tree.root_id):
             by_set.setdefault(ranking[1], []).append(ranking)
@@ -395,8 +479,7 @@ def unpaired_rows(project, *, filters: Filters = Filters()) -> Iterator[tuple[st
     """
     ranked = _ByRoot(rankings(project, filters))
     judged = _ByRoot(_message_judgements(project))
-    for tree in trees(project):
-        split = "test" if is_heldout(project.id, tree.root_id) else "train"
+    for split, tree in split_trees(project):
         yield from _unpaired_of_tree(tree, split, ranked.take(tree.root_id), judged.take(tree.root_id), filters)
 
 
