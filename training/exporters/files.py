@@ -12,30 +12,38 @@ import orjson
 
 
 class SplitFiles:
-    """One JSONL file per split under `folder`, named `<stem>-<split>.jsonl`."""
+    """One JSONL file per split under `folder`, named `<stem>-<split>.jsonl`.
+
+    Every split named in `splits` gets its file, empty when no row went to it, so a reader that names
+    each split's file (`load_dataset("json", data_files={"train": ..., "test": ...})`) finds them all.
+    """
 
     # Rows are written (and hashed) a megabyte at a time: one write and sha256 update per
     # thousand rows or so, rather than per row.
     BUFFER_BYTES = 1 << 20
 
-    def __init__(self, folder: Path, stem: str):
-        self.folder, self.stem = folder, stem
+    def __init__(self, folder: Path, stem: str, splits: tuple[str, ...] = ()):
+        self.folder, self.stem, self.splits = folder, stem, splits
         self.handles, self.digests, self.rows, self.pending = {}, {}, {}, {}
 
     def write(self, split: str, row: dict) -> None:
         """Write one row as a line of JSON."""
         pending = self.pending.get(split)
         if pending is None:
-            self.handles[split] = (self.folder / f"{self.stem}-{split}.jsonl").open("wb")
-            self.digests[split] = hashlib.sha256()
-            self.rows[split] = 0
-            pending = self.pending[split] = bytearray()
+            pending = self._open(split)
         # Appended to one buffer, not held as a bytes object per row: a thousand rows alive at
         # once fragment the heap, for 20 MB more at a million pairs.
         pending += orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE)
         self.rows[split] += 1
         if len(pending) >= self.BUFFER_BYTES:
             self._flush(split)
+
+    def _open(self, split: str) -> bytearray:
+        self.handles[split] = (self.folder / f"{self.stem}-{split}.jsonl").open("wb")
+        self.digests[split] = hashlib.sha256()
+        self.rows[split] = 0
+        pending = self.pending[split] = bytearray()
+        return pending
 
     def _flush(self, split: str) -> None:
         pending = self.pending[split]
@@ -44,10 +52,17 @@ class SplitFiles:
         pending.clear()
 
     def paths(self) -> list[Path]:
+        self._open_missing()
         return [Path(handle.name) for _, handle in sorted(self.handles.items())]
+
+    def _open_missing(self) -> None:
+        for split in self.splits:
+            if split not in self.handles:
+                self._open(split)
 
     def close(self) -> list[dict]:
         """Close the files; return their descriptions (name, split, rows, bytes, sha256)."""
+        self._open_missing()
         described = []
         for split, handle in sorted(self.handles.items()):
             self._flush(split)
@@ -60,11 +75,16 @@ class SplitFiles:
         return described
 
 
-def describe(path: Path, *, split: str, rows: int, format: str) -> dict:
-    """Describe a file written some other way (its sha256 read back from disk)."""
+def describe(path: Path, *, split: str | None, rows: int | None, format: str) -> dict:
+    """Describe a file written some other way (its sha256 read back from disk); the card has no split."""
+    return {"name": path.name, "split": split, "rows": rows, "format": format,
+            "bytes": path.stat().st_size, "sha256": sha256_of(path)}
+
+
+def sha256_of(path: Path) -> str:
+    """The file's sha256, read a megabyte at a time."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
-    return {"name": path.name, "split": split, "rows": rows, "format": format,
-            "bytes": path.stat().st_size, "sha256": digest.hexdigest()}
+    return digest.hexdigest()

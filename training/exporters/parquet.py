@@ -48,6 +48,13 @@ def schemas() -> dict:
             ("prompt", turns), ("provenance", pa.struct([("root_id", pa.int64()), ("message_id", pa.int64())]))
         ]),
         "pretraining": pa.schema([("text", pa.string())]),
+        # The side files of a preference snapshot: never converted, but their card names these features.
+        "rankings": pa.schema([
+            ("candidate_set_id", pa.int64()), ("ranking_id", pa.int64()), ("annotator", pa.string()),
+            ("imported", pa.bool_()), ("tiers", pa.list_(pa.list_(pa.int64()))), ("all_bad", pa.bool_()),
+            ("guideline_version", pa.int64()), ("at", pa.string()),
+        ]),
+        "consensus": pa.schema([("candidate_set_id", pa.int64()), ("order", pa.list_(pa.int64())), ("rankings", pa.int64())]),
     }
 
 
@@ -58,6 +65,11 @@ def jsonl_to_parquet(source: Path, kind: str) -> Path:
 
     schema = schemas()[kind]
     target = source.with_suffix(".parquet")
+    if source.stat().st_size == 0:
+        # An empty split: a file with the schema and no row group. pyarrow's JSON reader refuses an empty
+        # file, and `datasets` fails on a row group of 0 rows (it asks for batches of that size).
+        pq.ParquetWriter(target, schema).close()
+        return target
     reader = pa_json.open_json(
         source,
         read_options=pa_json.ReadOptions(block_size=BLOCK_BYTES),

@@ -1,0 +1,239 @@
+"""A snapshot's dataset card: the README.md beside its files that lets `datasets.load_dataset(folder)` open it.
+
+The YAML header is what `datasets` and the Hugging Face hub read: `configs` (which file holds each split),
+`dataset_info` (the features and each split's row count, which `load_dataset` checks against the files) and
+`license`. Under `snapshot` it records how the snapshot was made: project, kind, version, filters, the guideline
+versions its judgements were made under, the platform's version, every split's row count, each file's sha256,
+and the sources of the project's data with a licence each. The body says the same for a person.
+
+A split with no rows keeps its (empty) file, but is left out of `configs`: `datasets` 5.2 refuses to load a
+DatasetDict with a split of no rows ('Instruction "test" corresponds to no data!', huggingface/datasets#8401),
+so listing it would make `load_dataset(folder)` fail for the splits that do have rows.
+
+`datasets` is imported only when a card is written, as pyarrow is in parquet.py.
+"""
+
+import importlib.metadata
+from functools import cache
+from pathlib import Path
+
+import yaml
+from django.conf import settings
+from django.db.models import Count
+from django.db.models.fields.json import KT
+
+from annotate.models import CorpusText, ImportBatch, Label, Message, MessageRole, MessageSource, Ranking, Review
+from training.exporters.parquet import schemas
+
+CARD_NAME = "README.md"
+# The side files of a preference snapshot, each a config of its own beside the pairs.
+SIDE_FILES = {"preference": ("rankings", "consensus")}
+LIBRARIES = ("django", "trl", "transformers", "datasets", "pyarrow")
+UNKNOWN_LICENSE = "unknown"
+
+
+def card_write(*, folder: Path, project, kind: str, version: int, filters: dict, counts: dict, files: list[dict],
+               created_at) -> Path:
+    """Write the card of a snapshot whose files (`files`, as SplitFiles describes them) are in `folder`."""
+    sources = _sources(project, kind)
+    licenses = sorted({source["license"] for source in sources}) or [settings.SNAPSHOT_LICENSE]
+    made = {
+        "project": {"id": project.id, "name": project.name},
+        "kind": kind,
+        "version": version,
+        "created_at": created_at.isoformat(),
+        "filters": filters,
+        "rows": dict(sorted(counts.items(), key=lambda item: item[0] != "train")),
+        "guideline_versions": {"current": project.guideline_version, "judged_under": _guideline_versions(project, kind)},
+        "platform_version": platform_version(),
+        "excluded_messages": Message.objects.filter(project=project, excluded=True).count(),
+        "sources": sources,
+        "files": [{key: item[key] for key in ("name", "split", "rows", "format", "bytes", "sha256")} for item in files],
+    }
+    header = _header(kind, files, licenses=licenses, pretty_name=f"{project.name}: {kind} v{version}")
+    header["snapshot"] = made
+    text = "---\n" + yaml.safe_dump(header, sort_keys=False, allow_unicode=True) + "---\n\n" + _body(made, header)
+    path = folder / CARD_NAME
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def card_read(folder: Path) -> dict:
+    """The YAML header of the card in `folder`."""
+    text = (folder / CARD_NAME).read_text(encoding="utf-8")
+    _, header, _ = text.split("---\n", 2)
+    return yaml.safe_load(header)
+
+
+def _header(kind: str, files: list[dict], *, licenses: list[str], pretty_name: str) -> dict:
+    """The part of the YAML that `datasets` and the hub read, built by `datasets`' own card writers."""
+    from datasets import DatasetInfo, Features, SplitDict, SplitInfo
+    from datasets.info import DatasetInfosDict
+    from datasets.utils.metadata import MetadataConfigs
+    from huggingface_hub import DatasetCardData
+
+    configs, infos = {}, {}
+    for stem in (kind, *SIDE_FILES.get(kind, ())):
+        mine = [item for item in files if item["name"].startswith(f"{stem}-") and item.get("split")]
+        # The JSONL files, even where Parquet copies were written: `datasets` picks one loader for the whole
+        # folder from its commonest file type, and the side files are JSONL only. The card's features type them.
+        chosen = [item for item in mine if item["format"] == "jsonl"]
+        loaded = sorted((item for item in chosen if item["rows"]), key=lambda item: item["split"] != "train")
+        name = "default" if stem == kind else stem
+        configs[name] = {"data_files": [{"split": item["split"], "path": item["name"]} for item in loaded]}
+        if stem == kind:
+            configs[name]["default"] = True
+        # num_bytes is the file's size: `datasets` means the Arrow table's, which an export never measures and
+        # `load_dataset` never checks, but it ignores every split's count (which it checks) if one has none.
+        splits = SplitDict({item["split"]: SplitInfo(item["split"], num_bytes=item["bytes"], num_examples=item["rows"])
+                            for item in loaded})
+        infos[name] = DatasetInfo(features=Features.from_arrow_schema(schemas()[stem]), splits=splits, config_name=name)
+    data = DatasetCardData(license=licenses[0] if len(licenses) == 1 else licenses, pretty_name=pretty_name)
+    MetadataConfigs(configs).to_dataset_card_data(data)
+    DatasetInfosDict(infos).to_dataset_card_data(data)
+    header = data.to_dict()
+    # The sums of the Arrow sizes above (see num_bytes), which nothing reads: left out rather than half true.
+    for info in header["dataset_info"] if isinstance(header["dataset_info"], list) else [header["dataset_info"]]:
+        for key in ("dataset_size", "download_size"):
+            info.pop(key, None)
+    return header
+
+
+def _sources(project, kind: str) -> list[dict]:
+    """Where the project's data of this kind came from, with a licence each: the platform's own annotators
+    and models (settings.SNAPSHOT_LICENSE), and each import batch (unknown: an import records no licence)."""
+    batches = {batch.id: batch for batch in ImportBatch.objects.filter(project=project)}
+    found = []
+    if kind == "pretraining":
+        counted = CorpusText.objects.filter(project=project).values("batch_id").annotate(n=Count("id")).order_by("batch_id")
+        for row in counted:
+            found.append(_imported(batches.get(row["batch_id"]), row["batch_id"], texts=row["n"]))
+        return found
+    counted = (Message.objects.filter(project=project).values("source", batch=KT("origin__import"))
+               .annotate(n=Count("id")).order_by("source", "batch"))
+    for row in counted:
+        if row["source"] == MessageSource.IMPORT:
+            batch_id = int(row["batch"]) if row["batch"] else None
+            found.append(_imported(batches.get(batch_id), batch_id, messages=row["n"]))
+        else:
+            found.append({"source": row["source"], "messages": row["n"], "license": settings.SNAPSHOT_LICENSE})
+    return found
+
+
+def _imported(batch, batch_id, **counts) -> dict:
+    described = {"source": "import", "import_id": batch_id, **counts, "license": UNKNOWN_LICENSE}
+    if batch is not None:
+        described |= {"file": batch.filename, "format": batch.format, "sha256": batch.sha256}
+    return described
+
+
+def _guideline_versions(project, kind: str) -> list[int]:
+    """The guideline versions recorded on the project's judgements that this kind exports."""
+    rankings = Ranking.objects.filter(candidate_set__project=project).values_list("guideline_version", flat=True)
+    labels = Label.objects.filter(message__project=project).values_list("guideline_version", flat=True)
+    reviews = Review.objects.filter(message__project=project).values_list("guideline_version", flat=True)
+    messages = Message.objects.filter(project=project)
+    by_kind = {
+        "preference": [rankings],
+        "unpaired": [rankings, labels, reviews],
+        "sft": [messages.filter(role=MessageRole.ASSISTANT).values_list("guideline_version", flat=True), reviews, labels],
+        "prompts": [messages.filter(role=MessageRole.USER).values_list("guideline_version", flat=True)],
+        "pretraining": [],
+    }
+    versions = set()
+    for values in by_kind[kind]:
+        versions |= set(values.exclude(guideline_version=None).distinct())
+    return sorted(versions)
+
+
+@cache
+def platform_version() -> dict:
+    """The checkout's commit (read from .git, no git binary needed) and the versions of the libraries that
+    wrote and will read the files."""
+    found = {"commit": _commit(Path(settings.BASE_DIR) / ".git")}
+    for name in LIBRARIES:
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+def _commit(git: Path) -> str | None:
+    try:
+        head = (git / "HEAD").read_text().strip()
+        if not head.startswith("ref: "):
+            return head
+        ref = head[5:]
+        if (git / ref).is_file():
+            return (git / ref).read_text().strip()
+        for line in (git / "packed-refs").read_text().splitlines():
+            if line.endswith(f" {ref}"):
+                return line.split()[0]
+    except OSError:
+        pass  # not a checkout (an installed copy, or .git is a worktree's file): no commit to name
+    return None
+
+
+def _body(made: dict, header: dict) -> str:
+    kind, project = made["kind"], made["project"]
+    configs = header["configs"]
+    lines = [
+        f"# {header['pretty_name']}",
+        "",
+        f"A {kind} snapshot of the project \"{project['name']}\" (id {project['id']}), version {made['version']}, "
+        f"exported {made['created_at']}. Rows are in the format TRL reads for this kind; each row's `provenance` "
+        "says where it came from, with pseudonymous annotator ids.",
+        "",
+        "| split | rows |",
+        "| --- | --- |",
+        *(f"| {split} | {rows} |" for split, rows in sorted(made["rows"].items(), key=lambda item: item[0] != "train")),
+        "",
+        "## Loading",
+        "",
+        "```python",
+        "import datasets",
+        "",
+        "snapshot = datasets.load_dataset(\"path/to/this/folder\")",
+    ]
+    lines += [f"{config['config_name']} = datasets.load_dataset(\"path/to/this/folder\", \"{config['config_name']}\")"
+              for config in configs if config["config_name"] != "default"]
+    lines += ["```", ""]
+    empty = sorted(split for split, rows in made["rows"].items() if not rows)
+    if empty:
+        lines += [
+            f"The split{'s' if len(empty) > 1 else ''} {', '.join(empty)} has no rows: its files are here, empty, but "
+            "are not listed in the configs, since `datasets` refuses to load a split of no rows. "
+            "`load_dataset(\"json\", data_files={...}, streaming=True)` reads them.",
+            "",
+        ]
+    lines += [
+        "## How it was made",
+        "",
+        f"- filters: {made['filters'] or 'none'}",
+        f"- guideline versions: current {made['guideline_versions']['current']}, judgements made under "
+        f"{made['guideline_versions']['judged_under'] or 'none recorded'}",
+        f"- messages excluded from every export (flagged or rejected): {made['excluded_messages']}",
+        f"- platform: {', '.join(f'{name} {value}' for name, value in made['platform_version'].items() if value)}",
+        "",
+        "## Sources and licences",
+        "",
+        "| source | count | licence |",
+        "| --- | --- | --- |",
+    ]
+    for source in made["sources"]:
+        what = source["source"]
+        if source["source"] == "import":
+            what += f" {source['file']}" if source.get("file") else " (no import batch recorded)"
+        count = source.get("messages", source.get("texts"))
+        lines.append(f"| {what} | {count} | {source['license']} |")
+    lines += [
+        "",
+        "## Files",
+        "",
+        "| file | split | rows | sha256 |",
+        "| --- | --- | --- | --- |",
+        *(f"| {item['name']} | {item['split']} | {item['rows']} | `{item['sha256']}` |" for item in made["files"]),
+        "",
+    ]
+    return "\n".join(lines)
