@@ -1,6 +1,7 @@
 from django.urls import path
 
 from annotate.apis import accounts as apis
+from annotate.apis import audit as audit_apis
 from annotate.apis import imports as import_apis
 from annotate.apis import stats as stats_apis
 from annotate.apis import tasks as task_apis
@@ -32,6 +33,8 @@ urlpatterns = [
     ),
     path("invites/<str:token>/accept/", apis.InviteAcceptApi.as_view(), name="api-invite-accept"),
     path("users/<int:user_id>/deactivate/", apis.UserDeactivateApi.as_view(), name="api-user-deactivate"),
+    path("projects/<int:project_id>/audit/", audit_apis.ProjectAuditListApi.as_view(), name="api-project-audit"),
+    path("audit/", audit_apis.AuditListApi.as_view(), name="api-audit"),
 ]
 
 urlpatterns += [
@@ -66,4 +69,9 @@ urlpatterns += [
     path("projects/<int:project_id>/agreement/", stats_apis.AgreementApi.as_view(), name="api-agreement"),
     path("projects/<int:project_id>/stats/", stats_apis.ProjectStatsApi.as_view(), name="api-project-stats"),
     path("projects/<int:project_id>/imports/", import_apis.ImportCreateApi.as_view(), name="api-import-create"),
+    path("projects/<int:project_id>/queue/", task_apis.WorkItemPriorityListApi.as_view(), name="api-queue-order"),
+    path("projects/<int:project_id>/queue/pin/", task_apis.WorkItemPinApi.as_view(), name="api-queue-pin"),
+    path("projects/<int:project_id>/queue/boost/", task_apis.WorkItemBoostApi.as_view(), name="api-queue-boost"),
+    path("projects/<int:project_id>/queue/freeze/", task_apis.WorkItemFreezeApi.as_view(), name="api-queue-freeze"),
+    path("projects/<int:project_id>/queue/release/", task_apis.WorkItemReleaseApi.as_view(), name="api-queue-release"),
 ]

@@ -1,4 +1,4 @@
-"""REST API for the queue: next task, submit, skip, history, flags, trees, candidate sets."""
+"""REST API for the queue: next task, submit, skip, history, flags, trees, candidate sets, its order."""
 
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema, inline_serializer
@@ -11,7 +11,8 @@ from annotate.models import CandidateSet, CandidateSetKind, Flag, Message, Role,
 from annotate.selectors import accounts as account_selectors
 from annotate.selectors import tasks as task_selectors
 from annotate.selectors import tree as tree_selectors
-from annotate.services import judgements, queue, tree
+from annotate.selectors import work as work_selectors
+from annotate.services import judgements, priority, queue, tree
 from platform_common.serializers import StrictCharField
 
 
@@ -226,3 +227,95 @@ class CandidateSetCreateApi(APIView):
 def project_candidate_set(request, project_id, set_id) -> CandidateSet:
     project = account_selectors.project_for_member(user=request.user, project_id=project_id, role=Role.REVIEWER)
     return get_object_or_404(CandidateSet, pk=set_id, project=project)
+
+
+# ---------------------------------------------------------------------------------------------
+# The queue's order (admins): why each item is first, and pinning, boosting, freezing it.
+
+
+class WorkItemPriorityOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    kind = serializers.CharField()
+    candidate_set_id = serializers.IntegerField(allow_null=True)
+    message_id = serializers.IntegerField(allow_null=True)
+    needed = serializers.IntegerField()
+    done = serializers.IntegerField()
+    open_slots = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+    priority = serializers.FloatField()
+    priority_boost = serializers.FloatField()
+    priority_hold = serializers.CharField(help_text="'' computed, 'pinned' or 'frozen' by an admin")
+    priority_why = serializers.DictField(
+        help_text="per source (uncertainty, disagreement, coverage): value 0-1, weight and points; "
+        "the boost, the total, Kendall's W and judgements so far"
+    )
+    signals = serializers.DictField(help_text="what training measured: the reward model's uncertainty and its detail")
+
+
+class WorkItemPriorityListApi(APIView):
+    """The items still needing people, in the order the queue hands them out, with why (admins)."""
+
+    class FilterSerializer(serializers.Serializer):
+        kind = serializers.ChoiceField(choices=TaskKind.choices, required=False)
+
+    @extend_schema(parameters=[FilterSerializer], responses=WorkItemPriorityOutputSerializer(many=True))
+    def get(self, request, project_id):
+        project = account_selectors.project_for_member(user=request.user, project_id=project_id, role=Role.ADMIN)
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        items = work_selectors.work_items_in_order(project=project, kind=filters.validated_data.get("kind"))
+        return paginated(self, items, WorkItemPriorityOutputSerializer)
+
+
+class ItemIdsSerializer(serializers.Serializer):
+    item_ids = serializers.ListField(child=serializers.IntegerField(min_value=1), min_length=1, max_length=10_000)
+
+
+Changed = inline_serializer("PriorityChanged", {"changed": serializers.IntegerField()})
+
+
+class WorkItemPinApi(APIView):
+    """Put these items first in the queue, in the order given (admins); a recompute leaves them there."""
+
+    @extend_schema(request=ItemIdsSerializer, responses=Changed)
+    def post(self, request, project_id):
+        project = account_selectors.project_for_member(user=request.user, project_id=project_id, role=Role.ADMIN)
+        data = ItemIdsSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        return Response({"changed": priority.priority_pin(project=project, by=request.user, **data.validated_data)})
+
+
+class WorkItemBoostApi(APIView):
+    """Add `amount` to these items' computed priority (negative holds them back) (admins)."""
+
+    class InputSerializer(ItemIdsSerializer):
+        amount = serializers.FloatField(min_value=-1000, max_value=1000)
+
+    @extend_schema(request=InputSerializer, responses=Changed)
+    def post(self, request, project_id):
+        project = account_selectors.project_for_member(user=request.user, project_id=project_id, role=Role.ADMIN)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        return Response({"changed": priority.priority_boost(project=project, by=request.user, **data.validated_data)})
+
+
+class WorkItemFreezeApi(APIView):
+    """Keep these items' order as it is now, whatever a recompute says (admins)."""
+
+    @extend_schema(request=ItemIdsSerializer, responses=Changed)
+    def post(self, request, project_id):
+        project = account_selectors.project_for_member(user=request.user, project_id=project_id, role=Role.ADMIN)
+        data = ItemIdsSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        return Response({"changed": priority.priority_freeze(project=project, by=request.user, **data.validated_data)})
+
+
+class WorkItemReleaseApi(APIView):
+    """End a pin or freeze: these items get their computed priority back (admins)."""
+
+    @extend_schema(request=ItemIdsSerializer, responses=Changed)
+    def post(self, request, project_id):
+        project = account_selectors.project_for_member(user=request.user, project_id=project_id, role=Role.ADMIN)
+        data = ItemIdsSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        return Response({"changed": priority.priority_release(project=project, by=request.user, **data.validated_data)})

@@ -1,10 +1,10 @@
-"""Reads for the annotator pages: the task on screen, what is waiting for someone."""
+"""Reads for the annotator pages and the queue's order: the task on screen, what is waiting."""
 
-from django.db.models import Count, Exists, OuterRef
+from django.db.models import Count, Exists, F, OuterRef
 from django.http import Http404
 from django.utils import timezone
 
-from annotate.models import Membership, Task, TaskKind, TaskState, WorkItem
+from annotate.models import Membership, Message, Ranking, Task, TaskKind, TaskState, WorkItem
 from annotate.rules import allowed_kinds
 from annotate.selectors.accounts import membership_for
 
@@ -61,4 +61,63 @@ def held_task(*, membership: Membership) -> Task | None:
         )
         .order_by("created_at")
         .first()
+    )
+
+
+def work_items_in_order(*, project, kind: str | None = None):
+    """Return the items that still need people, in the order the lease takes them.
+
+    Highest priority first, the oldest among equals (as annotate.services.queue leases).
+    """
+    items = WorkItem.objects.filter(project=project, open_slots__gt=0)
+    if kind:
+        items = items.filter(kind=kind)
+    return items.order_by("-priority", "created_at", "id")
+
+
+def candidate_sets_open(*, project, item_ids: list[int] | None = None, limit: int = 100_000) -> list[dict]:
+    """Return the ranking and comparison items that still need people, with what a reward model reads.
+
+    Each: the item and set ids, the conversation up to the replies (root first, as `{role,
+    content}` turns) and the candidates `{id, text}` in the set's order. Three queries, whatever
+    the count: the items, their trees' messages, nothing per item.
+    """
+    items = WorkItem.objects.filter(
+        project=project, kind__in=(TaskKind.RANKING, TaskKind.COMPARE), done__lt=F("needed"), closed_reason="",
+        candidate_set__isnull=False,
+    ).select_related("candidate_set__parent")
+    if item_ids is not None:
+        items = items.filter(pk__in=item_ids)
+    items = list(items.order_by("id")[:limit])
+    roots = {item.candidate_set.parent.root_id or item.candidate_set.parent_id for item in items}
+    by_id = {
+        message.id: message
+        for message in Message.objects.filter(root_id__in=roots).only("id", "parent_id", "role", "text")
+    }
+    rows = []
+    for item in items:
+        candidate_set = item.candidate_set
+        path, node = [], by_id.get(candidate_set.parent_id)
+        while node is not None:
+            path.append({"role": node.role, "content": node.text})
+            node = by_id.get(node.parent_id)
+        rows.append(
+            {
+                "item_id": item.id,
+                "set_id": candidate_set.id,
+                "conversation": path[::-1],
+                "candidates": [
+                    {"id": message_id, "text": by_id[message_id].text}
+                    for message_id in candidate_set.message_ids
+                    if message_id in by_id
+                ],
+            }
+        )
+    return rows
+
+
+def judgements_per_set(*, project) -> dict[int, int]:
+    """Return how many judgements each candidate set of the project has (imported ones too)."""
+    return dict(
+        Ranking.objects.filter(candidate_set__project=project).values_list("candidate_set_id").annotate(n=Count("id"))
     )
