@@ -26,6 +26,7 @@ from annotate.models import (
     MessageRole,
     MessageSource,
     Ranking,
+    WorkItem,
 )
 from annotate.services.tree import text_problem
 
@@ -216,21 +217,44 @@ class TreeWriter:
         """Write what is buffered; prompts that arrived with no reply wait for demonstrations."""
         self.flush()
         needed = self.project.settings.demonstrations_per_prompt
+        given = {"created_at": "now()", "updated_at": "now()", "project_id": "m.project_id", "kind": "'demonstration'",
+                 "message_id": "m.id", "needed": "%(needed)s", "done": "0", "open_slots": "%(needed)s"}
+        columns, values, params = column_defaults(WorkItem, given)
         with connection.cursor() as cursor:
-            cursor.execute(WORK_FOR_UNANSWERED, {"project": self.project.id, "batch": json.dumps({"import": self.batch.id}), "needed": needed})
+            cursor.execute(
+                WORK_FOR_UNANSWERED.format(columns=columns, values=values),
+                {"project": self.project.id, "batch": json.dumps({"import": self.batch.id}), "needed": needed, **params},
+            )
             self.counts["waiting_for_demonstrations"] = cursor.rowcount
         return self.counts
 
 
 # Imported user messages that ended their conversation wait for demonstrations.
 WORK_FOR_UNANSWERED = """
-INSERT INTO annotate_workitem (created_at, updated_at, project_id, kind, message_id, needed, done,
-                               open_slots, excluded_user_ids, closed_reason)
-SELECT now(), now(), m.project_id, 'demonstration', m.id, %(needed)s, 0, %(needed)s, '{}', ''
+INSERT INTO annotate_workitem ({columns})
+SELECT {values}
 FROM annotate_message m
 WHERE m.project_id = %(project)s AND m.origin @> %(batch)s::jsonb AND m.role = 'user'
   AND NOT EXISTS (SELECT 1 FROM annotate_message c WHERE c.parent_id = m.id)
 """
+
+
+def column_defaults(model, given: dict[str, str]) -> tuple[str, str, dict]:
+    """Return (columns, SQL values, parameters) for an INSERT that gives the `given` columns their SQL and
+    every other column its model field's default, as copy_rows does: a field added to the model later
+    (with a Python default only) then needs no change here."""
+    columns, values, params = [], [], {}
+    for field in model._meta.concrete_fields:
+        if field.primary_key:
+            continue
+        columns.append(f'"{field.column}"')
+        if field.attname in given:
+            values.append(given[field.attname])
+        else:
+            value = field.get_default()
+            params[f"default_{field.attname}"] = Jsonb(value) if isinstance(field, JSONField) else value
+            values.append(f"%(default_{field.attname})s")
+    return ", ".join(columns), ", ".join(values), params
 
 
 def copy_rows(model, rows: list[dict]) -> None:

@@ -6,16 +6,30 @@ messages and everything under them are left out. Siblings that carry ranks becom
 imported ranking (equal ranks tied). OASST's rank merges several annotators' votes, so it is
 attributed to one pseudonymous identity for the merged ranks; each message keeps its author's
 pseudonym in its origin.
+
+A message already in the project (by its OASST message_id, from an earlier import of either form) is not
+written again: its replies in the file hang under it, and the counts say how many messages were new
+(`messages`) and how many already there (`already_there`), so an export or a newer release of the
+same trees merges with what is there instead of landing twice.
 """
 
 from collections import defaultdict
 
-from annotate.importers.base import ImportRefused, jsonl_records, source_user_pseudonym
-from annotate.models import CandidateSetKind, MessageRole
+from django.db import connection
+
+from annotate.importers.base import ImportRefused, Turn, jsonl_records, source_user_pseudonym
+from annotate.models import CandidateSetKind, MessageRole, MessageSource
 
 ROLES = {"prompter": MessageRole.USER, "assistant": MessageRole.ASSISTANT}
 MERGED_RANKS = "merged-ranks"  # the source "user" of OASST's merged ranks, keyed when it is written
 MAX_CANDIDATES = 9
+
+# The project's messages imported from OASST, by their OASST id: whatever an import of another file
+# brought in, in either form.
+IMPORTED = """
+SELECT origin ->> 'source_id', id, root_id, depth, role FROM annotate_message
+WHERE project_id = %s AND source = %s AND origin ? 'source_id'
+"""
 
 
 class OasstTrees:
@@ -26,14 +40,21 @@ class OasstTrees:
         self.turns = {}  # OASST message id -> written turn
         self.deleted = set()
         self.waiting = defaultdict(list)  # parent id not yet seen -> [(line, message)]
-        self.ranked = defaultdict(list)  # parent OASST id -> [(rank, turn, line)]
+        self.ranked = defaultdict(list)  # parent OASST id -> [(rank, turn, line, written now)]
+        with connection.cursor() as cursor:
+            cursor.execute(IMPORTED, [writer.project.id, MessageSource.IMPORT])
+            self.there = {source_id: Turn(*turn) for source_id, *turn in cursor.fetchall()}
+        writer.counts["already_there"] = 0
+
+    def known(self, message_id) -> bool:
+        return message_id in self.turns or message_id in self.there
 
     def add(self, message: dict, line: int) -> None:
         message_id = message.get("message_id")
         if not isinstance(message_id, str) or not message_id:
             raise ImportRefused(line, "a message has no 'message_id'")
         parent_id = message.get("parent_id")
-        if parent_id is not None and parent_id not in self.turns and parent_id not in self.deleted:
+        if parent_id is not None and not self.known(parent_id) and parent_id not in self.deleted:
             self.waiting[parent_id].append((line, message))
             return
         self._write(message, line)
@@ -51,18 +72,23 @@ class OasstTrees:
                 raise ImportRefused(line, f"message {message_id} has no text")
             if message_id in self.turns:
                 raise ImportRefused(line, f"message_id {message_id} appears twice")
-            origin = {"source_id": message_id, "source_user": source_user_pseudonym("oasst", str(message.get("user_id", "")))}
-            for field in ("model_name", "synthetic", "lang"):
-                if message.get(field) is not None:
-                    origin[field] = message[field]
-            parent = self.turns.get(parent_id)
-            turn = self.writer.turn(parent=parent, role=role, text=text, line=line, origin=origin, merge=False)
+            new = message_id not in self.there
+            if new:
+                origin = {"source_id": message_id, "source_user": source_user_pseudonym("oasst", str(message.get("user_id", "")))}
+                for field in ("model_name", "synthetic", "lang"):
+                    if message.get(field) is not None:
+                        origin[field] = message[field]
+                parent = self.turns.get(parent_id) or self.there.get(parent_id)
+                turn = self.writer.turn(parent=parent, role=role, text=text, line=line, origin=origin, merge=False)
+            else:  # taken as it is; the file's replies to it hang under it
+                turn = self.there[message_id]
+                self.writer.counts["already_there"] += 1
             self.turns[message_id] = turn
             rank = message.get("rank")
             if rank is not None:
                 if not isinstance(rank, int) or rank < 0:
                     raise ImportRefused(line, f"message {message_id} has rank {rank!r}; ranks are whole numbers from 0")
-                self.ranked[parent_id].append((rank, turn, line))
+                self.ranked[parent_id].append((rank, turn, line, new))
         for child_line, child in self.waiting.pop(message_id, []):
             self._write(child, child_line)
 
@@ -71,10 +97,10 @@ class OasstTrees:
             line, child = children[0]
             raise ImportRefused(line, f"message {child['message_id']} has parent_id {parent_id}, which is not in the file")
         for parent_id, ranked in self.ranked.items():
-            if len(ranked) < 2:
-                continue
+            if len(ranked) < 2 or not any(new for *_, new in ranked):
+                continue  # one reply says nothing; replies all there already came with their ranking
             tiers = defaultdict(list)
-            for rank, turn, _ in ranked:
+            for rank, turn, *_ in ranked:
                 tiers[rank].append(turn)
             if len(tiers) < 2:
                 continue  # all tied: says nothing
@@ -88,7 +114,7 @@ class OasstTrees:
                 continue
             kind = CandidateSetKind.RANKING if kept > 2 else CandidateSetKind.COMPARE
             self.writer.ranking(
-                parent=self.turns[parent_id], tiers=ordered, annotator=source_user_pseudonym("oasst", MERGED_RANKS), line=ranked[0][2], kind=kind
+                parent=self.turns.get(parent_id) or self.there[parent_id], tiers=ordered, annotator=source_user_pseudonym("oasst", MERGED_RANKS), line=ranked[0][2], kind=kind
             )
 
 
