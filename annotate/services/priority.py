@@ -319,7 +319,7 @@ def priority_pin(*, project: Project, item_ids: list[int], by=None) -> int:
     highest = WorkItem.objects.filter(project=project).aggregate(highest=Max("priority"))["highest"] or 0.0
     top = max(PIN_FLOOR, highest)
     ordered = list(dict.fromkeys(item_ids))
-    by_id = {item.pk: item for item in items.select_for_update()}
+    by_id = {item.pk: item for item in items.order_by("id").select_for_update()}
     for index, item_id in enumerate(ordered):
         item = by_id[item_id]
         item.priority = top + len(ordered) - index
@@ -333,7 +333,7 @@ def priority_pin(*, project: Project, item_ids: list[int], by=None) -> int:
 @transaction.atomic
 def priority_boost(*, project: Project, item_ids: list[int], amount: float, by=None) -> int:
     """Set the admin's boost of these items (negative to hold them back); applied at once."""
-    items = list(_project_items(project, item_ids).select_for_update())
+    items = list(_project_items(project, item_ids).order_by("id").select_for_update())
     for item in items:
         if item.priority_hold == PriorityHold.NONE:
             item.priority = round(item.priority - item.priority_boost + amount, 4)

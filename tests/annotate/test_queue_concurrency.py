@@ -1,5 +1,7 @@
-"""50 annotators at once, each on their own database connection, working 500 ranking items."""
+"""50 annotators at once, each on their own database connection, working 500 ranking items,
+once as the queue stands and once with priorities changing underneath them."""
 
+import random
 import threading
 from collections import Counter
 
@@ -10,6 +12,7 @@ from rest_framework.test import APIClient
 
 from annotate.models import Ranking, Role, Task, TaskState, WorkItem
 from annotate.services import accounts as account_services
+from annotate.services import priority
 from tests.annotate.factories import ranking_items
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -20,6 +23,42 @@ OVERLAP = 2
 
 
 def test_fifty_concurrent_annotators_give_every_item_exactly_overlap_distinct_judgements(make_user, owner, project):
+    work_concurrently(make_user, project)
+
+
+def test_priorities_changing_underneath_fifty_annotators_change_nothing_else(make_user, owner, project):
+    """A recompute (new reward-model signals, coverage as judgements arrive), boosts and pins run
+    again and again while the annotators work: the lease stays exact."""
+    stop, rounds, errors = threading.Event(), Counter(), []
+
+    def reprioritise():
+        rng = random.Random(0)
+        try:
+            ids = list(WorkItem.objects.filter(project=project).values_list("id", flat=True))
+            while not stop.is_set():
+                sample = rng.sample(ids, 200)
+                priority.priority_signals_write(project=project, signals={i: {"uncertainty": rng.random()} for i in sample})
+                priority.priorities_recompute(project=project, seconds=5)
+                priority.priority_boost(project=project, item_ids=rng.sample(ids, 20), amount=rng.uniform(-1, 1))
+                priority.priority_pin(project=project, item_ids=rng.sample(ids, 5))
+                rounds["recompute"] += 1
+        except Exception as error:  # reported below
+            errors.append(repr(error))
+        finally:
+            connections.close_all()
+
+    def started():
+        thread = threading.Thread(target=reprioritise)
+        thread.start()
+        return thread
+
+    work_concurrently(make_user, project, alongside=started, stop=stop)
+    assert not errors, errors
+    assert rounds["recompute"] >= 3  # the order really moved while the work went on
+    assert WorkItem.objects.exclude(priority=0).count() > ITEMS // 2
+
+
+def work_concurrently(make_user, project, *, alongside=None, stop=None):
     account_services.project_settings_update(
         project=project, overlap=OVERLAP, task_mix={"ranking": 1, "prompt": 0, "demonstration": 0, "compare": 0, "label": 0, "review": 0}
     )
@@ -58,8 +97,12 @@ def test_fifty_concurrent_annotators_give_every_item_exactly_overlap_distinct_ju
     threads = [threading.Thread(target=work, args=(i,)) for i in range(ANNOTATORS)]
     for thread in threads:
         thread.start()
+    helper = alongside() if alongside else None
     for thread in threads:
         thread.join(timeout=600)
+    if helper is not None:
+        stop.set()
+        helper.join(timeout=60)
     assert not errors, errors[:5]
     assert sum(submitted.values()) == ITEMS * OVERLAP
     assert len([count for count in submitted.values() if count]) > ANNOTATORS // 2  # the work was shared
