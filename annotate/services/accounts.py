@@ -1,6 +1,8 @@
 """Writes for projects, members, invites and accounts. Every function is atomic."""
 
+from contextlib import contextmanager
 from datetime import timedelta
+from types import SimpleNamespace
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -10,11 +12,32 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
+from simple_history.models import HistoricalRecords
 
 from annotate.models import Invite, Membership, Project, ProjectSettings, Role, plausible_invite_token
 from annotate.selectors.accounts import invite_creator_is_admin
 
 User = get_user_model()
+
+
+@contextmanager
+def audit_actor(user):
+    """Log `user` as who made the audited changes made inside (project history, memberships, invites...).
+
+    django-simple-history takes who from the request (its middleware); a command or a worker has none, so a
+    service that is told who acts says so itself.
+    """
+    context = HistoricalRecords.context
+    before = getattr(context, "request", None)
+    if user is not None:
+        context.request = SimpleNamespace(user=user)
+    try:
+        yield
+    finally:
+        if before is not None:
+            context.request = before
+        elif hasattr(context, "request"):
+            del context.request
 
 
 @transaction.atomic
@@ -25,11 +48,12 @@ def project_create(*, name: str, created_by, description: str = "", guidelines: 
     name = name.strip()
     if not name:
         raise ValidationError({"name": "a project needs a name"})
-    project = Project.objects.create(
-        name=name, description=description, guidelines=guidelines, created_by=created_by
-    )
-    ProjectSettings.objects.create(project=project)
-    Membership.objects.create(project=project, user=created_by, role=Role.ADMIN)
+    with audit_actor(created_by):
+        project = Project.objects.create(
+            name=name, description=description, guidelines=guidelines, created_by=created_by
+        )
+        ProjectSettings.objects.create(project=project)
+        Membership.objects.create(project=project, user=created_by, role=Role.ADMIN)
     return project
 
 
@@ -102,13 +126,14 @@ def invite_create(*, project: Project, role: str, created_by, note: str = "", da
         raise ValidationError({"role": f"role must be one of {', '.join(Role.values)}, not {role!r}"})
     if not 1 <= days <= 365:
         raise ValidationError({"days": "an invite lasts from 1 to 365 days"})
-    return Invite.objects.create(
-        project=project,
-        role=role,
-        note=note,
-        created_by=created_by,
-        expires_at=timezone.now() + timedelta(days=days),
-    )
+    with audit_actor(created_by):
+        return Invite.objects.create(
+            project=project,
+            role=role,
+            note=note,
+            created_by=created_by,
+            expires_at=timezone.now() + timedelta(days=days),
+        )
 
 
 @transaction.atomic
