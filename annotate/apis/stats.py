@@ -7,7 +7,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotate.apis.tasks import project_candidate_set
-from annotate.models import Role, TaskKind
+from annotate.models import PRIORITY_SOURCES, Role, TaskKind
 from annotate.selectors import accounts as account_selectors
 from annotate.selectors import stats
 from annotate.services import accounts as account_services
@@ -21,11 +21,22 @@ class SettingsSerializer(serializers.Serializer):
     lease_seconds = serializers.IntegerField(min_value=30, max_value=7 * 24 * 3600)
     flag_threshold = serializers.IntegerField(min_value=1, max_value=100)
     task_mix = serializers.DictField(child=serializers.FloatField(min_value=0, max_value=1_000_000))
+    # Active learning (annotate.services.priority): each source's weight in an item's priority,
+    # adaptive overlap's cap (0 off) and the Kendall's W under which a judged set is disputed.
+    priority_weights = serializers.DictField(child=serializers.FloatField(min_value=0, max_value=1000))
+    adaptive_overlap_cap = serializers.IntegerField(min_value=0, max_value=20)
+    disputed_below = serializers.FloatField(min_value=0, max_value=1)
 
     def validate_task_mix(self, value):
         unknown = sorted(set(value) - set(TaskKind.values))
         if unknown:
             raise ValidationError(f"unknown task kinds {unknown}; use {', '.join(TaskKind.values)}")
+        return value
+
+    def validate_priority_weights(self, value):
+        unknown = sorted(set(value) - set(PRIORITY_SOURCES))
+        if unknown:
+            raise ValidationError(f"unknown priority sources {unknown}; use {', '.join(PRIORITY_SOURCES)}")
         return value
 
 
@@ -36,7 +47,9 @@ class ProjectSettingsApi(APIView):
     def get(self, request, project_id):
         project = account_selectors.project_for_member(user=request.user, project_id=project_id)
         settings = project.settings
-        return Response(SettingsSerializer({**vars(settings), "task_mix": settings.weights()}).data)
+        return Response(SettingsSerializer(
+            {**vars(settings), "task_mix": settings.weights(), "priority_weights": settings.source_weights()}
+        ).data)
 
     @extend_schema(request=SettingsSerializer(partial=True), responses=SettingsSerializer)
     def patch(self, request, project_id):
@@ -44,7 +57,9 @@ class ProjectSettingsApi(APIView):
         data = SettingsSerializer(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
         settings = account_services.project_settings_update(project=project, **data.validated_data)
-        return Response(SettingsSerializer({**vars(settings), "task_mix": settings.weights()}).data)
+        return Response(SettingsSerializer(
+            {**vars(settings), "task_mix": settings.weights(), "priority_weights": settings.source_weights()}
+        ).data)
 
 
 class ConsensusApi(APIView):

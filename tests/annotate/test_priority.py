@@ -232,3 +232,19 @@ def test_the_database_refuses_a_second_lease_in_one_project(project, annotators)
     with pytest.raises(IntegrityError), transaction.atomic():
         Task.objects.create(project=project, kind=TaskKind.PROMPT, annotator=ann, lease_expires_at=first.lease_expires_at,
                             guideline_version=1)
+
+
+def test_admins_set_the_priority_weights_and_adaptive_overlap_in_the_project_settings(api_as, owner, member, project):
+    url = f"/api/projects/{project.id}/settings/"
+    assert api_as(member).get(url).json()["priority_weights"] == {"uncertainty": 1.0, "disagreement": 1.0, "coverage": 1.0}
+    refused = api_as(owner).patch(url, {"priority_weights": {"luck": 1}}, format="json")
+    assert refused.status_code == 400 and "luck" in str(refused.json())
+    assert api_as(owner).patch(url, {"adaptive_overlap_cap": 21}, format="json").status_code == 400
+    project.settings.refresh_from_db()
+    assert (project.settings.priority_weights, project.settings.adaptive_overlap_cap) == ({}, 0)
+    body = api_as(owner).patch(
+        url, {"priority_weights": {"coverage": 0}, "adaptive_overlap_cap": 4, "disputed_below": 0.3}, format="json"
+    ).json()
+    assert body["priority_weights"] == {"uncertainty": 1.0, "disagreement": 1.0, "coverage": 0.0}
+    assert (body["adaptive_overlap_cap"], body["disputed_below"]) == (4, 0.3)
+    assert api_as(member).patch(url, {"adaptive_overlap_cap": 0}, format="json").status_code == 403
