@@ -1,6 +1,7 @@
-from django.contrib import admin
+from django.contrib import admin, messages
 
 from training.models import DatasetSnapshot, ModelVersion, RunStage, TrainingRun
+from training.services.snapshots import snapshot_verify
 
 
 class RunStageInline(admin.TabularInline):
@@ -30,3 +31,14 @@ class DatasetSnapshotAdmin(admin.ModelAdmin):
     list_display = ["project", "kind", "version", "created_at"]
     list_filter = ["kind"]
     readonly_fields = ["rows", "files", "filters", "folder"]
+    actions = ["verify_files"]
+
+    @admin.action(description="Verify the files (sha256) of the selected snapshots")
+    def verify_files(self, request, queryset):
+        """Check each selected snapshot's files as manage.py snapshot_verify does, one message per snapshot."""
+        for snapshot in queryset.select_related("project").order_by("project_id", "kind", "version"):
+            problems = snapshot_verify(snapshot=snapshot)
+            if problems:
+                self.message_user(request, f"{snapshot}: {'; '.join(problems)}", messages.ERROR)
+            else:
+                self.message_user(request, f"{snapshot}: all {len(snapshot.files)} files match", messages.SUCCESS)
