@@ -158,6 +158,8 @@ def _needed(snapshots: list[DatasetSnapshot]) -> dict[int, str]:
     newest = {(row["project_id"], row["kind"]): row["newest"] for row in
               DatasetSnapshot.objects.values("project_id", "kind").annotate(newest=Max("version"))}
     for snapshot in snapshots:
+        # The newest stays however old: it is the project's current export of that kind, and a new version is
+        # numbered max + 1, so deleting the newest would hand its number to a different export.
         if newest.get((snapshot.project_id, snapshot.kind)) == snapshot.version:
             reasons[snapshot.id] = f"the newest {snapshot.kind} snapshot of its project"
     unfinished = [RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.FAILED]
