@@ -248,3 +248,77 @@ def test_admins_set_the_priority_weights_and_adaptive_overlap_in_the_project_set
     assert body["priority_weights"] == {"uncertainty": 1.0, "disagreement": 1.0, "coverage": 0.0}
     assert (body["adaptive_overlap_cap"], body["disputed_below"]) == (4, 0.3)
     assert api_as(member).patch(url, {"adaptive_overlap_cap": 0}, format="json").status_code == 403
+
+
+# ---------------------------------------------------------------------------------------------
+# The training side (training.services.priorities): the reward model's uncertainty, measured.
+
+
+def test_uncertainty_signals_read_gaps_passes_and_two_versions():
+    from training.services.priorities import discordance, gap_uncertainty, passes_uncertainty
+
+    assert gap_uncertainty([0.3, 0.3]) == 1.0 and gap_uncertainty([10.0, -10.0]) < 1e-6
+    assert gap_uncertainty([0.0, 0.1, 5.0]) > gap_uncertainty([0.0, 2.5, 5.0])
+    assert passes_uncertainty([[1.0, 0.0], [0.0, 1.0]]) == 1.0 and passes_uncertainty([[1.0, 0.0]] * 3) == 0.0
+    assert discordance([3.0, 2.0, 1.0], [1.0, 2.0, 3.0]) == 1.0 and discordance([3.0, 2.0], [9.0, 1.0]) == 0.0
+
+
+def reward_version(project, number, tmp_path):
+    """A randomly initialised tiny GPT reward model with our tokenizer, registered as a version.
+
+    Untrained, but with a wide score head: different texts score far apart, equal texts equally.
+    """
+    import torch
+    from django.conf import settings
+    from transformers import GPT2ForSequenceClassification
+
+    from training.models import ModelKind, ModelVersion
+    from training.trainers.scratch import gpt_from_config, tokenizer_train
+
+    torch.manual_seed(number)
+    tokenizer = tokenizer_train([f"reply {i} to {j} What is {i} + {i}?" for i in range(30) for j in range(30)],
+                                vocab_size=200)
+    config = gpt_from_config(tokenizer, layers=1, heads=2, width=16, context=128).config
+    config.num_labels = 1
+    model = GPT2ForSequenceClassification(config)
+    torch.nn.init.normal_(model.score.weight, std=50.0)
+    folder = f"project-{project.id}/test/reward-{number}"
+    model.save_pretrained(settings.MODEL_STORE / folder)
+    tokenizer.save_pretrained(settings.MODEL_STORE / folder)
+    return ModelVersion.objects.create(project=project, kind=ModelKind.REWARD, version=number, folder=folder,
+                                       config={"max_length": 64})
+
+
+@pytest.mark.training
+def test_the_reward_model_scores_open_sets_and_its_doubt_leads_the_queue(project, annotators, tmp_path, settings):
+    from annotate.models import Message
+    from training.services.priorities import priorities_refresh
+
+    settings.MODEL_STORE = tmp_path / "models"
+    account_services.project_settings_update(
+        project=project, overlap=1, task_mix=ONLY_RANKINGS,
+        priority_weights={"uncertainty": 1.0, "disagreement": 0.0, "coverage": 0.0},
+    )
+    items = items_of(ranking_items(project, 4))
+    # The last set's replies all say the same: no score gap at all, the reward model cannot order it.
+    Message.objects.filter(pk__in=items[3].candidate_set.message_ids).update(text="the same reply")
+    reward_version(project, 1, tmp_path)
+
+    result = priorities_refresh(project=project, signal="gap")
+    assert (result["open_sets"], result["scored"], result["reward_model"]) == (4, 4, "reward-v1")
+    tied = WorkItem.objects.get(pk=items[3].id)
+    assert tied.signals["uncertainty"] == 1.0 and tied.signals["smallest_gap"] == 0.0
+    assert set(tied.signals["reward_scores"]) == {str(i) for i in tied.candidate_set.message_ids}
+    assert tied.priority_why["sources"]["uncertainty"]["points"] == 1.0
+    assert all(0 <= WorkItem.objects.get(pk=item.id).signals["uncertainty"] <= 1 for item in items)
+    assert lease(project, annotators[0]).item_id == items[3].id
+
+    # Monte Carlo dropout: the passes disagree somewhere, and say how many dropout places there were.
+    priorities_refresh(project=project, signal="dropout", passes=4)
+    measured = WorkItem.objects.get(pk=items[0].id).signals
+    assert measured["uncertainty_signal"] == "dropout" and measured["dropout_places"] > 0
+    # Two reward versions: the share of pairs they order differently.
+    reward_version(project, 2, tmp_path)
+    priorities_refresh(project=project, signal="versions")
+    measured = WorkItem.objects.get(pk=items[1].id).signals
+    assert measured["versus"] == "reward-v1" and measured["reward_model"] == "reward-v2"
