@@ -15,6 +15,7 @@ from annotate.models import Message, Ranking
 from tests.annotate.factories import ranking_items
 from training import services
 from training.exporters.card import card_read
+from training.exporters.parquet import schemas
 from training.models import SnapshotKind
 
 pytestmark = pytest.mark.django_db
@@ -70,6 +71,7 @@ def test_every_kind_has_a_card_that_parses_and_a_folder_that_load_dataset_opens(
         assert {split: rows.num_rows for split, rows in loaded.items()} == {s: n for s, n in counted.items() if n}, kind
         first = next(iter(loaded.values()))
         assert set(first.column_names) == COLUMNS[kind], kind
+        assert first.features == datasets.Features.from_arrow_schema(schemas()[kind]), kind  # the Parquet files' types
         split = next(iter(loaded))
         assert first[0] == lines(folder, f"{kind}-{split}.jsonl")[0], kind
 
@@ -100,7 +102,7 @@ def test_a_preference_card_offers_the_rankings_and_the_consensus_as_configs_and_
 
     rankings = datasets.load_dataset(str(folder), "rankings")
     assert sum(split.num_rows for split in rankings.values()) == Ranking.objects.count() == 20
-    assert rankings["train"].features["tiers"].feature.feature.dtype == "int64"
+    assert rankings["train"].features == datasets.Features.from_arrow_schema(schemas()["rankings"])
     consensus = datasets.load_dataset(str(folder), "consensus")
     assert sum(split.num_rows for split in consensus.values()) == 20
 

@@ -10,7 +10,7 @@ A split with no rows keeps its (empty) file, but is left out of `configs`: `data
 DatasetDict with a split of no rows ('Instruction "test" corresponds to no data!', huggingface/datasets#8401),
 so listing it would make `load_dataset(folder)` fail for the splits that do have rows.
 
-`datasets` is imported only when a card is written, as pyarrow is in parquet.py.
+The card is written with PyYAML alone: importing `datasets` would cost every export a second and 80 MB.
 """
 
 import importlib.metadata
@@ -66,37 +66,43 @@ def card_read(folder: Path) -> dict:
 
 
 def _header(kind: str, files: list[dict], *, licenses: list[str], pretty_name: str) -> dict:
-    """The part of the YAML that `datasets` and the hub read, built by `datasets`' own card writers."""
-    from datasets import DatasetInfo, Features, SplitDict, SplitInfo
-    from datasets.info import DatasetInfosDict
-    from datasets.utils.metadata import MetadataConfigs
-    from huggingface_hub import DatasetCardData
-
-    configs, infos = {}, {}
+    """The part of the YAML that `datasets` and the hub read."""
+    configs, infos = [], []
     for stem in (kind, *SIDE_FILES.get(kind, ())):
-        mine = [item for item in files if item["name"].startswith(f"{stem}-") and item.get("split")]
         # The JSONL files, even where Parquet copies were written: `datasets` picks one loader for the whole
         # folder from its commonest file type, and the side files are JSONL only. The card's features type them.
-        chosen = [item for item in mine if item["format"] == "jsonl"]
-        loaded = sorted((item for item in chosen if item["rows"]), key=lambda item: item["split"] != "train")
+        loaded = sorted((item for item in files if item["name"].startswith(f"{stem}-") and item["format"] == "jsonl"
+                         and item["rows"]), key=lambda item: item["split"] != "train")
         name = "default" if stem == kind else stem
-        configs[name] = {"data_files": [{"split": item["split"], "path": item["name"]} for item in loaded]}
-        if stem == kind:
-            configs[name]["default"] = True
-        # num_bytes is the file's size: `datasets` means the Arrow table's, which an export never measures and
-        # `load_dataset` never checks, but it ignores every split's count (which it checks) if one has none.
-        splits = SplitDict({item["split"]: SplitInfo(item["split"], num_bytes=item["bytes"], num_examples=item["rows"])
-                            for item in loaded})
-        infos[name] = DatasetInfo(features=Features.from_arrow_schema(schemas()[stem]), splits=splits, config_name=name)
-    data = DatasetCardData(license=licenses[0] if len(licenses) == 1 else licenses, pretty_name=pretty_name)
-    MetadataConfigs(configs).to_dataset_card_data(data)
-    DatasetInfosDict(infos).to_dataset_card_data(data)
-    header = data.to_dict()
-    # The sums of the Arrow sizes above (see num_bytes), which nothing reads: left out rather than half true.
-    for info in header["dataset_info"] if isinstance(header["dataset_info"], list) else [header["dataset_info"]]:
-        for key in ("dataset_size", "download_size"):
-            info.pop(key, None)
-    return header
+        configs.append({"config_name": name, **({"default": True} if stem == kind else {}),
+                        "data_files": [{"split": item["split"], "path": item["name"]} for item in loaded]})
+        infos.append({
+            "config_name": name,
+            "features": [_feature(field.name, field.type) for field in schemas()[stem]],
+            # num_bytes is the file's size: `datasets` means the Arrow table's, which an export never measures
+            # and `load_dataset` never checks, but it ignores every split's count (which it checks) if one
+            # has none.
+            "splits": [{"name": item["split"], "num_bytes": item["bytes"], "num_examples": item["rows"]}
+                       for item in loaded],
+        })
+    return {"license": licenses[0] if len(licenses) == 1 else licenses, "pretty_name": pretty_name,
+            "configs": configs, "dataset_info": infos}
+
+
+def _feature(name: str | None, type) -> dict:
+    """A column's type as `datasets` writes features in a card (Features._to_yaml_list): written here from the
+    Parquet schema rather than by `datasets`, whose import costs an export a second and 80 MB."""
+    import pyarrow as pa
+
+    described = {} if name is None else {"name": name}
+    if pa.types.is_struct(type):
+        return described | {"struct": [_feature(type.field(i).name, type.field(i).type) for i in range(type.num_fields)]}
+    if pa.types.is_list(type):
+        inner = _feature(None, type.value_type)
+        # A list of structs lists their fields; a list of plain values names their dtype alone.
+        return described | {"list": inner.get("struct", inner.get("dtype", inner))}
+    dtype = {pa.string(): "string", pa.int64(): "int64", pa.bool_(): "bool", pa.float64(): "float64"}[type]
+    return described | {"dtype": dtype}
 
 
 def _sources(project, kind: str) -> list[dict]:
@@ -226,6 +232,7 @@ def _body(made: dict, header: dict) -> str:
         if source["source"] == "import":
             what += f" {source['file']}" if source.get("file") else " (no import batch recorded)"
         count = source.get("messages", source.get("texts"))
+        what = what.replace("|", "\\|")  # a file name may hold a |, which would end the cell
         lines.append(f"| {what} | {count} | {source['license']} |")
     lines += [
         "",
