@@ -268,7 +268,9 @@ class WorkItemPriorityListApi(APIView):
 
 
 class ItemIdsSerializer(serializers.Serializer):
-    item_ids = serializers.ListField(child=serializers.IntegerField(min_value=1), min_length=1, max_length=10_000)
+    item_ids = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=2**63 - 1), min_length=1, max_length=10_000
+    )
 
 
 Changed = inline_serializer("PriorityChanged", {"changed": serializers.IntegerField()})
