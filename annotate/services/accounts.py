@@ -246,7 +246,7 @@ class PasswordChangeRevokesTokens:
             Token.objects.filter(user=user).delete()
 
     def get_help_text(self) -> str:
-        return "Setting a new password also revokes your API tokens and signs you out everywhere else."
+        return "A new password revokes the account's API tokens and ends its other sessions."
 
 
 def _end_sessions(user, *, keep: str | None = None) -> None:
