@@ -30,7 +30,7 @@
   }
 
   function render(run) {
-    setStatus(root.querySelector('[data-field="run-status"]'), run.status, capitalised(run.status));
+    setStatus(document.querySelector('[data-field="run-status"]'), run.status, capitalised(run.status));
     run.stages.forEach(function (stage) {
       var row = root.querySelector('tr[data-stage="' + stage.name + '"]');
       if (!row) return;
