@@ -5,6 +5,8 @@ from training import apis
 urlpatterns = [
     path("projects/<int:project_id>/snapshots/", apis.SnapshotListApi.as_view(), name="api-snapshot-list"),
     path("projects/<int:project_id>/snapshots/export/", apis.SnapshotExportApi.as_view(), name="api-snapshot-export"),
+    path("projects/<int:project_id>/exports/", apis.ExportJobListApi.as_view(), name="api-export-list"),
+    path("projects/<int:project_id>/exports/<int:job_id>/", apis.ExportJobDetailApi.as_view(), name="api-export-detail"),
     path(
         "projects/<int:project_id>/snapshots/<int:snapshot_id>/files/<str:name>",
         apis.SnapshotFileApi.as_view(),
@@ -49,6 +51,11 @@ urlpatterns += [
     ),
     path("projects/<int:project_id>/generation/", apis.GenerationJobListApi.as_view(), name="api-generation-list"),
     path("projects/<int:project_id>/generation/create/", apis.GenerationJobCreateApi.as_view(), name="api-generation-create"),
+    path(
+        "projects/<int:project_id>/generation/<int:job_id>/cancel/",
+        apis.GenerationJobCancelApi.as_view(),
+        name="api-generation-cancel",
+    ),
     path(
         "projects/<int:project_id>/generation/<int:job_id>/retry/",
         apis.GenerationJobRetryApi.as_view(),

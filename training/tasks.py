@@ -1,26 +1,26 @@
-"""Job entry points (Procrastinate): thin, they load what they need and call a service."""
+"""Job entry points (Procrastinate): thin, they load their row and call a service.
+
+Every job's lifecycle (claim, heartbeat, cancel, finish with a reason) is platform_common.jobs; the reaper that
+fails the jobs of lost workers runs in every worker process (manage.py worker, training.jobs), not as a task here:
+a periodic task runs only on a worker of its queue, and a training worker is busy for hours.
+"""
 
 import logging
 
 from procrastinate.contrib.django import app
 
-from annotate.models import Project
-from training import services
 
 logger = logging.getLogger(__name__)
 
 
-@app.task(name="training.snapshot_export", queue="exports")
-def snapshot_export(*, project_id: int, kind: str, demonstrations: str = "accepted", filters: dict | None = None,
-                    parquet: bool = True, requested_by: int | None = None) -> int:
-    """Export a snapshot in a worker (big projects take minutes); return its id."""
-    project = Project.objects.get(pk=project_id)
-    snapshot = services.snapshot_create(
-        project=project, kind=kind, demonstrations=demonstrations, filters=filters, parquet=parquet,
-        by_id=requested_by,
-    )
-    logger.info("exported %s", snapshot)
-    return snapshot.id
+@app.task(name="training.export_execute", queue="exports")
+def export_execute(*, job_id: int) -> str:
+    """Export a snapshot in a worker (big projects take minutes); return the export job's status."""
+    from training.services import exports
+
+    status = exports.export_execute(job_id=job_id)
+    logger.info("export job %s: %s", job_id, status)
+    return status
 
 
 @app.task(name="training.run_execute", queue="training")
@@ -31,17 +31,6 @@ def run_execute(*, run_id: int) -> str:
     status = supervisor.run_execute(run_id=run_id)
     logger.info("training round %s: %s", run_id, status)
     return status
-
-
-# Every 30 seconds: a worker that died mid-round leaves it visibly failed, never running forever.
-@app.periodic(cron="* * * * * */30", periodic_id="reap-lost-runs")
-@app.task(name="training.runs_reap_lost", queue="training-maintenance", queueing_lock="reap-lost-runs")
-def runs_reap_lost(timestamp: int) -> None:
-    from training.services import runs
-
-    lost = runs.runs_reap_lost()
-    if lost:
-        logger.warning("marked training rounds %s failed: worker lost", lost)
 
 
 @app.task(name="training.generation_execute", queue="generation")
@@ -62,15 +51,3 @@ def base_convert(*, conversion_id: int) -> str:
     status = bases.base_conversion_execute(conversion_id=conversion_id)
     logger.info("base model conversion %s: %s", conversion_id, status)
     return status
-
-
-# As for rounds: a worker that died mid-conversion leaves it visibly failed, never running forever.
-@app.periodic(cron="* * * * * */30", periodic_id="reap-lost-conversions")
-@app.task(name="training.base_conversions_reap_lost", queue="training-maintenance",
-          queueing_lock="reap-lost-conversions")
-def base_conversions_reap_lost(timestamp: int) -> None:
-    from training.services import bases
-
-    lost = bases.base_conversions_reap_lost()
-    if lost:
-        logger.warning("marked base model conversions %s failed: worker lost", lost)

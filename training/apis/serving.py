@@ -122,7 +122,10 @@ class GenerationJobOutputSerializer(serializers.Serializer):
     prompts_done = serializers.IntegerField()
     replies_written = serializers.IntegerField()
     error = serializers.CharField()
+    worker = serializers.CharField()
+    heartbeat_at = serializers.DateTimeField(allow_null=True)
     created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
     finished_at = serializers.DateTimeField(allow_null=True)
     retry_of = serializers.IntegerField(source="retry_of_id", allow_null=True)
 
@@ -134,6 +137,16 @@ class GenerationJobListApi(APIView):
     def get(self, request, project_id):
         project = project_for_member(user=request.user, project_id=project_id, role=Role.ADMIN)
         return paginated(self, GenerationJob.objects.filter(project=project).order_by("-id"), GenerationJobOutputSerializer)
+
+
+class GenerationJobCancelApi(APIView):
+    """Cancel a generation job: a queued one at once, a running one after its current batch (admins)."""
+
+    @extend_schema(request=None, responses=GenerationJobOutputSerializer)
+    def post(self, request, project_id, job_id):
+        project = project_for_member(user=request.user, project_id=project_id, role=Role.ADMIN)
+        job = serving.generation_cancel(job=get_object_or_404(GenerationJob, pk=job_id, project=project))
+        return Response(GenerationJobOutputSerializer(job).data)
 
 
 class GenerationJobCreateApi(APIView):

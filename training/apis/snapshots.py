@@ -1,9 +1,9 @@
-"""REST API for dataset snapshots: list, export (in a worker), download a file (admins)."""
+"""REST API for dataset snapshots: list, export (in a worker, followed as an export job), download a file (admins)."""
 
 from django.conf import settings
 from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -12,7 +12,7 @@ from annotate.apis.accounts import paginated
 from annotate.models import Role
 from annotate.selectors.accounts import project_for_member
 from training import services
-from training.models import DatasetSnapshot, SnapshotKind
+from training.models import DatasetSnapshot, ExportJob, SnapshotKind
 
 
 class SnapshotOutputSerializer(serializers.Serializer):
@@ -35,9 +35,23 @@ class SnapshotListApi(APIView):
         return paginated(self, snapshots, SnapshotOutputSerializer)
 
 
+class ExportJobOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    kind = serializers.CharField()
+    status = serializers.CharField(help_text="queued, running, succeeded or failed")
+    error = serializers.CharField(help_text="why it failed")
+    options = serializers.DictField()
+    snapshot = serializers.IntegerField(source="snapshot_id", allow_null=True, help_text="the snapshot it made")
+    worker = serializers.CharField()
+    heartbeat_at = serializers.DateTimeField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+
+
 class SnapshotExportApi(APIView):
-    """Export a new snapshot in a worker (admins). It appears in the list when its files are
-    complete; a failed export leaves none."""
+    """Export a new snapshot in a worker (admins): answers the export job to follow (GET exports/<id>/); the
+    snapshot appears in the list when its files are complete, and a failed export says why on its job."""
 
     class InputSerializer(serializers.Serializer):
         kind = serializers.ChoiceField(choices=SnapshotKind.choices)
@@ -48,13 +62,31 @@ class SnapshotExportApi(APIView):
             help_text="since, until (ISO 8601), annotator_id, model_version, min_quality (SFT)",
         )
 
-    @extend_schema(request=InputSerializer, responses={202: inline_serializer("ExportQueued", {"detail": serializers.CharField()})})
+    @extend_schema(request=InputSerializer, responses={202: ExportJobOutputSerializer})
     def post(self, request, project_id):
         project = project_for_member(user=request.user, project_id=project_id, role=Role.ADMIN)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        services.snapshot_export_enqueue(project=project, by=request.user, **data.validated_data)
-        return Response({"detail": "the export is queued; it appears in the snapshot list when done"}, status=status.HTTP_202_ACCEPTED)
+        job = services.export_enqueue(project=project, by=request.user, **data.validated_data)
+        return Response(ExportJobOutputSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+
+class ExportJobListApi(APIView):
+    """The project's exports as a worker runs them, newest first: waiting, running, done, or failed and why (admins)."""
+
+    @extend_schema(responses=ExportJobOutputSerializer(many=True))
+    def get(self, request, project_id):
+        project = project_for_member(user=request.user, project_id=project_id, role=Role.ADMIN)
+        return paginated(self, ExportJob.objects.filter(project=project).order_by("-id"), ExportJobOutputSerializer)
+
+
+class ExportJobDetailApi(APIView):
+    """One export job (admins)."""
+
+    @extend_schema(responses=ExportJobOutputSerializer)
+    def get(self, request, project_id, job_id):
+        project = project_for_member(user=request.user, project_id=project_id, role=Role.ADMIN)
+        return Response(ExportJobOutputSerializer(get_object_or_404(ExportJob, pk=job_id, project=project)).data)
 
 
 class SnapshotFileApi(APIView):

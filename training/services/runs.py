@@ -29,10 +29,6 @@ from training.trainers import stages
 
 logger = logging.getLogger(__name__)
 
-# A running round whose worker has not written a heartbeat for this long is taken as lost.
-LOST_AFTER_SECONDS = 60
-
-
 
 def run_create(
     *, project, by, preset: str = "tiny", recipe: str | None = None, config: dict | None = None,
@@ -85,7 +81,15 @@ def run_create(
         raise ValidationError({"config": problems})
     if base_source:
         _check_adoptable(base_source, names=names, preset=preset, config=config)
+    project_store_check(project=project)
     with transaction.atomic():
+        # Locked: two admins starting rounds at the same moment are counted one after the other.
+        type(project).objects.select_for_update().filter(pk=project.pk).first()
+        active = TrainingRun.objects.filter(project=project, status__in=[RunStatus.QUEUED, RunStatus.RUNNING]).count()
+        if active >= settings.PROJECT_MAX_ACTIVE_ROUNDS:
+            raise Conflict({"status": f"the project has {active} rounds queued or running, and may have at most "
+                                      f"{settings.PROJECT_MAX_ACTIVE_ROUNDS} at once (PROJECT_MAX_ACTIVE_ROUNDS): "
+                                      "wait for one to end, or cancel one"})
         for _attempt in range(3):
             number = (TrainingRun.objects.filter(project=project).aggregate(n=Max("number"))["n"] or 0) + 1
             try:
@@ -102,6 +106,30 @@ def run_create(
         RunStage.objects.bulk_create(RunStage(run=run, order=i, name=name) for i, name in enumerate(names))
         _enqueue(run)
     return run
+
+
+def project_store_used(*, project) -> int:
+    """Return the bytes the project's snapshots and models take in the stores."""
+    used = 0
+    for store in (settings.SNAPSHOT_STORE, settings.MODEL_STORE):
+        for folder, _dirs, files in os.walk(store / f"project-{project.id}"):
+            for name in files:
+                try:
+                    used += os.lstat(os.path.join(folder, name)).st_size
+                except OSError:
+                    continue  # removed while we walked
+    return used
+
+
+def project_store_check(*, project) -> None:
+    """Refuse new work that writes to the stores once the project has used its quota (PROJECT_STORE_QUOTA_GB)."""
+    if not settings.PROJECT_STORE_QUOTA_GB:
+        return
+    used, quota = project_store_used(project=project), settings.PROJECT_STORE_QUOTA_GB * 10**9
+    if used >= quota:
+        raise Conflict({"status": f"the project's snapshots and models take {used / 10**9:.2f} GB of its "
+                                  f"{settings.PROJECT_STORE_QUOTA_GB} GB (PROJECT_STORE_QUOTA_GB): delete old "
+                                  "snapshots (manage.py snapshot_prune) or ask for more"})
 
 
 def base_source_resolve(*, base_source: str) -> Path:
@@ -176,9 +204,13 @@ def run_resume(*, run: TrainingRun) -> TrainingRun:
         run = TrainingRun.objects.select_for_update().get(pk=run.pk)
         if run.status != RunStatus.FAILED:
             raise Conflict({"status": f"only a failed round can be resumed; round {run.number} is {run.status}"})
+        if not run.resumable:
+            raise Conflict({"status": f"round {run.number} was refused for its data or settings, and would be "
+                                      "refused again: retry it with other settings, or once there is more data"})
         run.stages.filter(status__in=[StageStatus.FAILED, StageStatus.RUNNING]).update(
             status=StageStatus.PENDING, resume=True, error=""
         )
+        run.stages.filter(status=StageStatus.NOT_RUN).update(status=StageStatus.PENDING)
         run.status, run.error, run.cancel_requested, run.finished_at = RunStatus.QUEUED, "", False, None
         run.save(update_fields=["status", "error", "cancel_requested", "finished_at", "updated_at"])
         _enqueue(run)
@@ -198,22 +230,12 @@ def run_retry(*, run: TrainingRun, by) -> TrainingRun:
     return retried
 
 
-def runs_reap_lost(*, older_than_s: int = LOST_AFTER_SECONDS) -> list[int]:
-    """Mark running rounds whose worker stopped heartbeating as failed (worker lost); return their ids."""
-    cutoff = timezone.now() - timezone.timedelta(seconds=older_than_s)
-    lost = []
-    with transaction.atomic():
-        # SKIP LOCKED: a round being claimed or finished right now is not lost.
-        for run in TrainingRun.objects.select_for_update(skip_locked=True).filter(
-            status=RunStatus.RUNNING, heartbeat_at__lt=cutoff
-        ):
-            stage = run.stages.filter(status=StageStatus.RUNNING).first()
-            where = f" during {stage.name} at step {stage.step}" if stage else ""
-            run_finish(run, RunStatus.FAILED, f"worker lost: no heartbeat from {run.worker or 'its worker'} since "
-                    f"{run.heartbeat_at:%Y-%m-%d %H:%M:%S}{where}; resume it to continue from the last checkpoint")
-            run.stages.filter(status=StageStatus.RUNNING).update(status=StageStatus.FAILED, error="worker lost")
-            lost.append(run.id)
-    return lost
+def runs_reap_lost(*, older_than_s: float | None = None) -> list[int]:
+    """Mark running rounds whose worker stopped heartbeating (for WORKER_LOST_AFTER_SECONDS, or `older_than_s`)
+    as failed (worker lost); return their ids. The reaper of every job kind is training.jobs.jobs_reap_lost."""
+    from training.jobs import jobs_reap_lost
+
+    return jobs_reap_lost(older_than_s=older_than_s).get("round", [])
 
 
 def _enqueue(run):

@@ -13,6 +13,7 @@ from django.utils import timezone
 from annotate.models import CandidateSet, CandidateSetKind, Message, MessageRole, MessageSource
 from annotate.services import tree
 from platform_common.errors import Conflict
+from platform_common.jobs import Heartbeat, job_cancel_requested, job_claim, job_finish
 from training import selectors
 from training.models import (
     Backend,
@@ -140,26 +141,42 @@ def generation_retry(*, job: GenerationJob, by) -> GenerationJob:
 
 
 def generation_execute(*, job_id: int) -> str:
-    """Run a queued generation job in a worker; return its final status."""
-    # Another worker may have claimed it first.
-    if GenerationJob.objects.filter(id=job_id, status=JobStatus.QUEUED).update(
-        status=JobStatus.RUNNING, started_at=timezone.now()
-    ) != 1:
+    """Run a queued generation job in a worker (platform_common.jobs: claimed, beating, cancellable between
+    batches, failed with its reason); return its final status."""
+    if not job_claim(GenerationJob, job_id):
         return GenerationJob.objects.get(id=job_id).status
     job = GenerationJob.objects.select_related("project", "project__settings").get(id=job_id)
-    try:
-        if job.kind == GenerationKind.ARENA:
-            _arena(job)
+    with Heartbeat(GenerationJob, job.id):
+        try:
+            if job.kind == GenerationKind.ARENA:
+                _arena(job)
+            else:
+                _candidates(job)
+        except GenerationStopped:
+            job_finish(GenerationJob, job.id, JobStatus.CANCELLED, "cancelled; the replies written so far are kept")
+        except Exception as error:  # noqa: BLE001 - the job must end failed and say why, never stay running
+            logger.exception("generation job %s failed", job.id)
+            job_finish(GenerationJob, job.id, JobStatus.FAILED, f"{type(error).__name__}: {error}")
         else:
-            _candidates(job)
-    except Exception as error:  # noqa: BLE001 - the job must end failed and say why, never stay running
-        logger.exception("generation job %s failed", job.id)
-        GenerationJob.objects.filter(id=job.id).update(
-            status=JobStatus.FAILED, error=f"{type(error).__name__}: {error}"[:2000], finished_at=timezone.now()
-        )
-        return JobStatus.FAILED
-    GenerationJob.objects.filter(id=job.id).update(status=JobStatus.SUCCEEDED, finished_at=timezone.now())
-    return JobStatus.SUCCEEDED
+            job_finish(GenerationJob, job.id, JobStatus.SUCCEEDED)
+    return GenerationJob.objects.get(id=job_id).status
+
+
+class GenerationStopped(Exception):
+    """An admin cancelled the job, or the reaper gave it up, between two batches."""
+
+
+def generation_cancel(*, job: GenerationJob) -> GenerationJob:
+    """Stop a generation job: a queued one at once, a running one after the batch it is writing."""
+    with transaction.atomic():
+        locked = GenerationJob.objects.select_for_update().get(pk=job.pk)
+        if locked.status == JobStatus.QUEUED:
+            job_finish(GenerationJob, locked.id, JobStatus.CANCELLED, "cancelled before a worker started it")
+        elif locked.status == JobStatus.RUNNING:
+            GenerationJob.objects.filter(pk=locked.pk).update(cancel_requested=True, updated_at=timezone.now())
+        else:
+            raise Conflict({"status": f"generation job {locked.id} has ended ({locked.status}); nothing to cancel"})
+    return GenerationJob.objects.get(pk=job.pk)
 
 
 def prompts_needing_replies(*, project, limit: int) -> list[tuple[Message, int]]:
@@ -241,6 +258,8 @@ def _candidates(job: GenerationJob) -> None:
     settings = {d.id: sampling_settings(d.sampling) for d in deployments}
     needed = prompts_needing_replies(project=project, limit=job.max_prompts)
     for start in range(0, len(needed), PROMPTS_PER_BATCH):
+        if job_cancel_requested(GenerationJob, job.id):
+            raise GenerationStopped()
         batch = needed[start:start + PROMPTS_PER_BATCH]
         plans = [(prompt, _slots(deployments, missing, rng)) for prompt, missing in batch]
         replies: dict[tuple[int, int], list[str]] = {}
@@ -307,6 +326,8 @@ def _arena(job: GenerationJob) -> None:
     for version in (first, second):
         backend = backend_of(version)
         for start in range(0, len(prompts), PROMPTS_PER_BATCH):
+            if job_cancel_requested(GenerationJob, job.id):
+                raise GenerationStopped()
             group = prompts[start:start + PROMPTS_PER_BATCH]
             for prompt, texts in zip(group, backend.generate([conversation_of(p) for p in group], n=1, settings=settings)):
                 replies[(prompt.id, version.id)] = (_nonempty(backend, prompt, texts[0], sampling), backend.describe())

@@ -12,16 +12,14 @@ import json
 import logging
 import os
 import signal
-import socket
 import subprocess
-import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import close_old_connections, connection, transaction
+from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
@@ -34,6 +32,8 @@ from training.models import (
     StageStatus,
     TrainingRun,
 )
+from platform_common.jobs import Heartbeat, job_claim, tolerant
+from training.jobs import stage_points_forget
 from training.services.runs import reward_functions_offered, run_finish, stage_problems
 from training.services.snapshots import snapshot_create
 from training.trainers import adapters
@@ -43,22 +43,20 @@ from training.trainers.stages import STAGES
 
 logger = logging.getLogger(__name__)
 
-HEARTBEAT_SECONDS = 5
 # After SIGTERM, how long a stage's child gets before SIGKILL.
 KILL_GRACE_SECONDS = 5
+# How long a stage that has ended waits for a database that is away before its last progress is given up: the
+# model is registered (or the failure recorded) only once the database answers again.
+WRITE_PATIENCE_SECONDS = 120
 
 
 def run_execute(*, run_id: int) -> str:
     """Run a queued round's pending stages in order; return the round's final status."""
-    worker = f"{socket.gethostname()}:{os.getpid()}"
     # Another worker may have claimed it first (or an admin cancelled it while queued).
-    claimed = TrainingRun.objects.filter(id=run_id, status=RunStatus.QUEUED).update(
-        status=RunStatus.RUNNING, worker=worker, heartbeat_at=timezone.now(), started_at=timezone.now(),
-    )
-    if claimed != 1:
+    if not job_claim(TrainingRun, run_id):
         return TrainingRun.objects.get(id=run_id).status
     run = TrainingRun.objects.select_related("project").get(id=run_id)
-    with _Heartbeat(run.id):
+    with Heartbeat(TrainingRun, run.id):
         try:
             _prepare_data(run)
             for stage in run.stages.order_by("order"):
@@ -68,7 +66,7 @@ def run_execute(*, run_id: int) -> str:
                 if outcome != StageStatus.SUCCEEDED:
                     return TrainingRun.objects.get(id=run.id).status
         except _Refused as refused:
-            _fail(run, str(refused))
+            _fail(run, str(refused), resumable=False)
             return RunStatus.FAILED
         except Exception as error:  # noqa: BLE001 - the round must end failed, never running forever
             logger.exception("round %s failed", run.id)
@@ -82,15 +80,17 @@ def run_execute(*, run_id: int) -> str:
 
 
 class _Refused(Exception):
-    """The round cannot start or go on, for a reason an admin can act on."""
+    """The round cannot start or go on, for a reason an admin can act on (resuming would be refused again)."""
 
 
-def _fail(run, error):
+def _fail(run, error, *, resumable=True):
     with transaction.atomic():
         run = TrainingRun.objects.select_for_update().get(id=run.id)
         if run.status == RunStatus.RUNNING:
             run_finish(run, RunStatus.FAILED, error)
+            TrainingRun.objects.filter(id=run.id).update(resumable=resumable)
         run.stages.filter(status=StageStatus.RUNNING).update(status=StageStatus.FAILED, error=error[:2000])
+        run.stages.filter(status=StageStatus.PENDING).update(status=StageStatus.NOT_RUN)
 
 
 def _prepare_data(run):
@@ -137,22 +137,26 @@ def _stage_execute(run, stage) -> str:
     with log_path.open("ab") as log:
         child = subprocess.Popen(
             child_command(str(spec_path), processes=run.processes, gpus=_gpus()),
-            cwd=settings.BASE_DIR, stdout=log, stderr=subprocess.STDOUT, env=_child_env(),
-            start_new_session=True, preexec_fn=_die_with_parent,
+            cwd=settings.BASE_DIR, stdout=log, stderr=subprocess.STDOUT, env=_child_env(processes=run.processes),
+            start_new_session=True, preexec_fn=_child_start,
         )
         reader = _ProgressReader(progress, offset)
-        done, error, cancelled = None, None, False
+        watch = _Watch(stage)
+        cancelled = False
         while True:
             exit_code = child.poll()
-            done, error = _apply(stage, reader.read(), done, error)
+            watch.apply(reader.read())
             if exit_code is not None:
                 break
-            if TrainingRun.objects.filter(id=run.id, cancel_requested=True).exists():
+            # While the database is away the child trains on; its progress waits in the file and in `watch`.
+            if tolerant(watch.check_cancel(run), what=f"watching round {run.id}") and watch.cancel:
                 cancelled = True
                 _kill(child)
                 break
             time.sleep(1)
-        done, error = _apply(stage, reader.read(), done, error)
+        watch.apply(reader.read())
+        watch.flush(until_s=WRITE_PATIENCE_SECONDS)
+        done, error = watch.done, watch.error
     if cancelled:
         with transaction.atomic():
             RunStage.objects.filter(pk=stage.pk).update(status=StageStatus.CANCELLED, finished_at=timezone.now())
@@ -244,35 +248,64 @@ def _register(run, stage, *, folder, metrics, spec):
     return version
 
 
-def _apply(stage, events, done, error):
-    """Write the trainer's new progress events into the database: one stage update and one
-    insert of metric points per poll, however many steps the trainer reported since the last."""
-    changes, points = {}, []
-    for event in events:
-        kind = event.get("event")
-        if kind == "start":
-            changes["total"] = int(event.get("total") or 0)
-        elif kind == "progress":
-            metrics = {k: v for k, v in (event.get("metrics") or {}).items() if isinstance(v, (int, float))}
-            step = int(event.get("step") or 0)
-            changes.update(step=step, total=int(event.get("total") or 0), metrics=metrics)
-            if metrics:
-                at = event.get("time")
-                points.append(MetricPoint(
-                    stage_id=stage.pk, step=step, values=metrics,
-                    reported_at=datetime.fromtimestamp(at, tz=UTC) if isinstance(at, (int, float)) else timezone.now(),
-                ))
-        elif kind == "checkpoint":
-            changes["last_checkpoint"] = str(event.get("path", ""))
-        elif kind == "done":
-            done = event
-        elif kind == "error":
-            error = str(event.get("message") or "the trainer reported an error")
-    if changes:
-        RunStage.objects.filter(pk=stage.pk).update(**changes, updated_at=timezone.now())
-    if points:
-        MetricPoint.objects.bulk_create(points)
-    return done, error
+class _Watch:
+    """The trainer's progress events for one stage, written into the database as they come: one stage update and
+    one insert of metric points per poll, however many steps the trainer reported since the last. Events whose
+    write failed (the database was away) are kept and written with the next ones; `done` and `error` are known
+    as soon as the events are read, whether written yet or not."""
+
+    def __init__(self, stage):
+        self.stage, self.pending = stage, []
+        self.done = self.error = None
+        self.cancel = False
+
+    def apply(self, events):
+        self.pending += events
+        for event in events:
+            if event.get("event") == "done":
+                self.done = event
+            elif event.get("event") == "error":
+                self.error = str(event.get("message") or "the trainer reported an error")
+        if self.pending and tolerant(self._write, what=f"writing the progress of stage {self.stage.pk}"):
+            self.pending = []
+
+    def flush(self, *, until_s: float):
+        """Write what is left, waiting up to `until_s` for a database that is away."""
+        deadline = time.monotonic() + until_s
+        while self.pending and time.monotonic() < deadline:
+            time.sleep(1)
+            self.apply([])
+
+    def check_cancel(self, run):
+        def read():
+            self.cancel = TrainingRun.objects.filter(id=run.id, cancel_requested=True).exists()
+        return read
+
+    def _write(self):
+        changes, points = {}, []
+        for event in self.pending:
+            kind = event.get("event")
+            if kind == "start":
+                changes["total"] = int(event.get("total") or 0)
+                # A resumed stage redoes the steps after its checkpoint: their points go, to come again once.
+                stage_points_forget(stage=self.stage, after_step=int(event.get("step") or 0))
+            elif kind == "progress":
+                metrics = {k: v for k, v in (event.get("metrics") or {}).items() if isinstance(v, (int, float))}
+                step = int(event.get("step") or 0)
+                changes.update(step=step, total=int(event.get("total") or 0), metrics=metrics)
+                if metrics:
+                    at = event.get("time")
+                    points.append(MetricPoint(
+                        stage_id=self.stage.pk, step=step, values=metrics,
+                        reported_at=datetime.fromtimestamp(at, tz=UTC) if isinstance(at, (int, float)) else timezone.now(),
+                    ))
+            elif kind == "checkpoint":
+                changes["last_checkpoint"] = str(event.get("path", ""))
+        with transaction.atomic():
+            if changes:
+                RunStage.objects.filter(pk=self.stage.pk).update(**changes, updated_at=timezone.now())
+            if points:
+                MetricPoint.objects.bulk_create(points)
 
 
 class _ProgressReader:
@@ -298,30 +331,6 @@ class _ProgressReader:
         return events
 
 
-class _Heartbeat:
-    """Write the round's heartbeat from a thread while the worker runs it."""
-
-    def __init__(self, run_id):
-        self.run_id, self.stop = run_id, threading.Event()
-        self.thread = threading.Thread(target=self._beat, name=f"heartbeat-run-{run_id}", daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.thread.join()
-
-    def _beat(self):
-        try:
-            while not self.stop.wait(HEARTBEAT_SECONDS):
-                close_old_connections()
-                TrainingRun.objects.filter(id=self.run_id, status=RunStatus.RUNNING).update(heartbeat_at=timezone.now())
-        finally:
-            connection.close()
-
-
 def _kill(child):
     """Stop a stage's process group: SIGTERM, then SIGKILL if it lingers."""
     for sig, wait in ((signal.SIGTERM, KILL_GRACE_SECONDS), (signal.SIGKILL, 10)):
@@ -344,10 +353,19 @@ def _die_with_parent():
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def _child_env():
+def _child_start():
+    """In the child, before it runs the trainer: die with the worker, and yield the CPU to the web."""
+    _die_with_parent()
+    os.nice(settings.TRAINING_NICE)
+
+
+def _child_env(*, processes: int = 1):
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
     # Trainers never fetch from a hub; say so to the libraries too.
     env.update({"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
+    # The cores shared by the stage's processes; torch sizes its intra-op pool from OMP_NUM_THREADS.
+    threads = str(max(1, (settings.TRAINING_THREADS or os.cpu_count() or 1) // max(1, processes)))
+    env.update({"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads})
     return env
 
 
