@@ -2,6 +2,7 @@ from django.urls import path
 
 from annotate.apis import accounts as apis
 from annotate.apis import audit as audit_apis
+from annotate.apis import contributors as contributor_apis
 from annotate.apis import imports as import_apis
 from annotate.apis import stats as stats_apis
 from annotate.apis import tasks as task_apis
@@ -69,6 +70,11 @@ urlpatterns += [
     path("projects/<int:project_id>/agreement/", stats_apis.AgreementApi.as_view(), name="api-agreement"),
     path("projects/<int:project_id>/stats/", stats_apis.ProjectStatsApi.as_view(), name="api-project-stats"),
     path("projects/<int:project_id>/imports/", import_apis.ImportCreateApi.as_view(), name="api-import-create"),
+    path(
+        "projects/<int:project_id>/contributors/delete/",
+        contributor_apis.ContributorDeleteApi.as_view(),
+        name="api-contributor-delete",
+    ),
     path("projects/<int:project_id>/queue/", task_apis.WorkItemPriorityListApi.as_view(), name="api-queue-order"),
     path("projects/<int:project_id>/queue/pin/", task_apis.WorkItemPinApi.as_view(), name="api-queue-pin"),
     path("projects/<int:project_id>/queue/boost/", task_apis.WorkItemBoostApi.as_view(), name="api-queue-boost"),

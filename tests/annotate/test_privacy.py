@@ -240,3 +240,23 @@ def test_a_deletion_that_names_nobody_or_finds_nothing_is_refused_and_deletes_no
     with pytest.raises(CommandError, match="no user"):
         call_command("contributor_delete", project=project.id, user="nobody")
     assert Ranking.objects.filter(annotator=member).count() == 1
+
+
+def test_the_api_deletes_for_project_admins_only(project, owner, member, outsider, api_as):
+    candidate_set = ranking_items(project, 1, k=2)[0]
+    Ranking.objects.create(candidate_set=candidate_set, annotator=member, tiers=[[m] for m in candidate_set.message_ids])
+    url = f"/api/projects/{project.id}/contributors/delete/"
+    assert api_as(outsider).post(url, {"user_id": member.id}, format="json").status_code == 404
+    assert api_as(member).post(url, {"user_id": member.id}, format="json").status_code == 403
+    assert api_as(None).post(url, {"user_id": member.id}, format="json").status_code == 401
+    assert Ranking.objects.filter(annotator=member).count() == 1
+    admin = api_as(owner)
+    assert admin.post(url, {}, format="json").status_code == 400
+    assert admin.post(url, {"user_id": outsider.id}, format="json").status_code == 404  # never in the project
+    answer = admin.post(url, {"user_id": member.id, "remove_member": True}, format="json")
+    assert answer.status_code == 200, answer.content
+    assert answer.json()["counts"]["rankings"] == 1
+    assert not Ranking.objects.filter(annotator=member).exists()
+    assert not project.memberships.get(user=member).is_active
+    again = admin.post(url, {"user_id": member.id}, format="json")
+    assert again.status_code == 400 and "nothing in this project is theirs" in again.content.decode()
