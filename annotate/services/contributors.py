@@ -10,7 +10,9 @@ What goes, so that no later export carries any of it:
   with the judgements others made on any of it (`others_judgements_on_them`).
 Around what goes: work items that show a deleted reply among others (a ranking of a set that lost a
 reply) are closed, since nobody can rank a reply that is gone; other annotators' rankings of such sets
-stay, and exports compare only the replies still there. A message whose review state came from their
+stay, and exports compare only the replies still there. Every item that counted one of their
+judgements or texts gives that slot back (`slots_reopened`), so it asks another annotator, as it
+would have had they never done it; they are not offered it again. A message whose review state came from their
 reviews only goes back to waiting for review (others' verdicts decide it otherwise); an exclusion
 their flags or rejection caused stays until an admin clears it, since someone else may have seen the
 same problem. Their leases in the project are expired, so nothing they hold comes back as a new
@@ -18,8 +20,11 @@ judgement; their membership stays unless the caller removes it (accounts.members
 Snapshots already exported are files and stay as they are: the next export is the clean one.
 """
 
+from collections import Counter
+
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import F
 
 from annotate.models import (
     Label,
@@ -77,6 +82,7 @@ def contributor_delete(*, project: Project, user=None, pseudonym: str = "") -> d
     ) if doomed else 0
     # Django cascades the rest: the candidate sets under them, the work about them, judgements on them.
     Message.objects.filter(id__in=doomed).delete()
+    counts["slots_reopened"] = _slots_return(project, user) if user is not None else 0
     if not any(counts.values()):
         raise ValidationError({"contributor": "nothing in this project is theirs"})
     return counts
@@ -98,6 +104,21 @@ def _with_subtrees(project: Project, message_ids: list[int]) -> list[int]:
         )
         found.update(frontier)
     return sorted(found)
+
+
+def _slots_return(project: Project, user) -> int:
+    """Give back the slot each of the annotator's submitted tasks took on an item still open; return how many."""
+    submitted = Counter(
+        Task.objects.filter(project=project, annotator=user, state=TaskState.SUBMITTED, item__closed_reason="")
+        .values_list("item_id", flat=True)
+    )
+    reopened = 0
+    for item_id, count in submitted.items():
+        # Lock order as the queue's: the item row, then its counters move together (open_slots <= needed - done).
+        reopened += count * WorkItem.objects.filter(pk=item_id, done__gte=count).update(
+            done=F("done") - count, open_slots=F("open_slots") + count
+        )
+    return reopened
 
 
 def _expire_leases(project: Project, user) -> None:

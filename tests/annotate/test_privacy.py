@@ -169,13 +169,19 @@ def test_deleting_an_annotator_takes_their_judgements_and_texts_out_of_the_next_
     # The member reviewed the other's answer (as a reviewer would) and ranked and labelled imported replies.
     accounts.membership_set(project=project, user=member, role=Role.REVIEWER)
     judgements.review_save(message=answer, reviewer=member, accepted=True)
-    candidate_set = ranking_items(project, 1, k=3)[0]
+    # Rankings through the queue, as annotators give them: the item counts each one.
+    candidate_set, later = ranking_items(project, 2, k=3)
     a, b, c = candidate_set.message_ids
-    Ranking.objects.create(candidate_set=candidate_set, annotator=member, tiers=[[a], [b], [c]])
-    Ranking.objects.create(candidate_set=candidate_set, annotator=other, tiers=[[c], [b], [a]])
+    for annotator, tiers in ((member, [[a], [b], [c]]), (other, [[c], [b], [a]])):
+        task = queue.task_next(project=project, annotator=annotator, role=Role.ANNOTATOR, kind="ranking")
+        assert task.item.candidate_set_id == candidate_set.id
+        judgements.task_submit(task_id=task.id, annotator=annotator, submit_key=f"k{task.id}", payload={"tiers": tiers})
+    item = task.item
+    item.refresh_from_db()
+    assert (item.done, item.open_slots) == (2, 0)
     judgements.label_submit(message=Message.objects.get(pk=a), annotator=member, quality=5)
     leased = queue.task_next(project=project, annotator=member, role=Role.ANNOTATOR, kind="ranking")
-    assert leased.item.candidate_set_id == candidate_set.id
+    assert leased.item.candidate_set_id == later.id
 
     pseudonym = annotator_pseudonym(project.id, member.id)
     texts = ("Member's own prompt about Lyon", "Other's answer about Lyon", "Member's demonstration about Nantes")
@@ -185,7 +191,7 @@ def test_deleting_an_annotator_takes_their_judgements_and_texts_out_of_the_next_
 
     counts = contributors.contributor_delete(project=project, user=member)
     assert counts == {"rankings": 1, "labels": 1, "reviews": 1, "messages": 2, "messages_under_theirs": 1,
-                      "others_judgements_on_them": 1, "work_items_closed": 1}
+                      "others_judgements_on_them": 1, "work_items_closed": 1, "slots_reopened": 1}
 
     after = {kind: exported(project, kind) for kind in KINDS}
     for kind, text in after.items():
@@ -196,6 +202,10 @@ def test_deleting_an_annotator_takes_their_judgements_and_texts_out_of_the_next_
     assert "Other's prompt about Nantes" in after["prompts"]
     assert not Label.objects.filter(annotator=member).exists()
     assert Task.objects.get(pk=leased.pk).state == TaskState.EXPIRED  # what they held is never submitted
+    # The set they ranked asks one more annotator, never them again.
+    item.refresh_from_db()
+    assert (item.done, item.open_slots) == (1, 1)
+    assert queue.task_next(project=project, annotator=member, role=Role.ANNOTATOR, kind="ranking") is None
 
 
 def test_a_deleted_reviewer_s_verdict_no_longer_accepts_a_demonstration(project, member, reviewer):
