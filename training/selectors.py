@@ -11,17 +11,18 @@ from typing import BinaryIO
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
-from django.db.models import Min, QuerySet
+from django.db.models import QuerySet
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
-from procrastinate.contrib.django.models import ProcrastinateJob, ProcrastinateWorker
+from procrastinate.contrib.django.models import ProcrastinateWorker
 
 from annotate.models import Membership, Role
 from annotate.selectors.accounts import project_for_member
 from platform_common.errors import Conflict
+from platform_common.jobs import UNFINISHED, JobStatus
 from training.models import (
-    BaseConversion, BaseModel, DatasetSnapshot, Deployment, GenerationJob, MetricPoint, ModelKind, ModelVersion, RunStage,
+    BaseConversion, BaseModel, DatasetSnapshot, Deployment, ExportJob, GenerationJob, MetricPoint, ModelKind, ModelVersion, RunStage,
     RunStatus, TrainingRun,
 )
 from training.trainers import adapters
@@ -31,9 +32,6 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle")
 
 # How many of the latest points the ETA looks at: recent speed, not the warm-up's.
 ETA_WINDOW = 20
-
-# The name training.tasks.snapshot_export is registered under: the queue's rows know it by that.
-EXPORT_TASK = "training.snapshot_export"
 
 # The most metric points one poll of a round's page receives: a long round's first load comes in a
 # few calls instead of one response of every step.
@@ -60,16 +58,11 @@ def snapshot_file_path(*, project, snapshot_id: int, name: str) -> Path:
     return settings.SNAPSHOT_STORE / snapshot.folder / name
 
 
-def exports_unfinished(*, project, limit: int = 10) -> list[ProcrastinateJob]:
-    """Return the project's latest exports that the queue has not finished: waiting, running,
-    failed (a failed export leaves no snapshot), each with when it was asked for (`asked_at`)."""
-    return list(
-        ProcrastinateJob.objects.filter(
-            task_name=EXPORT_TASK, args__project_id=project.id, status__in=["todo", "doing", "failed"]
-        )
-        .annotate(asked_at=Min("procrastinateevent__at"))
-        .order_by("-id")[:limit]
-    )
+def exports_unfinished(*, project, limit: int = 10) -> list[ExportJob]:
+    """Return the project's latest exports that have not made a snapshot: waiting, running, or failed
+    (a failed export leaves no snapshot), newest first."""
+    return list(ExportJob.objects.filter(project=project, status__in=[*UNFINISHED, JobStatus.FAILED])
+                .order_by("-created_at", "-id")[:limit])
 
 
 def workers_alive() -> int:

@@ -76,7 +76,7 @@ def exports_page(request, project_id):
                 messages.success(
                     request,
                     f"{SnapshotKind(form.cleaned_data['kind']).label} export queued. It is listed below once a "
-                    "worker has written it; reload the page to see it.",
+                    "worker has written it.",
                 )
                 return redirect("training:exports", project_id=project.id)
         status = 400

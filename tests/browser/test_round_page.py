@@ -1,6 +1,8 @@
-"""A round's page kept open in Chromium while its worker runs it: the badge, the stages and the
-curves follow what the worker writes, without a reload; Cancel answers at once. The worker is
-played by the test, writing the rows the supervisor writes (training.services.supervisor._apply)."""
+"""The training pages kept open in Chromium: a round's page while its worker runs it (the badge, the
+stages and the curves follow what the worker writes, without a reload; Cancel answers at once), the
+models page at a desktop's and a phone's width, the export page while a worker writes an export.
+The round's worker is played by the test, writing the rows the supervisor writes
+(training.services.supervisor._apply)."""
 
 import time
 
@@ -8,9 +10,10 @@ import pytest
 from django.utils import timezone
 
 from annotate.services import accounts as account_services
-from tests.browser.person import click, log_in
+from tests.browser.person import click, click_and_wait, log_in
+from tests.browser.test_annotating import run_queued_jobs
 from tests.training.factories import arithmetic_project
-from training.models import MetricPoint, RunStage, RunStatus, StageStatus, TrainingRun
+from training.models import MetricPoint, ModelKind, ModelVersion, RunStage, RunStatus, StageStatus, TrainingRun
 from training.services import runs
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -94,3 +97,64 @@ def test_a_round_page_follows_the_worker_and_cancel_answers_at_once(make_user, n
     assert page.get_by_text("Cancelling…").is_hidden()
     page.locator('figure[data-metric="loss"] .chart-series[data-points="8"]').wait_for(state="visible")
     assert refused == [], refused
+
+
+def test_the_models_page_shows_versions_side_by_side_and_fits_the_window(make_user, new_page, shot):
+    admin = make_user("ada", staff=True, password=PASSWORD)
+    project = account_services.project_create(name="Arithmetic", created_by=admin)
+    parent = None
+    for number in (1, 2, 3):
+        run = TrainingRun.objects.create(project=project, number=number, algorithm="ppo", status=RunStatus.SUCCEEDED)
+        for kind, metrics in (
+            (ModelKind.BASE, {"eval_loss": 3.0 - number / 4, "perplexity": 20.0 / number, "parameters": 147008.0}),
+            (ModelKind.SFT, {"eval_loss": 2.0 - number / 5, "bleu": 10.0 * number, "rouge_l": 0.2 * number,
+                             "hidden_check_greedy": 0.2 * number, "hidden_check_greedy_ci95": [0.15 * number, 0.25 * number],
+                             "hidden_check_sampled": 0.18 * number, "general_check": 0.1 * number, "eval_rows": 300,
+                             "win_rate_vs_previous_optimistic_and_then_some_long_name": 0.5}),
+            (ModelKind.REWARD, {"reward_accuracy": 0.6 + number / 20, "mean_margin": 0.25 * number, "eval_rows": 120}),
+        ):
+            parent = ModelVersion.objects.create(project=project, kind=kind, version=number, folder=f"{kind}-{number}",
+                                                 run=run, parent=parent, metrics=metrics)
+    page = new_page()
+    log_in(page, "ada", PASSWORD)
+    page.goto(f"/projects/{project.id}/models/")
+    sft = page.locator("section.card", has=page.locator("h2", has_text="SFT model"))
+    # Versions side by side, newest first, a readable row per metric.
+    assert sft.locator("thead th").all_inner_texts()[1:] == ["sft-v3", "sft-v2", "sft-v1"]
+    assert sft.locator('tr[data-metric="hidden_check_greedy"]').inner_text().split("\t") == [
+        "hidden check, greedy", "60.0% (45.0–75.0%)", "40.0% (30.0–50.0%)", "20.0% (15.0–25.0%)"]
+    assert "147k" in page.locator("section.card", has=page.locator("h2", has_text="Base model")).inner_text()
+    assert "0.0000" not in page.locator("main").inner_text()
+    # The scores across rounds, drawn: a line per kind and figure, a point per round.
+    scores = page.locator('figure[data-title="Held-out and hidden-check scores"]')
+    assert scores.locator('.chart-series[data-series="SFT model: hidden check, greedy"] circle').count() == 3
+    assert scores.locator('.chart-series[data-series="Reward model: reward accuracy"]').get_attribute("data-points") == "3"
+    assert "SFT model: hidden check, greedy: 60 at round 3" in scores.locator(".chart-legend").inner_text()
+    loss = page.locator('figure[data-title="Held-out loss"]')
+    assert loss.locator(".chart-series").count() == 2  # base and SFT
+    for size, name in (({"width": 1280, "height": 900}, "models-1280"), ({"width": 390, "height": 844}, "models-390")):
+        page.set_viewport_size(size)
+        page.wait_for_timeout(100)
+        assert page.evaluate("document.documentElement.scrollWidth") <= size["width"], name
+        shot(page, name)
+    # At 390 px the versions' table scrolls inside its own box.
+    box = sft.locator(".table-scroll")
+    assert box.evaluate("element => element.scrollWidth > element.clientWidth")
+
+
+def test_the_export_page_shows_a_finished_export_without_a_reload(make_user, new_page):
+    admin = make_user("ada", staff=True, password=PASSWORD)
+    project = arithmetic_project(account_services.project_create(name="Arithmetic", created_by=admin), admin, prompts=12)
+    page = new_page()
+    log_in(page, "ada", PASSWORD)
+    page.goto(f"/projects/{project.id}/exports/")
+    click(page, "label[for=id_kind]")
+    page.keyboard.type("Prompts")
+    click_and_wait(page, "form button[type=submit]:has-text('Export')")
+    page.locator("#export-queue", has_text="waiting for a worker").wait_for(state="visible")
+    assert page.get_by_text("No snapshots yet.").is_visible()
+    page.evaluate("window.__same_page = true")  # gone if the page reloads
+    run_queued_jobs()
+    page.locator("table.files a", has_text="prompts").first.wait_for(state="visible", timeout=SEEN_WITHIN_S * 1000)
+    assert page.locator("#export-queue").inner_text().count("waiting for a worker") == 0
+    assert page.evaluate("window.__same_page") is True

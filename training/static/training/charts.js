@@ -49,7 +49,8 @@
   }
 
   // Draw one chart. options: {title, unit, xLabel, series: [{name, points: [[x, y, label?], ...]}],
-  // dots: always mark points (else only a series of fewer than 3)}. Return a <figure>.
+  // dots: always mark points (else only a series of fewer than 3), yInclude: values the y axis
+  // spans whatever the points (0 and 100 for percentages)}. Return a <figure>.
   function chart(options) {
     var figure = html("figure", "chart");
     figure.dataset.title = options.title;
@@ -64,7 +65,8 @@
       empty.textContent = "no points yet";
       return figure;
     }
-    var xs = extent(all.map(function (p) { return p[0]; })), ys = extent(all.map(function (p) { return p[1]; }));
+    var xs = extent(all.map(function (p) { return p[0]; }));
+    var ys = extent(all.map(function (p) { return p[1]; }).concat(options.yInclude || []));
     function x(value) { return LEFT + (value - xs[0]) / (xs[1] - xs[0]) * (WIDTH - LEFT - RIGHT); }
     function y(value) { return HEIGHT - BOTTOM - (value - ys[0]) / (ys[1] - ys[0]) * (HEIGHT - TOP - BOTTOM); }
 

@@ -7,6 +7,9 @@
   if (!source) return;
   var panels = JSON.parse(source.textContent);
   target.replaceChildren.apply(target, panels.map(function (panel) {
-    return TrainingCharts.chart({ title: panel.title, unit: panel.unit, xLabel: "round", series: panel.series, dots: true });
+    return TrainingCharts.chart({
+      title: panel.title, unit: panel.unit, xLabel: "round", series: panel.series, dots: true,
+      yInclude: panel.unit === "%" ? [0, 100] : [],  // shares on their whole scale, comparable at a glance
+    });
   }));
 })();
