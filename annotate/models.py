@@ -467,6 +467,23 @@ class Review(TimeStamped):
     time_spent_ms = models.PositiveIntegerField(null=True, blank=True)
 
 
+class ContributorDeletion(TimeStamped):
+    """One contributor's data deleted from a project (annotate.services.contributors): who, by whom, what went.
+
+    For an imported author it is also a tombstone: later imports leave out what their pseudonym wrote, so
+    importing the source again does not bring it back."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="contributor_deletions")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    pseudonym = models.CharField(max_length=200, blank=True, help_text="an imported author's, as exports show it")
+    counts = models.JSONField(default=dict, help_text="rows deleted, per kind")
+    deleted_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+
+    class Meta:
+        indexes = [models.Index(fields=["project", "pseudonym"], condition=~Q(pseudonym=""), name="deletion_by_pseudonym")]
+
+
 # ---------------------------------------------------------------------------------------------
 # Imports
 
