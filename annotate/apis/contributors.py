@@ -47,7 +47,7 @@ class ContributorDeleteApi(APIView):
             user = get_object_or_404(User, pk=data.validated_data["user_id"], memberships__project=project)
         with transaction.atomic():
             counts = contributors.contributor_delete(
-                project=project, user=user, pseudonym=data.validated_data.get("pseudonym", "")
+                project=project, user=user, pseudonym=data.validated_data.get("pseudonym", ""), by=request.user
             )
             if data.validated_data["remove_member"]:
                 account_services.membership_remove(project=project, user=user)

@@ -10,7 +10,9 @@ pseudonym in its origin.
 A message already in the project (by its OASST message_id, from an earlier import of either form) is not
 written again: its replies in the file hang under it, and the counts say how many messages were new
 (`messages`) and how many already there (`already_there`), so an export or a newer release of the
-same trees merges with what is there instead of landing twice.
+same trees merges with what is there instead of landing twice. A message by an author whose data was
+deleted from the project (contributors.contributor_delete) is left out with everything under it, as a
+deleted one is (`by_deleted_contributors`), so importing the source again does not bring it back.
 """
 
 from collections import defaultdict
@@ -19,6 +21,7 @@ from django.db import connection
 
 from annotate.importers.base import ImportRefused, Turn, jsonl_records, source_user_pseudonym
 from annotate.models import CandidateSetKind, MessageRole, MessageSource
+from annotate.services import contributors
 
 ROLES = {"prompter": MessageRole.USER, "assistant": MessageRole.ASSISTANT}
 MERGED_RANKS = "merged-ranks"  # the source "user" of OASST's merged ranks, keyed when it is written
@@ -45,6 +48,8 @@ class OasstTrees:
             cursor.execute(IMPORTED, [writer.project.id, MessageSource.IMPORT])
             self.there = {source_id: Turn(*turn) for source_id, *turn in cursor.fetchall()}
         writer.counts["already_there"] = 0
+        self.forgotten = contributors.deleted_pseudonyms(project=writer.project)
+        writer.counts["by_deleted_contributors"] = 0
 
     def known(self, message_id) -> bool:
         return message_id in self.turns or message_id in self.there
@@ -61,8 +66,11 @@ class OasstTrees:
 
     def _write(self, message: dict, line: int) -> None:
         message_id, parent_id = message["message_id"], message.get("parent_id")
-        if message.get("deleted") or parent_id in self.deleted:
+        author = source_user_pseudonym("oasst", str(message.get("user_id", "")))
+        if message.get("deleted") or parent_id in self.deleted or author in self.forgotten:
             self.deleted.add(message_id)
+            if author in self.forgotten and not message.get("deleted"):
+                self.writer.counts["by_deleted_contributors"] += 1
         else:
             role = ROLES.get(message.get("role"))
             if role is None:
@@ -74,7 +82,7 @@ class OasstTrees:
                 raise ImportRefused(line, f"message_id {message_id} appears twice")
             new = message_id not in self.there
             if new:
-                origin = {"source_id": message_id, "source_user": source_user_pseudonym("oasst", str(message.get("user_id", "")))}
+                origin = {"source_id": message_id, "source_user": author}
                 for field in ("model_name", "synthetic", "lang"):
                     if message.get(field) is not None:
                         origin[field] = message[field]
@@ -96,6 +104,9 @@ class OasstTrees:
         for parent_id, children in self.waiting.items():
             line, child = children[0]
             raise ImportRefused(line, f"message {child['message_id']} has parent_id {parent_id}, which is not in the file")
+        ranker = source_user_pseudonym("oasst", MERGED_RANKS)
+        if ranker in self.forgotten:
+            return  # the merged ranks' identity was deleted: its rankings stay out
         for parent_id, ranked in self.ranked.items():
             if len(ranked) < 2 or not any(new for *_, new in ranked):
                 continue  # one reply says nothing; replies all there already came with their ranking
@@ -114,7 +125,7 @@ class OasstTrees:
                 continue
             kind = CandidateSetKind.RANKING if kept > 2 else CandidateSetKind.COMPARE
             self.writer.ranking(
-                parent=self.turns.get(parent_id) or self.there[parent_id], tiers=ordered, annotator=source_user_pseudonym("oasst", MERGED_RANKS), line=ranked[0][2], kind=kind
+                parent=self.turns.get(parent_id) or self.there[parent_id], tiers=ordered, annotator=ranker, line=ranked[0][2], kind=kind
             )
 
 

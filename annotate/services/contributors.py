@@ -17,6 +17,8 @@ reviews only goes back to waiting for review (others' verdicts decide it otherwi
 their flags or rejection caused stays until an admin clears it, since someone else may have seen the
 same problem. Their leases in the project are expired, so nothing they hold comes back as a new
 judgement; their membership stays unless the caller removes it (accounts.membership_remove).
+Each deletion is recorded (ContributorDeletion, with its counts); an imported author's record is a
+tombstone the importers honour, so importing the source again does not bring their data back.
 Snapshots already exported are files and stay as they are: the next export is the clean one.
 """
 
@@ -27,6 +29,7 @@ from django.db import transaction
 from django.db.models import F
 
 from annotate.models import (
+    ContributorDeletion,
     Label,
     Message,
     MessageSource,
@@ -42,9 +45,9 @@ from annotate.services import queue
 
 
 @transaction.atomic
-def contributor_delete(*, project: Project, user=None, pseudonym: str = "") -> dict[str, int]:
+def contributor_delete(*, project: Project, user=None, pseudonym: str = "", by=None) -> dict[str, int]:
     """Delete an annotator's (`user`) or an imported author's (`pseudonym`) judgements and messages from
-    the project, in one transaction; return how many rows of each kind went."""
+    the project, in one transaction, and record it; return how many rows of each kind went."""
     if (user is None) == (not pseudonym):
         raise ValidationError({"contributor": "name either an annotator or an imported author's pseudonym"})
     if user is not None:
@@ -85,7 +88,13 @@ def contributor_delete(*, project: Project, user=None, pseudonym: str = "") -> d
     counts["slots_reopened"] = _slots_return(project, user) if user is not None else 0
     if not any(counts.values()):
         raise ValidationError({"contributor": "nothing in this project is theirs"})
+    ContributorDeletion.objects.create(project=project, user=user, pseudonym=pseudonym, counts=counts, deleted_by=by)
     return counts
+
+
+def deleted_pseudonyms(*, project: Project) -> set[str]:
+    """Return the imported authors whose data was deleted from the project: what imports must leave out."""
+    return set(ContributorDeletion.objects.filter(project=project).exclude(pseudonym="").values_list("pseudonym", flat=True))
 
 
 def _delete(rows, model) -> int:

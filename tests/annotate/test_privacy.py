@@ -16,7 +16,7 @@ from django.db import connection
 
 from annotate.importers import import_run
 from annotate.importers.base import source_user_pseudonym
-from annotate.models import Label, Message, MessageSource, Ranking, ReviewState, Role, Task, TaskState
+from annotate.models import ContributorDeletion, Label, Message, MessageSource, Ranking, ReviewState, Role, Task, TaskState
 from annotate.services import accounts, contributors, judgements, queue, tree
 from tests.annotate.factories import ranking_items
 from tests.helpers import run_python
@@ -236,6 +236,13 @@ def test_deleting_an_imported_author_by_their_source_id_from_the_command_line(pr
     pairs = [json.loads(line) for line in exported(project, "preference").splitlines() if '"chosen"' in line]
     assert [(p["chosen"][0]["content"], p["rejected"][0]["content"]) for p in pairs] == [("12 / 4 = 4", "three")]
     assert "Say hello." in everything
+    # Importing the source again does not bring them back: the deletion is remembered.
+    deletion = ContributorDeletion.objects.get(project=project)
+    assert deletion.pseudonym == source_user_pseudonym("oasst", "u-b") and deletion.counts["messages"] == 2
+    with (FIXTURES / "oasst-trees.jsonl").open("rb") as stream:
+        again = import_run(project=project, format="oasst-trees", stream=stream)
+    assert (again.counts["messages"], again.counts["already_there"], again.counts["by_deleted_contributors"]) == (0, 3, 1)
+    assert not Message.objects.filter(project=project, text__in=["12 / 4 = 3", "And 12 / 3?"]).exists()
 
 
 def test_a_deletion_that_names_nobody_or_finds_nothing_is_refused_and_deletes_nothing(project, member):
@@ -268,5 +275,6 @@ def test_the_api_deletes_for_project_admins_only(project, owner, member, outside
     assert answer.json()["counts"]["rankings"] == 1
     assert not Ranking.objects.filter(annotator=member).exists()
     assert not project.memberships.get(user=member).is_active
+    assert ContributorDeletion.objects.get(project=project, user=member).deleted_by == owner
     again = admin.post(url, {"user_id": member.id}, format="json")
     assert again.status_code == 400 and "nothing in this project is theirs" in again.content.decode()

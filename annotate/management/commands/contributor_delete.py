@@ -44,7 +44,7 @@ class Command(BaseCommand):
             raise CommandError("--remove-member is for an annotator (--user)")
         try:
             with transaction.atomic():
-                counts = contributors.contributor_delete(project=found, user=account, pseudonym=pseudonym or "")
+                counts = contributors.contributor_delete(project=found, user=account, pseudonym=pseudonym or "", by=None)
                 if remove_member:
                     accounts.membership_remove(project=found, user=account)
         except ValidationError as refused:
