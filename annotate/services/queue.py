@@ -26,11 +26,14 @@ from platform_common.errors import Conflict, NotYours
 from platform_common.raw_sql import columns, fetch_one
 
 # Release the lease the annotator holds in the project (of another kind than asked for, or run
-# out) and give its slot back, when a new one is taken (`{when}`). A lease being submitted right
-# now is waited for, and is then no longer 'leased': it is not released twice.
+# out) and give its slot back, when a new one is taken (`{when}`). A live lease of the kind asked
+# for is not released: task_next returns it, and one appearing since (the same person's other
+# request) makes the INSERT fail on the one-lease index, and _lease returns it. A lease being
+# submitted right now is waited for, and is then no longer 'leased': it is not released twice.
 RELEASE_HELD = """released AS (
     UPDATE annotate_task SET state = 'expired', finished_at = now(), updated_at = now()
-    WHERE annotator_id = %(user)s AND project_id = %(project)s AND state = 'leased' {when}
+    WHERE annotator_id = %(user)s AND project_id = %(project)s AND state = 'leased'
+      AND (kind <> %(kind)s OR lease_expires_at <= now()) {when}
     RETURNING item_id
 ), returned AS (
     UPDATE annotate_workitem w SET open_slots = w.open_slots + 1, updated_at = now()
@@ -192,8 +195,12 @@ def _lease(*, project, annotator, kind, settings) -> Task | None:
                 # No chat waits for its next turn: write a new conversation's first prompt.
                 row = _run_one_statement(LEASE_NEW_PROMPT, params)
         except IntegrityError:
-            # The same annotator's other request leased this item, or took a lease, a moment
-            # ago; this statement rolled back whole (slot and release). Try again.
+            # The same annotator's other request (a double click) took a lease or this item a
+            # moment ago; this statement rolled back whole (slot and release). That lease stands:
+            # return it rather than release it, or try again.
+            held = fetch_one(HELD_LEASE, {"user": annotator.id, "project": project.id, "kinds": [kind]}, [Task])
+            if held is not None:
+                return held[0]
             continue
         if row is not None:
             task_id, created_at, updated_at, item_id, lease_expires_at = row

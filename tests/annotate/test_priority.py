@@ -322,3 +322,35 @@ def test_the_reward_model_scores_open_sets_and_its_doubt_leads_the_queue(project
     priorities_refresh(project=project, signal="versions")
     measured = WorkItem.objects.get(pk=items[1].id).signals
     assert measured["versus"] == "reward-v1" and measured["reward_model"] == "reward-v2"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_requests_of_one_annotator_at_once_end_with_one_lease_both_see(project, annotators):
+    import threading
+
+    from django.db import connections
+
+    account_services.project_settings_update(project=project, overlap=1, task_mix=ONLY_RANKINGS)
+    ranking_items(project, 6)
+    ann = annotators[0]
+    got, errors, start = [], [], threading.Barrier(4)
+
+    def ask():
+        try:
+            start.wait()
+            got.append(lease(project, ann).id)
+        except Exception as error:  # reported below
+            errors.append(repr(error))
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=ask) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors, errors
+    leased = list(Task.objects.filter(annotator=ann, state=TaskState.LEASED).values_list("id", flat=True))
+    assert len(leased) == 1 and set(got) == set(leased)
+    # Nothing was released on the way: every slot but the one leased is still open.
+    assert sum(WorkItem.objects.filter(project=project).values_list("open_slots", flat=True)) == 5
