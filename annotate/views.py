@@ -32,6 +32,7 @@ from annotate.selectors import tasks as task_selectors
 from annotate.selectors import work as work_selectors
 from annotate.services import accounts as account_services
 from annotate.services import judgements, queue, tree
+from annotate.templatetags.pages import counted
 from platform_common.errors import Conflict, NotYours
 
 # ---------------------------------------------------------------------------------------------
@@ -176,6 +177,9 @@ def _render_task(request, task, membership, *, errors=None, values=None, status=
         "work_kind": _work_kind(request, task.project_id),
         # A fresh idempotency key per page: a double click or a resent form writes once.
         "submit_key": uuid.uuid4().hex,
+        # The page counts down from this rather than from the lease's time of day, so a browser
+        # whose clock is off still warns before the lease ends.
+        "lease_seconds_left": max(0, int((task.lease_expires_at - timezone.now()).total_seconds())),
         "errors": errors or {},
         "values": values or {},
         "checked_flags": values.getlist("flags") if values else [],
@@ -574,7 +578,7 @@ def admin_imports(request, project_id):
                 refused = {"line": error.line, "reason": error.reason, "filename": upload.name}
                 status = 400
             else:
-                counts = ", ".join(f"{n} {what.replace('_', ' ')}" for what, n in batch.counts.items() if n)
+                counts = ", ".join(counted(n, what) for what, n in batch.counts.items() if n)
                 messages.success(request, f"Imported {upload.name}: {counts}.")
                 return redirect("annotate:admin-imports", project_id=project.id)
         else:

@@ -1,6 +1,7 @@
 """Reads for "my history": what a person did in a project and what reviewers said of it."""
 
 from django.core.paginator import Page, Paginator
+from django.db.models.functions import Coalesce
 
 from annotate.models import Flag, Label, Message, Ranking, Review, TaskKind
 from annotate.selectors.tasks import tasks_of
@@ -11,10 +12,17 @@ PAGE_SIZE = 25
 def history_page(*, project, annotator, page_number) -> tuple[Page, list[dict]]:
     """Return one page of the annotator's tasks, newest first, each with what came of it.
 
+    Newest by the time each shows (when it was finished, or leased if still open): by lease
+    time, a task leased early and finished late sank below the ones done meanwhile.
+
     A constant number of queries per page: the tasks, then every message, ranking, label and
     review they refer to, each fetched in one go.
     """
-    tasks = tasks_of(project=project, annotator=annotator).select_related("item__candidate_set")
+    tasks = (
+        tasks_of(project=project, annotator=annotator)
+        .select_related("item__candidate_set")
+        .order_by(Coalesce("finished_at", "created_at").desc(), "-id")
+    )
     page = Paginator(tasks, PAGE_SIZE).get_page(page_number)
     tasks = list(page.object_list)
 

@@ -9,6 +9,7 @@ from importlib.resources import files
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
+from playwright.sync_api import expect
 
 from annotate.models import CandidateSetKind, Membership, MessageSource, Ranking, Role, Task, TaskState
 from annotate.services import accounts as account_services
@@ -26,9 +27,11 @@ AXE_SCRIPT = files("axe_playwright_python") / "axe.min.js"
 
 
 def axe_problems(page) -> list[str]:
-    """Run axe-core on the page; return its serious and critical findings, one line each."""
-    if not page.evaluate("typeof window.axe === 'object'"):
-        page.add_script_tag(path=str(AXE_SCRIPT))
+    """Run axe-core on the page; return its serious and critical findings, one line each.
+
+    axe comes in as an init script of the window (Walk adds it): a script tag added to the page
+    would be inline, and the Content-Security-Policy refuses inline script, as it should.
+    """
     results = page.evaluate("axe.run(document, {resultTypes: ['violations']})")
     return [
         f"{violation['id']} ({violation['impact']}): {node['target']} {node['failureSummary'][:160]!r}"
@@ -41,6 +44,19 @@ def axe_problems(page) -> list[str]:
 def sideways_px(page) -> int:
     """How far the page scrolls sideways (0 when it fits the window)."""
     return page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+
+
+def too_wide(page) -> list[str]:
+    """Name the innermost elements that reach past the window's right edge."""
+    return page.evaluate("""() => {
+        const out = [];
+        for (const element of document.querySelectorAll("body *")) {
+            if (element.getBoundingClientRect().right <= window.innerWidth + 0.5) continue;
+            if ([...element.children].some(child => child.getBoundingClientRect().right > window.innerWidth + 0.5)) continue;
+            out.push(element.tagName.toLowerCase() + (element.id ? "#" + element.id : "") + (element.className ? "." + String(element.className).split(" ").join(".") : ""));
+        }
+        return out.slice(0, 5);
+    }""")
 
 
 @pytest.fixture
@@ -100,3 +116,244 @@ def test_a_refused_ranking_can_be_put_right_and_sent_from_the_keyboard(team, new
     ranking = Ranking.objects.get(candidate_set=candidates)
     assert ranking.tiers == [[ids["1"], ids["2"], ids["3"]], [ids["4"]]]
     assert Task.objects.get(pk=task.id).state == TaskState.SUBMITTED
+
+
+def message(project, text, parent=None):
+    role = "user" if parent is None or parent.role == "assistant" else "assistant"
+    return tree.message_create(project=project, parent=parent, role=role, text=text, source=MessageSource.IMPORT)
+
+
+# Every page of annotate/urls.py and the site's own (platform_config/urls.py), by URL name: who
+# looks at it in the walk below. The rest are posts or images; a new URL must join one of the two.
+WALKED = {
+    "home": ("nina", "ada"),
+    "login": (None,),
+    "password_change": ("nina",),
+    "password_change_done": ("nina",),
+    "annotate:invite": (None,),
+    "annotate:project": ("nina", "ada"),
+    "annotate:history": ("nina",),
+    "annotate:task": ("nina", "rita"),
+    "annotate:admin-progress": ("rita", "ada"),
+    "annotate:admin-settings": ("ada",),
+    "annotate:admin-members": ("ada",),
+    "annotate:admin-imports": ("ada",),
+    "annotate:admin-excluded": ("ada",),
+}
+NOT_PAGES = {
+    "logout", "annotate:project-create", "annotate:work", "annotate:message-flag", "annotate:task-submit",
+    "annotate:task-skip", "annotate:settings-update", "annotate:guidelines-update", "annotate:member-invite",
+    "annotate:member-role-set", "annotate:member-remove", "annotate:invite-revoke",
+    "annotate:admin-plot",  # an SVG shown through <img> on the progress page
+}
+
+
+def url_names(patterns, namespace="") -> set[str]:
+    names = set()
+    for pattern in patterns:
+        if isinstance(pattern, URLResolver):
+            if pattern.namespace in ("annotate", None) and "api" not in str(pattern.pattern):
+                inner = f"{namespace}{pattern.namespace}:" if pattern.namespace else namespace
+                names |= url_names(pattern.url_patterns, inner)
+        elif isinstance(pattern, URLPattern) and pattern.name and not str(pattern.pattern).startswith(("api/", "health")):
+            names.add(f"{namespace}{pattern.name}")
+    return names
+
+
+class Walk:
+    """One window that visits pages as one person and notes what is wrong with each."""
+
+    def __init__(self, page):
+        self.page = page
+        page.context.add_init_script(path=str(AXE_SCRIPT))
+        self.problems: list[str] = []
+        self.visited: set[str] = set()
+        self.failed: list[str] = []
+        self.icons: list[str] = []
+        page.on("response", lambda response: response.status >= 400 and self.failed.append(f"{response.status} {response.url}"))
+        page.on("request", lambda request: "favicon" in request.url and self.icons.append(request.url))
+
+    def check(self, name: str, url: str | None = None):
+        """Look at the page (going to `url` first): axe-core at desktop width, then at 390 px."""
+        page = self.page
+        if url is not None:
+            response = page.goto(url)
+            assert response.ok, f"{url}: {response.status}"
+        self.visited.add(name)
+        where = f"{name} {page.url}"
+        self.problems += [f"{where}: {problem}" for problem in axe_problems(page)]
+        self.problems += [f"{where}: {failed}" for failed in self.failed]
+        self.failed.clear()
+        page.set_viewport_size(PHONE)
+        if (wide := sideways_px(page)) > 0:
+            self.problems.append(f"{where}: scrolls {wide} px sideways at {PHONE['width']} px, past the edge: {too_wide(page)}")
+        page.set_viewport_size(DESKTOP)
+
+
+def test_every_page_passes_axe_and_fits_a_phone(team, new_page, tmp_path):
+    """Every page by URL name and role: no serious or critical axe-core finding, no failed
+    request (the favicon included), and nothing wider than a 390 px phone."""
+    assert url_names(get_resolver().url_patterns) == set(WALKED) | NOT_PAGES, "a page is missing from the walk"
+    project, admin = team["project"], team["admin"]
+    prompt = message(project, "What is 6 * 7? A long word: " + "Supercalifragilistic" * 8)
+    message(project, "It is 42.", parent=prompt)  # a chat waiting for its next turn
+    ranking_items(project, 1, k=4)
+    ranking_items(project, 1, k=2, kind=CandidateSetKind.COMPARE)
+    # A demonstration for the reviewer, and something on every admin page.
+    demonstration = lease(team, "demonstration")
+    judgements.task_submit(task_id=demonstration.id, annotator=team["nina"], submit_key="d1", payload={"text": "It is 42."})
+    judgements.label_submit(message=message(project, "Buy cheap pills now"), annotator=team["rita"], flags=["spam"])
+    account_services.invite_create(project=project, role=Role.ANNOTATOR, created_by=admin, note="Omar")
+    invite = account_services.invite_create(project=project, role=Role.ANNOTATOR, created_by=admin)
+    batch = tmp_path / "prompts.jsonl"
+    batch.write_text('{"prompt": "What is 2 + 2?"}\n{"prompt": "What is 3 + 3?"}\n')
+    from annotate.importers import import_run
+
+    with batch.open("rb") as stream:
+        import_run(project=project, format="prompts-jsonl", stream=stream, filename=batch.name, by=admin)
+
+    page = new_page()
+    walk = Walk(page)
+    walk.check("login", "/login/")
+    walk.check("annotate:invite", f"/invite/{invite.token}/")
+
+    log_in(page, "nina", PASSWORD)
+    walk.check("home", "/")
+    walk.check("annotate:project", f"/projects/{project.id}/")
+    for kind in ("prompt", "demonstration", "ranking", "compare", "label"):
+        task = lease(team, kind)
+        assert task is not None, f"no {kind} task for nina"
+        walk.check("annotate:task", f"/tasks/{task.id}/")
+        if kind == "ranking":  # a ranking bar with every reply placed
+            for key in "123":
+                page.keyboard.press(key)
+            walk.check("annotate:task")
+        queue.task_skip(task=task, annotator=team["nina"])
+    walk.check("annotate:task", f"/tasks/{demonstration.id}/")  # already submitted
+    walk.check("annotate:history", f"/projects/{project.id}/history/")
+    walk.check("password_change", "/password/")
+    walk.check("password_change_done", "/password/done/")
+    page.context.clear_cookies()
+
+    log_in(page, "rita", PASSWORD)
+    review = lease(team, "review", who="rita")
+    walk.check("annotate:task", f"/tasks/{review.id}/")
+    walk.check("annotate:admin-progress", f"/projects/{project.id}/admin/progress/")
+    page.context.clear_cookies()
+
+    log_in(page, "ada", PASSWORD)
+    walk.check("home", "/")
+    walk.check("annotate:project", f"/projects/{project.id}/")
+    for name, path in (("admin-settings", "admin/"), ("admin-members", "admin/members/"),
+                       ("admin-progress", "admin/progress/"), ("admin-imports", "admin/imports/"),
+                       ("admin-excluded", "admin/flagged/")):
+        walk.check(f"annotate:{name}", f"/projects/{project.id}/{path}")
+
+    assert walk.visited == set(WALKED)
+    assert not walk.problems, "\n".join(walk.problems)
+    # Every page names its icon, so no browser asks for /favicon.ico (a 404 on every page before).
+    assert walk.icons and all(re.search(r"/static/annotate/favicon[.\w]*\.svg$", icon) for icon in walk.icons), walk.icons
+    assert not walk.failed, walk.failed
+
+
+def test_on_a_phone_the_ranking_bar_stays_a_strip_at_the_bottom(team, new_page):
+    """Nine replies all placed, on a 390 x 844 phone: the sticky bar keeps to at most a fifth of
+    the screen (it took 40%), sits at the bottom, and the page does not scroll sideways."""
+    ranking_items(team["project"], 1, k=9)
+    task = lease(team, "ranking")
+    page = new_page()
+    log_in(page, "nina", PASSWORD)
+    page.set_viewport_size(PHONE)
+    page.goto(f"/tasks/{task.id}/")
+    for key in "12345678":
+        page.keyboard.press(key)
+    assert page.locator("#rank-status").inner_text() == "9 of 9 placed"
+    bar = page.locator("#rank-bar").bounding_box()
+    assert bar["height"] <= 0.2 * PHONE["height"], bar
+    assert abs(bar["y"] + bar["height"] - PHONE["height"]) < 2, bar  # stuck to the bottom
+    assert sideways_px(page) <= 0, too_wide(page)
+
+
+def test_the_small_things_the_walk_found(team, new_page, tmp_path):
+    project, admin, nina = team["project"], team["admin"], team["nina"]
+    account_services.invite_create(project=project, role=Role.ANNOTATOR, created_by=admin, note="Omar")
+    one_line = tmp_path / "one.jsonl"
+    one_line.write_text('{"prompt": "What is 2 + 2?"}\n')
+    from annotate.importers import import_run
+
+    with one_line.open("rb") as stream:
+        import_run(project=project, format="prompts-jsonl", stream=stream, filename=one_line.name, by=admin)
+    # Thirty tasks done; the first leased is the last finished, so it is the newest.
+    done = []
+    for n in range(30):
+        task = lease(team, "prompt")
+        queue.task_skip(task=task, annotator=nina)
+        done.append(task.id)
+    Task.objects.filter(pk=done[0]).update(finished_at=timezone.now() + timedelta(minutes=5))
+    prompt = message(project, "What is 6 * 7?")
+    # A model's reply cut inside a multi-byte character: byte-level decoding leaves U+FFFD.
+    message(project, "It is 42 \ufffd\ufffd, since 6 * 7 = 42.", parent=prompt)
+
+    page = new_page()
+    log_in(page, "nina", PASSWORD)
+    # History: newest first by the time it shows, 25 a page, older ones a click away.
+    page.goto(f"/projects/{project.id}/history/")
+    shown = [int(entry.get_attribute("id").removeprefix("task-")) for entry in page.locator(".history-entry").all()]
+    assert shown == [done[0], *done[:0:-1]][:25]
+    assert "Page 1 of 2" in page.locator(".pager").inner_text()
+    click(page, "text=Older")
+    page.wait_for_url("**/history/?page=2")
+    assert page.locator(".history-entry").count() == 5
+
+    # The prompt task: what the model wrote without the replacement characters, and the lease
+    # in local time and minutes, warned about a couple of minutes before it ends.
+    page.clock.install()
+    task = lease(team, "prompt")
+    page.goto(f"/tasks/{task.id}/")
+    assert "\ufffd" not in page.locator("main").inner_text()
+    assert "It is 42 , since 6 * 7 = 42." in page.locator("ol.conversation").inner_text()
+    lease_text = page.locator("#lease").inner_text()
+    assert re.search(r"yours until \d\d:\d\d( [AP]M)? \(15 minutes left\)", lease_text), lease_text
+    warning = page.locator("#lease-warning")
+    assert not warning.is_visible()
+    page.clock.fast_forward("13:30")
+    assert "ends in 2 minutes" in warning.inner_text()
+    page.clock.fast_forward("01:40")
+    assert "Your time for this task is over" in warning.inner_text()
+    assert "(no time left)" in page.locator("#lease").inner_text()
+
+    # The project page names the open task's kind in words that read.
+    page.goto(f"/projects/{project.id}/")
+    assert "Your open task: write a prompt." in page.locator(".start-card").inner_text()
+    page.context.clear_cookies()
+
+    log_in(page, "ada", PASSWORD)
+    page.goto(f"/projects/{project.id}/admin/imports/")
+    assert "1 message," in page.locator("table").inner_text() and "1 messages" not in page.locator("main").inner_text()
+
+    page.goto(f"/projects/{project.id}/admin/members/")
+    assert page.locator("table th").last.text_content().strip() == "Remove"  # not an empty header
+    # Remove asks first: dismissed, nina stays; accepted, she goes.
+    questions = []
+
+    def answer(dialog, accept):
+        questions.append(dialog.message)
+        dialog.accept() if accept else dialog.dismiss()
+
+    remove_nina = "tr:has-text('nina') button:has-text('Remove')"
+    page.once("dialog", lambda dialog: answer(dialog, False))
+    click(page, remove_nina)
+    page.wait_for_timeout(300)
+    assert questions == ["Remove nina from Arithmetic helper? Their work stays; you can add them back."]
+    assert Membership.objects.get(project=project, user=nina).is_active
+    page.once("dialog", lambda dialog: answer(dialog, True))
+    with page.expect_navigation():
+        click(page, remove_nina)
+    assert not Membership.objects.get(project=project, user=nina).is_active
+
+    # An invite link is copied with one click.
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    click(page, ".invite-row button:has-text('Copy link')")
+    expect(page.locator(".invite-row .copy-state")).to_have_text("Copied.")  # the clipboard answers later
+    link = page.locator(".invite-row input[readonly]").input_value()
+    assert "/invite/" in link and page.evaluate("navigator.clipboard.readText()") == link

@@ -165,10 +165,73 @@
     });
   }
 
+  // The lease: its end in the browser's own time zone and the minutes left, counted from what the
+  // server said was left when it sent the page; a warning a couple of minutes before it ends.
+  var LEASE_WARN_SECONDS = 120;
+
+  function minutes(n) { return n + (n === 1 ? " minute" : " minutes"); }
+
+  function setUpLease(lease) {
+    var warning = document.getElementById("lease-warning");
+    var left = lease.querySelector(".lease-left");
+    var time = lease.querySelector("time");
+    var ends = Date.now() + Number(lease.dataset.secondsLeft) * 1000;
+    if (time) time.textContent = new Date(ends).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+    var shown = "";
+    function update() {
+      var seconds = Math.max(0, Math.round((ends - Date.now()) / 1000));
+      var text = seconds > 0 ? minutes(Math.ceil(seconds / 60)) : "no time";
+      if (left && text !== left.textContent) left.textContent = text;
+      var say = "";
+      if (seconds <= 0) {
+        say = "Your time for this task is over: it may go to someone else now. Your draft stays in this browser; submitting still tries.";
+      } else if (seconds <= LEASE_WARN_SECONDS) {
+        say = "Your time for this task ends in " + minutes(Math.ceil(seconds / 60)) + ". Submit soon, or it goes back to the pool for someone else.";
+      }
+      if (warning && say !== shown) {
+        shown = say;
+        warning.textContent = say;
+        warning.hidden = !say;
+        warning.classList.toggle("over", seconds <= 0);
+      }
+      // Every 15 s while the warning is far off, then every second, so it comes on time.
+      if (seconds > 0) setTimeout(update, seconds - LEASE_WARN_SECONDS > 15 ? 15000 : 1000);
+    }
+    update();
+  }
+
+  // Forms that ask first (Remove member): data-confirm holds the question. The CSP runs no
+  // inline script, so this is the only way a button can ask.
+  document.addEventListener("submit", function (event) {
+    var asking = event.target.closest && event.target.closest("form[data-confirm]");
+    if (asking && !window.confirm(asking.dataset.confirm)) event.preventDefault();
+  }, true);
+
+  // Copy buttons: data-copy names the input whose text goes to the clipboard.
+  document.querySelectorAll("[data-copy]").forEach(function (button) {
+    button.addEventListener("click", function () {
+      var input = document.getElementById(button.dataset.copy);
+      var state = button.parentNode.querySelector(".copy-state");
+      function said(text) { if (state) state.textContent = text; }
+      function byHand() {
+        // No clipboard API (a page served over plain http from elsewhere than localhost).
+        input.select();
+        said(document.execCommand && document.execCommand("copy") ? "Copied." : "Selected: press Ctrl+C to copy.");
+      }
+      if (navigator.clipboard && window.isSecureContext) {
+        navigator.clipboard.writeText(input.value).then(function () { said("Copied."); }, byHand);
+      } else {
+        byHand();
+      }
+    });
+  });
+
   forgetDrafts();
   var form = document.getElementById("task-form");
   if (form) {
     setUpDrafts(form);
     setUpTaskKeys(form);
   }
+  var lease = document.getElementById("lease");
+  if (lease) setUpLease(lease);
 })();

@@ -60,13 +60,17 @@
     var position = 0, tierStart = 1;
     order.forEach(function (id, index) {
       if (index > 0) {
+        // In a list item of its own: an <ol> holds only <li>s (screen readers count its items).
+        var slot = document.createElement("li");
+        slot.className = "sep-slot";
         var sep = document.createElement("button");
         sep.type = "button";
         sep.className = "sep" + (tied[index] ? " tied" : "");
         sep.textContent = tied[index] ? "=" : ">";
         sep.title = tied[index] ? "Tied. Click to rank the left one better." : "Left is better. Click to tie the two.";
         sep.dataset.index = index;
-        list.appendChild(sep);
+        slot.appendChild(sep);
+        list.appendChild(slot);
       }
       position += 1;
       if (index === 0 || !tied[index]) tierStart = position;
@@ -275,7 +279,7 @@
     var before = chips[index];
     if (before) {
       var previous = before.previousElementSibling;
-      list.insertBefore(marker, previous && previous.classList.contains("sep") ? previous : before);
+      list.insertBefore(marker, previous && previous.classList.contains("sep-slot") ? previous : before);
     } else {
       list.appendChild(marker);
     }
