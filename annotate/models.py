@@ -199,7 +199,8 @@ class Split(models.TextChoices):
 
 
 # A root prompt's or document's split, remembered at its first export (training.exporters.rows), so a
-# prompt held out once stays held out whatever decides the split of new ones; "" until then.
+# prompt held out once stays held out whatever decides the split of new ones; "" until then, and
+# split_key with it.
 SPLIT_VALID = Q(split="") | Q(split__in=Split.values)
 
 
@@ -233,6 +234,9 @@ class Message(TimeStamped):
     excluded_reason = models.CharField(max_length=200, blank=True)
     cleared_at = models.DateTimeField(null=True, blank=True)
     split = models.CharField(max_length=8, choices=Split.choices, blank=True)
+    # The digest of the normalised text its split was decided by, stored with the split so that an export
+    # reads 16 bytes per remembered row, not its text.
+    split_key = models.BinaryField(max_length=16, null=True, blank=True, editable=False)
 
     class Meta:
         indexes = [
@@ -510,6 +514,9 @@ class CorpusText(TimeStamped):
     batch = models.ForeignKey(ImportBatch, on_delete=models.CASCADE, related_name="texts")
     text = models.TextField()
     split = models.CharField(max_length=8, choices=Split.choices, blank=True)
+    # The digest of the normalised text its split was decided by, stored with the split so that an export
+    # reads 16 bytes per remembered row, not its text.
+    split_key = models.BinaryField(max_length=16, null=True, blank=True, editable=False)
 
     class Meta:
         constraints = [models.CheckConstraint(condition=SPLIT_VALID, name="corpustext_split_valid")]

@@ -1,12 +1,15 @@
 """Clean splits: no prompt and no document in both splits of any export, and a split once exported stays."""
 
+import importlib
 import io
 import json
 from collections import defaultdict
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from django.conf import settings
+from django.db import connection
 
 from annotate.importers import import_run
 from annotate.models import CorpusText, Message
@@ -93,8 +96,12 @@ def test_no_pretraining_document_is_in_both_splits(project):
     assert len(where) == 40 and sum(len(found) for found in rows_by_split(snapshot).values()) == 160
     assert {text for text, found in where.items() if len(found) > 1} == set()
     assert set().union(*where.values()) == {"train", "test"}
-    # Every document exported is remembered in the split it went to.
-    assert set(CorpusText.objects.filter(project=project).values_list("split", flat=True)) == {"train", "test"}
+    # Every document exported is remembered in the split it went to, with the digest that decided it.
+    remembered = CorpusText.objects.filter(project=project).values_list("text", "split", "split_key")
+    assert {split for _, split, _ in remembered} == {"train", "test"}
+    assert all(bytes(key) == content_digest(text) for text, _, key in remembered)
+    again = services.snapshot_create(project=project, kind="pretraining")
+    assert rows_by_split(again) == rows_by_split(snapshot)
 
 
 def test_a_root_exported_before_keeps_its_split_and_its_later_copies_join_it(project):
@@ -150,3 +157,11 @@ def test_an_oasst_tree_imported_flat_then_nested_merges_and_says_what_was_new(pr
     assert reply.root_id == Message.objects.get(project=project, text="What is 12 / 4?").id
     snapshot = services.snapshot_create(project=project, kind="prompts")
     assert len(splits_of(snapshot, first_turn)) == 2
+
+
+def test_the_migration_gives_every_remembered_split_its_key(project):
+    import_lines(project, "prompts-jsonl", [{"prompt": "Name  a RIVER."}, {"prompt": "Name a city."}], "prompts.jsonl")
+    Message.objects.filter(project=project, text="Name  a RIVER.").update(split="test")  # as migration 0004 left it
+    importlib.import_module("annotate.migrations.0008_split_keys").fill(None, SimpleNamespace(connection=connection))
+    keys = dict(Message.objects.filter(project=project).values_list("text", "split_key"))
+    assert bytes(keys["Name  a RIVER."]) == content_digest("name a river.") and keys["Name a city."] is None

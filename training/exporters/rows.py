@@ -33,7 +33,7 @@ HELDOUT_PERCENT = 10
 # Plain strings, not the enum's members: split names go into file names and the dataset card's YAML.
 TRAIN, TEST = Split.TRAIN.value, Split.TEST.value
 MESSAGE_FIELDS = ("id", "parent_id", "root_id", "role", "text", "source", "author_id", "review_state",
-                  "excluded", "created_at", "model_version", "model_name", "source_user", "split")
+                  "excluded", "created_at", "model_version", "model_name", "source_user", "split", "split_key")
 
 
 @dataclass(frozen=True)
@@ -115,53 +115,67 @@ class Splits:
     Copies remembered in both splits (from before splits went by content) are held out: held out once is
     held out for good, and a held-out text must not be trained on.
 
-    Memory holds only the texts whose remembered split differs from the content rule, and the held-out
-    ones' digests, not every root.
+    A remembered row carries the digest it was decided by (split_key), so reading what was remembered costs
+    16 bytes a row, and a remembered row's text is never normalised again. Memory holds only the digests
+    whose remembered split differs from the content rule, and the held-out ones', not every root.
     """
 
     def __init__(self, project_id: int, *, documents: bool = False):
         self.project_id = project_id
-        self.model = CorpusText if documents else Message
-        self.pending: dict[str, list[int]] = {TRAIN: [], TEST: []}
-        remembered = self.model.objects.filter(project_id=project_id).exclude(split="")
-        if not documents:
-            remembered = remembered.filter(parent__isnull=True)
+        self.table = "annotate_corpustext" if documents else "annotate_message"
+        self.pending: list[tuple[int, str, bytes]] = []
         trained, tested = set(), set()  # digests of held-out content remembered in train, and in test
         self.overrides: dict[bytes, str] = {}
-        for text, split in remembered.values_list("text", "split").iterator(chunk_size=CHUNK):
-            digest = content_digest(text)
-            if content_split(project_id, digest) == TRAIN:
-                if split == TEST:
-                    self.overrides[digest] = TEST
-            else:
-                (tested if split == TEST else trained).add(digest)
+        with connection.chunked_cursor() as cursor:
+            cursor.execute(
+                # The text only where a split was remembered without its key (set by hand, say).
+                f"SELECT split_key, split, CASE WHEN split_key IS NULL THEN text END FROM {self.table}"
+                " WHERE project_id = %s AND split <> ''"
+                + ("" if documents else " AND parent_id IS NULL"),
+                [project_id],
+            )
+            while batch := cursor.fetchmany(CHUNK):
+                for key, split, text in batch:
+                    digest = bytes(key) if key is not None else content_digest(text)
+                    if content_split(project_id, digest) == TRAIN:
+                        if split == TEST:
+                            self.overrides[digest] = TEST
+                    else:
+                        (tested if split == TEST else trained).add(digest)
         for digest in trained - tested:
             self.overrides[digest] = TRAIN
 
-    def of(self, text: str) -> str:
-        digest = content_digest(text)
-        return self.overrides.get(digest) or content_split(self.project_id, digest)
+    def of(self, text: str, key: bytes | None = None) -> tuple[str, bytes]:
+        """Return the split of a text, and its digest (`key` when the row remembers it)."""
+        digest = bytes(key) if key else content_digest(text)
+        return self.overrides.get(digest) or content_split(self.project_id, digest), digest
 
-    def remember(self, id: int, split: str, remembered: str) -> None:
+    def remember(self, id: int, split: str, digest: bytes, remembered: str) -> None:
         """Note that the root (or document) `id`, remembered in `remembered` ("" for none), went to `split`."""
         if not remembered:
-            self.pending[split].append(id)
-            if len(self.pending[split]) >= CHUNK:
+            self.pending.append((id, split, digest))
+            if len(self.pending) >= CHUNK:
                 self.save()
 
     def save(self) -> None:
         """Write the splits noted since the last save. A root remembered already keeps what it has: a text
         whose copies are in both splits is held out by the rule above, not by rewriting what was remembered."""
-        for split, ids in self.pending.items():
-            if ids:
-                self.model.objects.filter(id__in=ids, split="").update(split=split)
-        self.pending = {TRAIN: [], TEST: []}
+        if self.pending:
+            ids, splits, keys = zip(*self.pending)
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    f"UPDATE {self.table} t SET split = s.split, split_key = s.key"
+                    " FROM unnest(%s::bigint[], %s::text[], %s::bytea[]) AS s(id, split, key)"
+                    " WHERE t.id = s.id AND t.split = ''",
+                    [list(ids), list(splits), list(keys)],
+                )
+        self.pending = []
 
 
 def is_heldout(project_id: int, root_id: int) -> bool:
     """Whether the project's exports hold out the tree of this root prompt (for tests and scripts that check)."""
     text = Message.objects.filter(project_id=project_id, id=root_id).values_list("text", flat=True).get()
-    return Splits(project_id).of(text) == TEST
+    return Splits(project_id).of(text)[0] == TEST
 
 
 def annotator_pseudonym(project_id: int, user_id: int | None) -> str | None:
@@ -232,7 +246,7 @@ def turns(path: list[MessageRow]) -> list[dict]:
 TREES = """
 SELECT id, parent_id, root_id, role, text, source, author_id, review_state, excluded,
        to_json(created_at) #>> '{}', origin ->> 'model_version', origin ->> 'model_name', origin ->> 'source_user',
-       split
+       split, split_key
 FROM annotate_message WHERE project_id = %s ORDER BY root_id, depth, id
 """
 
@@ -255,8 +269,8 @@ def split_trees(project) -> Iterator[tuple[str, Tree]]:
     """(split, tree) for each tree of the project, remembering the split of every root it reaches."""
     splits = Splits(project.id)
     for tree in trees(project):
-        split = splits.of(tree.root.text)
-        splits.remember(tree.root_id, split, tree.root.split)
+        split, digest = splits.of(tree.root.text, tree.root.split_key)
+        splits.remember(tree.root_id, split, digest, tree.root.split)
         yield split, tree
     splits.save()
 
@@ -308,10 +322,10 @@ def prompt_rows(project, *, filters: Filters = Filters()) -> Iterator[tuple[str,
 def pretraining_rows(project) -> Iterator[tuple[str, dict]]:
     """(split, row) for every document, its split decided by its normalised text (Splits)."""
     splits = Splits(project.id, documents=True)
-    documents = CorpusText.objects.filter(project=project).order_by("id").values_list("id", "text", "split")
-    for document_id, text, remembered in documents.iterator(chunk_size=CHUNK):
-        split = splits.of(text)
-        splits.remember(document_id, split, remembered)
+    documents = CorpusText.objects.filter(project=project).order_by("id").values_list("id", "text", "split", "split_key")
+    for document_id, text, remembered, key in documents.iterator(chunk_size=CHUNK):
+        split, digest = splits.of(text, key)
+        splits.remember(document_id, split, digest, remembered)
         yield split, {"text": text}
     splits.save()
 
