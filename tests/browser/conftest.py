@@ -5,6 +5,7 @@ import os
 
 import pytest
 from django.db import connections
+from django.urls import get_resolver
 from playwright.sync_api import sync_playwright
 
 from tests.browser.chromium import CHROMIUM, LAUNCH_ARGS, chromium_problem
@@ -22,6 +23,10 @@ def browser():
         if os.environ.get("CI", "").lower() in ("true", "1"):
             pytest.fail(f"the browser tests must run on CI, but there is no Chromium: {problem}")
         pytest.skip(f"no Chromium for the browser tests: {problem}")
+    # Load every view before the first page is asked for: the URLconf imports training's views and
+    # with them torch and transformers (5 s on a quiet machine), which under load made the first
+    # page of a module outlast Playwright's 10 s timeout.
+    get_resolver().url_patterns
     # Playwright's sync API keeps an event loop in this thread; the tests' own database calls
     # (and pytest-django's flush after each test) are still plain synchronous code.
     before = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")

@@ -167,11 +167,18 @@ class Walk:
         self.page = page
         page.context.add_init_script(path=str(AXE_SCRIPT))
         self.problems: list[str] = []
-        self.visited: set[str] = set()
+        self.visited: set[tuple[str, str | None]] = set()
+        self.who: str | None = None
         self.failed: list[str] = []
         self.icons: list[str] = []
         page.on("response", lambda response: response.status >= 400 and self.failed.append(f"{response.status} {response.url}"))
         page.on("request", lambda request: "favicon" in request.url and self.icons.append(request.url))
+
+    def log_in(self, username: str | None):
+        self.page.context.clear_cookies()
+        if username is not None:
+            log_in(self.page, username, PASSWORD)
+        self.who = username
 
     def check(self, name: str, url: str | None = None):
         """Look at the page (going to `url` first): axe-core at desktop width, then at 390 px."""
@@ -179,8 +186,8 @@ class Walk:
         if url is not None:
             response = page.goto(url)
             assert response.ok, f"{url}: {response.status}"
-        self.visited.add(name)
-        where = f"{name} {page.url}"
+        self.visited.add((name, self.who))
+        where = f"{name} as {self.who} {page.url}"
         self.problems += [f"{where}: {problem}" for problem in axe_problems(page)]
         self.problems += [f"{where}: {failed}" for failed in self.failed]
         self.failed.clear()
@@ -217,7 +224,7 @@ def test_every_page_passes_axe_and_fits_a_phone(team, new_page, tmp_path):
     walk.check("login", "/login/")
     walk.check("annotate:invite", f"/invite/{invite.token}/")
 
-    log_in(page, "nina", PASSWORD)
+    walk.log_in("nina")
     walk.check("home", "/")
     walk.check("annotate:project", f"/projects/{project.id}/")
     for kind in ("prompt", "demonstration", "ranking", "compare", "label"):
@@ -233,15 +240,13 @@ def test_every_page_passes_axe_and_fits_a_phone(team, new_page, tmp_path):
     walk.check("annotate:history", f"/projects/{project.id}/history/")
     walk.check("password_change", "/password/")
     walk.check("password_change_done", "/password/done/")
-    page.context.clear_cookies()
 
-    log_in(page, "rita", PASSWORD)
+    walk.log_in("rita")
     review = lease(team, "review", who="rita")
     walk.check("annotate:task", f"/tasks/{review.id}/")
     walk.check("annotate:admin-progress", f"/projects/{project.id}/admin/progress/")
-    page.context.clear_cookies()
 
-    log_in(page, "ada", PASSWORD)
+    walk.log_in("ada")
     walk.check("home", "/")
     walk.check("annotate:project", f"/projects/{project.id}/")
     for name, path in (("admin-settings", "admin/"), ("admin-members", "admin/members/"),
@@ -249,7 +254,7 @@ def test_every_page_passes_axe_and_fits_a_phone(team, new_page, tmp_path):
                        ("admin-excluded", "admin/flagged/")):
         walk.check(f"annotate:{name}", f"/projects/{project.id}/{path}")
 
-    assert walk.visited == set(WALKED)
+    assert walk.visited == {(name, who) for name, people in WALKED.items() for who in people}
     assert not walk.problems, "\n".join(walk.problems)
     # Every page names its icon, so no browser asks for /favicon.ico (a 404 on every page before).
     assert walk.icons and all(re.search(r"/static/annotate/favicon[.\w]*\.svg$", icon) for icon in walk.icons), walk.icons
