@@ -319,6 +319,12 @@ def model_comparison(*, project) -> dict[str, dict]:
     return table
 
 
+def model_version_metrics(version: ModelVersion) -> list[dict]:
+    """Return one version's evaluation as rows to read: [{"name", "label", "unit", "text"}], in METRICS' order."""
+    return [{"name": name, "label": metric_label(name), "unit": _unit_shown(name), "text": metric_text(name, version.metrics)}
+            for name in metrics_in_order(version.metrics)]
+
+
 def model_score_panels(*, project) -> list[dict]:
     """The versions' held-out and hidden-check scores across rounds, one panel per kind of figure.
 

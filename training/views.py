@@ -422,7 +422,8 @@ def model_version_page(request, project_id, version_id):
     version = selectors.model_version_of(project=membership.project, version_id=version_id)
     return render(request, "training/model_version.html", {
         "project": membership.project, "membership": membership, "version": version,
-        "adapter": selectors.model_version_adapter(version), "tab": "models",
+        "adapter": selectors.model_version_adapter(version), "metrics": selectors.model_version_metrics(version),
+        "tab": "models",
     })
 
 

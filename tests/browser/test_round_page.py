@@ -5,6 +5,7 @@ The round's worker is played by the test, writing the rows the supervisor writes
 (training.services.supervisor._apply)."""
 
 import time
+from importlib.resources import files
 
 import pytest
 from django.utils import timezone
@@ -21,6 +22,23 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 PASSWORD = "a-long-enough-password"
 # The issue's bound: new points are on screen within this many seconds of the trainer writing them.
 SEEN_WITHIN_S = 10
+# axe-core as its PyPI wheel ships it, added to each window as an init script (the page's
+# Content-Security-Policy refuses a script tag added to it).
+AXE_SCRIPT = files("axe_playwright_python") / "axe.min.js"
+
+
+def accessibility_problems(page) -> list[str]:
+    """Return axe-core's serious and critical findings on the page, one line each."""
+    results = page.evaluate("axe.run(document, {resultTypes: ['violations']})")
+    return [f"{v['id']}: {node['target']}" for v in results["violations"] if v["impact"] in ("serious", "critical")
+            for node in v["nodes"]]
+
+
+def fits(page, width: int) -> bool:
+    """Whether the page, at `width` px wide, needs no sideways scrolling."""
+    page.set_viewport_size({"width": width, "height": 900})
+    page.wait_for_timeout(100)
+    return page.evaluate("document.documentElement.scrollWidth") <= width
 
 
 def trainer_reports(stage, steps, *, total):
@@ -48,6 +66,7 @@ def test_a_round_page_follows_the_worker_and_cancel_answers_at_once(make_user, n
     page.on("console", lambda message: "Content Security Policy" in message.text and refused.append(message.text))
     page.on("pageerror", lambda error: refused.append(str(error)))
     log_in(page, "ada", PASSWORD)
+    page.context.add_init_script(path=str(AXE_SCRIPT))
     page.goto(f"/runs/{run.id}/")
     assert page.locator("h1 .status").inner_text() == "Queued"
     assert page.get_by_text("No worker has picked this round up yet.").is_visible()
@@ -80,6 +99,10 @@ def test_a_round_page_follows_the_worker_and_cancel_answers_at_once(make_user, n
     assert page.locator('figure[data-metric="loss"] .chart-series').get_attribute("data-points") == "8"
     assert page.locator('figure[data-metric="learning_rate"] .chart-title').inner_text() == "learning rate"
     shot(page, "round-page-running")
+    assert accessibility_problems(page) == []
+    assert fits(page, 390)
+    shot(page, "round-page-running-390")
+    assert fits(page, 1280)
 
     # Cancel: the page says so the moment it is pressed, and again once the request has gone through.
     click(page, "button:has-text('Cancel round')")
@@ -117,6 +140,7 @@ def test_the_models_page_shows_versions_side_by_side_and_fits_the_window(make_us
                                                  run=run, parent=parent, metrics=metrics)
     page = new_page()
     log_in(page, "ada", PASSWORD)
+    page.context.add_init_script(path=str(AXE_SCRIPT))
     page.goto(f"/projects/{project.id}/models/")
     sft = page.locator("section.card", has=page.locator("h2", has_text="SFT model"))
     # Versions side by side, newest first, a readable row per metric.
@@ -132,14 +156,17 @@ def test_the_models_page_shows_versions_side_by_side_and_fits_the_window(make_us
     assert "SFT model: hidden check, greedy: 60 at round 3" in scores.locator(".chart-legend").inner_text()
     loss = page.locator('figure[data-title="Held-out loss"]')
     assert loss.locator(".chart-series").count() == 2  # base and SFT
-    for size, name in (({"width": 1280, "height": 900}, "models-1280"), ({"width": 390, "height": 844}, "models-390")):
-        page.set_viewport_size(size)
-        page.wait_for_timeout(100)
-        assert page.evaluate("document.documentElement.scrollWidth") <= size["width"], name
-        shot(page, name)
+    assert accessibility_problems(page) == []
+    for width in (1280, 390):
+        assert fits(page, width), width
+        shot(page, f"models-{width}")
     # At 390 px the versions' table scrolls inside its own box.
     box = sft.locator(".table-scroll")
     assert box.evaluate("element => element.scrollWidth > element.clientWidth")
+    # So do one version's page and the rounds' page, with their tables and the form to start one.
+    for url in (f"/projects/{project.id}/models/{parent.id}/", f"/projects/{project.id}/training/"):
+        page.goto(url)
+        assert fits(page, 390) and accessibility_problems(page) == [], url
 
 
 def test_the_export_page_shows_a_finished_export_without_a_reload(make_user, new_page):
@@ -147,6 +174,7 @@ def test_the_export_page_shows_a_finished_export_without_a_reload(make_user, new
     project = arithmetic_project(account_services.project_create(name="Arithmetic", created_by=admin), admin, prompts=12)
     page = new_page()
     log_in(page, "ada", PASSWORD)
+    page.context.add_init_script(path=str(AXE_SCRIPT))
     page.goto(f"/projects/{project.id}/exports/")
     click(page, "label[for=id_kind]")
     page.keyboard.type("Prompts")
@@ -158,3 +186,4 @@ def test_the_export_page_shows_a_finished_export_without_a_reload(make_user, new
     page.locator("table.files a", has_text="prompts").first.wait_for(state="visible", timeout=SEEN_WITHIN_S * 1000)
     assert page.locator("#export-queue").inner_text().count("waiting for a worker") == 0
     assert page.evaluate("window.__same_page") is True
+    assert fits(page, 390) and accessibility_problems(page) == []

@@ -134,6 +134,10 @@ def test_models_page_deploys_generates_and_shows_evaluation(filled, owner, membe
     shares = {s["name"]: s["points"] for s in panels["Held-out and hidden-check scores"]["series"]}
     assert shares["SFT model: hidden check, greedy"] == [[1, 78.0, "sft-v1"]]
     assert 'id="score-panels"' in text and "models.js" in text
+    # One version's page reads the same.
+    version_page = logged_in(owner).get(f"/projects/{filled.id}/models/{sft.id}/").content.decode()
+    assert "78.0% (71.0–84.0%)" in version_page and "ROUGE-L F1" in version_page and "0.4000" not in version_page
+    assert "hidden_check_greedy_ci95" not in version_page
 
     bad = logged_in(owner).post(f"{url}deploy/", {"model_version": sft.id, "backend": "transformers", "temperature": -1,
                                                    "top_p": 0.9, "max_new_tokens": 16, "seed": 0, "share": 1})
