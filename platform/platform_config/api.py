@@ -2,12 +2,15 @@
 operation may answer; the API's errors themselves live in platform_common.errors. And the API's answer to a
 URL no route matches."""
 
-from django.http import JsonResponse
-from django.views.defaults import page_not_found
+import sys
+
+from django.http import HttpResponse, JsonResponse
+from django.views.defaults import page_not_found, server_error
 from drf_spectacular import openapi as drf_spectacular_openapi
 from drf_spectacular.plumbing import ResolvedComponent
 
 from platform_common import errors
+from platform_common.jobs import DATABASE_AWAY
 from platform_common.pagination import Pagination
 
 
@@ -47,3 +50,26 @@ def not_found(request, exception):
     if request.path.startswith("/api/"):
         return JsonResponse(errors.NOT_FOUND, status=404)
     return page_not_found(request, exception)
+
+
+# How long a client is asked to wait when the database is away (a restart takes a few seconds).
+RETRY_AFTER_SECONDS = 5
+
+
+def server_failed(request):
+    """Answer an uncaught exception (handler500): while the database is away, a 503 that says so (JSON under
+    /api/, a short page elsewhere) with Retry-After, not Django's 500 page; otherwise the API's JSON 500 or Django's
+    page. Called from Django's own except block, so sys.exc_info() is the exception."""
+    failure = sys.exc_info()[1]
+    if isinstance(failure, DATABASE_AWAY):
+        detail = "the database is not answering (restarting?); try again in a few seconds"
+        if request.path.startswith("/api/"):
+            response = JsonResponse({"detail": detail}, status=503)
+        else:
+            response = HttpResponse(f"<!doctype html><title>Unavailable</title><h1>Unavailable</h1><p>{detail}.</p>",
+                                    status=503)
+        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": "the server failed; the error is in its log"}, status=500)
+    return server_error(request)

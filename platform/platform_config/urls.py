@@ -24,3 +24,4 @@ urlpatterns = [
 ]
 
 handler404 = "platform_config.api.not_found"
+handler500 = "platform_config.api.server_failed"
