@@ -4,9 +4,12 @@ from the metrics, models with deploy, generation, leaderboard, and the chat page
 import pytest
 from django.test import Client
 
+from annotate.models import Ranking
+from annotate.services import tree
 from annotate.services.accounts import project_create
 from training import selectors
-from training.models import Deployment, GenerationJob, MetricPoint, ModelKind, ModelVersion, RunStatus, TrainingRun
+from training.leaderboard import INTERVAL_MIN_VOTES
+from training.models import Deployment, GeneratedReply, GenerationJob, MetricPoint, ModelKind, ModelVersion, RunStatus, TrainingRun
 from training.services import runs
 from training.trainers.config import PRESETS
 from tests.training.factories import arithmetic_project
@@ -160,3 +163,23 @@ def test_the_chat_page_says_when_nothing_is_deployed(filled, member, outsider):
     assert logged_in(outsider).get(f"/projects/{filled.id}/chat/").status_code == 404
     page = logged_in(member).get(f"/projects/{filled.id}/chat/")
     assert page.status_code == 200 and b"No model is deployed" in page.content
+
+
+def test_the_leaderboard_shows_the_count_and_no_interval_from_a_few_votes(filled, owner):
+    prompt = tree.message_create(project=filled, parent=None, role="user", text="What is 3 + 4?", source="import",
+                                 create_work=False)
+    replies = {}
+    for number in (1, 2):
+        version = ModelVersion.objects.create(project=filled, kind=ModelKind.POLICY, version=number, folder=f"p{number}")
+        message = tree.message_create(project=filled, parent=prompt, role="assistant", text=f"{number + 5}",
+                                      source="model", create_work=False, origin={"model_version": version.name})
+        GeneratedReply.objects.create(message=message, model_version=version)
+        replies[number] = message.id
+    pair = tree.candidate_set_create(project=filled, message_ids=[replies[1], replies[2]], kind="compare")
+    Ranking.objects.bulk_create(Ranking(candidate_set=pair, external_annotator=f"voter-{n}",
+                                        tiers=[[replies[2]], [replies[1]]]) for n in range(3))
+    page = logged_in(owner).get(f"/projects/{filled.id}/models/").content.decode()
+    row = page[page.index("<td>policy-v2</td>"):]
+    row = row[: row.index("</tr>")]
+    assert "too few votes" in row and '<td class="num">3</td>' in row and "…" not in row
+    assert f"shown from {INTERVAL_MIN_VOTES} votes" in page

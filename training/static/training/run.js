@@ -25,7 +25,7 @@
 
   function heartbeatText(run) {
     if (!run.worker) return FINISHED.indexOf(run.status) >= 0 ? "No worker ran this round." : "No worker has picked this round up yet.";
-    var at = run.heartbeat_at ? new Date(run.heartbeat_at).toLocaleTimeString() : "–";
+    var at = run.heartbeat_at ? new Date(run.heartbeat_at).toLocaleTimeString([], { hour12: false }) : "–";
     return "Last heartbeat from " + run.worker + " at " + at + ".";
   }
 
