@@ -82,6 +82,7 @@
         Object.assign(labels, page.labels);
         page.points.forEach(function (point) {
           Object.keys(point.values).forEach(function (name) {
+            if (typeof point.values[name] !== "number" || !isFinite(point.values[name])) return;
             var byStage = series[name] || (series[name] = {});
             (byStage[point.stage] || (byStage[point.stage] = [])).push([point.step, point.values[name]]);
           });
