@@ -10,6 +10,11 @@ The load generator runs in separate processes on the same machine; every loop is
 item count and a time limit.
 
     .venv/bin/python bench/queue_bench.py --annotators 50 10 --mode separate chained
+
+`--beside quiet training unniced` measures each mode and size three ways in one run: with nothing else
+running; beside an SFT stage at the demo preset (a 2-layer GPT of width 128, batch 16, as the demo's round
+trains it), started as the worker starts it (supervisor._child_env and _child_start: TRAINING_NICE, threads
+capped at TRAINING_THREADS); and beside the same stage at nice 0 with torch's default threads, as it ran before.
 """
 
 import argparse
@@ -138,6 +143,45 @@ def run_load(*, port, project_id, tokens, mode, seconds, warmup, processes):
     }
 
 
+class Training:
+    """An SFT stage training beside the bench, started as the worker starts one (or, `unniced`, as it used to)."""
+
+    def __init__(self, folder: Path):
+        sys.path.insert(0, str(ROOT / "bench"))
+        import train_overhead
+
+        self.folder = folder
+        self.model_dir, self.files, _ = train_overhead.build(folder, rows=4000, width=128, layers=2, vocab=1024,
+                                                             context=128)
+        self.child = None
+
+    def start(self, *, unniced: bool):
+        from training.services import supervisor
+        from training.trainers.launch import child_command, spec_write
+
+        work = Path(tempfile.mkdtemp(dir=self.folder))
+        spec = spec_write(work, stage="sft", train=self.files["sft"], base_model=self.model_dir, preset="demo",
+                          config={"max_steps": 100000, "save_every": 100000})
+        env = supervisor._child_env()
+        if unniced:
+            env = {k: v for k, v in env.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+        self.child = subprocess.Popen(child_command(str(spec)), cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.STDOUT, start_new_session=True,
+                                      preexec_fn=None if unniced else supervisor._child_start)
+        # Until it trains (its progress file shows a step): importing torch and loading the model is not the load.
+        progress, deadline = work / "progress.jsonl", time.monotonic() + 300
+        while time.monotonic() < deadline and b'"progress"' not in (progress.read_bytes() if progress.exists() else b""):
+            if self.child.poll() is not None:
+                raise SystemExit(f"the training child exited with {self.child.returncode}; see {work}")
+            time.sleep(0.5)
+
+    def stop(self):
+        if self.child and self.child.poll() is None:
+            os.killpg(self.child.pid, 15)
+            self.child.wait(30)
+        self.child = None
+
+
 def start_gunicorn(port: int, env: dict, workers: int | None) -> subprocess.Popen:
     # Production settings, as the README runs them: DEBUG off (no query logging, no static
     # file autorefresh), a given secret key and host list.
@@ -181,6 +225,9 @@ def main():
     parser.add_argument("--web-workers", type=int, default=None)
     parser.add_argument("--load-processes", type=int, default=2)
     parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--beside", nargs="+", choices=["quiet", "training", "unniced"], default=["quiet"],
+                        help="what runs beside the web: nothing, an SFT stage as the worker starts it, or the "
+                             "same stage at nice 0 with default threads")
     args = parser.parse_args()
 
     data_dir = tempfile.mkdtemp(prefix="queue-bench-")
@@ -194,16 +241,24 @@ def main():
     try:
         print(f"gunicorn workers={env.get('WEB_WORKERS', args.web_workers or 'default')} on 127.0.0.1:{args.port}; "
               f"cpu cores={os.cpu_count()}; {args.seconds:.0f}s per run after {args.warmup:.0f}s warm-up")
-        print(f"{'mode':<9} {'annotators':>10} {'cycles':>7} {'cycles/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
+        training = Training(Path(data_dir)) if set(args.beside) - {"quiet"} else None
+        print(f"{'beside':<9} {'mode':<9} {'annotators':>10} {'cycles':>7} {'cycles/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
         for mode in args.mode:
             for annotators in args.annotators:
-                project_id, tokens = seed(annotators=annotators, items=args.items, overlap=2)
-                figures = run_load(
-                    port=args.port, project_id=project_id, tokens=tokens, mode=mode,
-                    seconds=args.seconds, warmup=args.warmup, processes=args.load_processes,
-                )
-                print(f"{mode:<9} {annotators:>10} {figures['cycles']:>7} {figures['per_second']:>9.1f} "
-                      f"{figures['p50_ms']:>8.1f} {figures['p99_ms']:>8.1f}", flush=True)
+                for beside in args.beside:
+                    project_id, tokens = seed(annotators=annotators, items=args.items, overlap=2)
+                    if beside != "quiet":
+                        training.start(unniced=beside == "unniced")
+                    try:
+                        figures = run_load(
+                            port=args.port, project_id=project_id, tokens=tokens, mode=mode,
+                            seconds=args.seconds, warmup=args.warmup, processes=args.load_processes,
+                        )
+                    finally:
+                        if beside != "quiet":
+                            training.stop()
+                    print(f"{beside:<9} {mode:<9} {annotators:>10} {figures['cycles']:>7} {figures['per_second']:>9.1f} "
+                          f"{figures['p50_ms']:>8.1f} {figures['p99_ms']:>8.1f}", flush=True)
     finally:
         web.terminate()
         web.wait(30)

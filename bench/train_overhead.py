@@ -6,7 +6,7 @@ loading the model:
                evaluation, which the bare script does not do, is not timed), started as the worker
                starts it; the bench waits for it to exit.
   platform+db  the same child, with the worker's own loop beside it: every second, read the new
-               progress lines and write them into a real PostgreSQL with `supervisor._apply` (one stage
+               progress lines and write them into a real PostgreSQL with `supervisor._Watch` (one stage
                update and one bulk insert of metric points per poll), and check for a cancel.
                Skipped, with a note, when no database can be reached.
   bare         a minimal TRL script (BARE_SCRIPT below): the same model and tokenizer from the same
@@ -210,10 +210,10 @@ def run_platform(stage: str, tmp: Path, model_dir: Path, data: Path, config: dic
     db_seconds, polls = 0.0, 0
     if db is not None:
         from training.models import RunStage, TrainingRun
-        from training.services.supervisor import _apply, _ProgressReader
+        from training.services.supervisor import _ProgressReader, _Watch
 
         row = db.stage(stage)
-        reader, done, error = _ProgressReader(progress, 0), None, None
+        reader, watch = _ProgressReader(progress, 0), _Watch(row)
     with open(work / "stage.log", "wb") as log:
         started = time.perf_counter()
         child = subprocess.Popen(child_command(str(spec_path)), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
@@ -224,7 +224,7 @@ def run_platform(stage: str, tmp: Path, model_dir: Path, data: Path, config: dic
             while True:
                 exit_code = child.poll()
                 t = time.perf_counter()
-                done, error = _apply(row, reader.read(), done, error)
+                watch.apply(reader.read())
                 TrainingRun.objects.filter(id=db.run.id, cancel_requested=True).exists()
                 db_seconds += time.perf_counter() - t
                 polls += 1
@@ -235,7 +235,7 @@ def run_platform(stage: str, tmp: Path, model_dir: Path, data: Path, config: dic
                 except subprocess.TimeoutExpired:
                     pass
             t = time.perf_counter()
-            done, error = _apply(row, reader.read(), done, error)
+            watch.apply(reader.read())
             db_seconds += time.perf_counter() - t
         wall = time.perf_counter() - started
     events = [json.loads(line) for line in progress.read_text().splitlines() if line.strip()]
