@@ -12,6 +12,10 @@ class SnapshotKind(models.TextChoices):
     SFT = "sft", "SFT conversations"
     PREFERENCE = "preference", "Preference pairs"
     UNPAIRED = "unpaired", "Unpaired judgements"
+    # The same demonstrations as SFT, split into the conversation before the reply and the reply.
+    SFT_COMPLETION = "sft_completion", "SFT prompt-completion pairs"
+    # The same pairs as preference, each side the whole conversation (TRL's implicit prompt).
+    IMPLICIT_PAIRS = "implicit_pairs", "Preference pairs, implicit prompt"
     PROMPTS = "prompts", "Prompts for RL"
     PRETRAINING = "pretraining", "Pretraining text"
 
