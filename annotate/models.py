@@ -221,6 +221,11 @@ class Message(TimeStamped):
     # For imports: where it came from (file, source id, pseudonymous source user); for model
     # replies, training records the model version and sampling settings in its own table.
     origin = models.JSONField(default=dict, blank=True)
+    # What a source said about the turn that the tree has no column for: a system message (`system`,
+    # on the turn after it, the root for a chat's opening one: the tree's turns are user and assistant
+    # only; SFT exports put it back before that turn), Cornell's line, character and movie ids, a
+    # CSV's extra columns.
+    metadata = models.JSONField(default=dict, blank=True)
     guideline_version = models.PositiveIntegerField(null=True, blank=True)
     time_spent_ms = models.PositiveIntegerField(null=True, blank=True)
     review_state = models.CharField(max_length=16, choices=ReviewState.choices, default=ReviewState.NOT_NEEDED)
@@ -502,6 +507,9 @@ class ImportBatch(TimeStamped):
     sha256 = models.CharField(max_length=64)
     imported_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     counts = models.JSONField(default=dict)
+    # The importer vouched for the file's replies: they are written accepted, as demonstrations a
+    # reviewer passed (all but the losing side of an imported judgement), so SFT exports take them.
+    trusted = models.BooleanField(default=False)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["project", "sha256"], name="import_file_once_per_project")]
