@@ -124,7 +124,7 @@ def run_payload(run: TrainingRun) -> dict:
         "created_at": run.created_at, "started_at": run.started_at, "finished_at": run.finished_at,
         "retry_of": run.retry_of_id, "stages": stages,
         "can_cancel": run.status in (RunStatus.QUEUED, RunStatus.RUNNING) and not run.cancel_requested,
-        "can_resume": run.status == RunStatus.FAILED,
+        "can_resume": run.status == RunStatus.FAILED and run.resumable,
         "can_retry": run.status in (RunStatus.FAILED, RunStatus.CANCELLED),
     }
 

@@ -10,6 +10,8 @@ import time
 import pytest
 from django.conf import settings
 
+from procrastinate.contrib.django.models import ProcrastinateJob
+
 from training import selectors
 from training.models import MetricPoint, ModelKind, ModelVersion, RunStage, RunStatus, StageStatus, TrainingRun
 from training.services import runs, supervisor
@@ -33,11 +35,11 @@ def stores(tmp_path, settings):
     return tmp_path
 
 
-def worker(stores):
-    """A real worker, as `manage.py procrastinate worker` runs in production."""
-    env = child_env(SNAPSHOT_STORE=str(stores / "snapshots"), MODEL_STORE=str(stores / "models"))
+def worker(stores, queues="training", **env):
+    """A real worker, as `manage.py serve` runs in production."""
+    env = child_env(SNAPSHOT_STORE=str(stores / "snapshots"), MODEL_STORE=str(stores / "models"), **env)
     return subprocess.Popen(
-        [sys.executable, "manage.py", "procrastinate", "worker", "--queues", "training"],
+        [sys.executable, "manage.py", "worker", "--queues", queues],
         cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
 
@@ -88,8 +90,10 @@ def test_a_round_survives_its_worker_being_killed_and_a_second_round_is_cancelle
             timeout=400, what="PPO to save its first checkpoint", run=run,
         )
         steps_before = RunStage.objects.get(pk=ppo.pk).step
+        started_at = TrainingRun.objects.get(pk=run.pk).started_at
         process.send_signal(signal.SIGKILL)
         process.wait()
+        killed_at = time.monotonic()
     finally:
         stop(process)
     work_dir = settings.MODEL_STORE / f"project-{project.id}/run-1/ppo.work"
@@ -97,9 +101,21 @@ def test_a_round_survives_its_worker_being_killed_and_a_second_round_is_cancelle
     wait_for(lambda: not stage_children(work_dir), timeout=15, what="the orphaned trainer to die")
     assert not (settings.MODEL_STORE / f"project-{project.id}/run-1/ppo").exists()
 
-    assert runs.runs_reap_lost(older_than_s=0) == [run.id]
+    # A lone worker of another queue reaps it: within WORKER_LOST_AFTER_SECONDS (5 here) and one reaper period
+    # (10 s) of the last heartbeat, and it closes the Procrastinate job the killed worker left doing.
+    reaper = worker(stores, queues="exports", WORKER_LOST_AFTER_SECONDS="5")
+    try:
+        wait_until(lambda: TrainingRun.objects.get(pk=run.pk).is_finished(), timeout=40, interval=0.5,
+                   what="the reaper to fail the lost round")
+        reaped_after = time.monotonic() - killed_at
+        wait_until(lambda: not ProcrastinateJob.objects.filter(status="doing").exists(), timeout=30, interval=0.5,
+                   what="the reaper to close the killed worker's Procrastinate job")
+    finally:
+        stop(reaper)
+    assert reaped_after < 5 + 10 + 5, reaped_after  # plus a heartbeat period: the last beat was up to 5 s earlier
     run.refresh_from_db()
-    assert run.status == RunStatus.FAILED and run.error.startswith("worker lost")
+    assert run.status == RunStatus.FAILED and run.error.startswith("worker lost"), run.error
+    assert "during ppo" in run.error and run.resumable
     assert not ModelVersion.objects.filter(kind=ModelKind.POLICY).exists()
 
     runs.run_resume(run=run)
@@ -114,6 +130,10 @@ def test_a_round_survives_its_worker_being_killed_and_a_second_round_is_cancelle
     # After the resume the steps continued from the checkpoint instead of starting again at 1.
     resumed_steps = list(MetricPoint.objects.filter(stage=ppo).values_list("step", flat=True))
     assert resumed_steps == sorted(resumed_steps) and max(resumed_steps) == ppo.total
+    # Each step once in the curve (the steps redone after the checkpoint replaced their first points), and the
+    # round still says when it first started.
+    assert len(resumed_steps) == len(set(resumed_steps))
+    assert TrainingRun.objects.get(pk=run.pk).started_at == started_at
 
     versions = {v.kind: v for v in ModelVersion.objects.filter(project=project)}
     assert set(versions) == {"base", "sft", "reward", "policy"}
