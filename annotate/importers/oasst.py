@@ -15,8 +15,10 @@ deleted from the project (contributors.contributor_delete) is left out with ever
 deleted one is (`by_deleted_contributors`), so importing the source again does not bring it back.
 """
 
+import re
 from collections import defaultdict
 
+from django.contrib.auth import get_user_model
 from django.db import connection
 
 from annotate.importers.base import ImportRefused, Turn, jsonl_records, source_user_pseudonym
@@ -26,6 +28,8 @@ from annotate.services import contributors
 ROLES = {"prompter": MessageRole.USER, "assistant": MessageRole.ASSISTANT}
 MERGED_RANKS = "merged-ranks"  # the source "user" of OASST's merged ranks, keyed when it is written
 MAX_CANDIDATES = 9
+# A pseudonym as exports write it: our annotators' ("a-" and 12 hex digits) or an imported author's.
+PSEUDONYM = re.compile(r"^(a-[0-9a-f]{12}|[a-z][a-z0-9-]*:[0-9a-f]{16})$")
 
 # The project's messages imported from OASST, by their OASST id: whatever an import of another file
 # brought in, in either form.
@@ -33,6 +37,28 @@ IMPORTED = """
 SELECT origin ->> 'source_id', id, root_id, depth, role FROM annotate_message
 WHERE project_id = %s AND source = %s AND origin ? 'source_id'
 """
+
+
+def pseudonymous_account(pseudonym: str):
+    """Return the account standing for a person known only by their pseudonym, made on first use.
+
+    Labels and reviews need an account (imported rankings do not: they name their author); this one cannot
+    log in (inactive, no usable password) and its username is the pseudonym, so exports and project dumps
+    give the person the pseudonym they had (account_pseudonym)."""
+    if not PSEUDONYM.match(pseudonym):
+        raise ValueError(f"{pseudonym!r} is not a pseudonym")
+    user, created = get_user_model().objects.get_or_create(username=pseudonym, defaults={"is_active": False})
+    if created:
+        user.set_unusable_password()
+        user.save(update_fields=["password"])
+    return user
+
+
+def account_pseudonym(user) -> str | None:
+    """Return the pseudonym an account made by pseudonymous_account stands for; None for a real account."""
+    if user.is_active or user.has_usable_password() or not PSEUDONYM.match(user.username):
+        return None
+    return user.username
 
 
 class OasstTrees:
