@@ -6,6 +6,8 @@
 // - Every change is saved as a draft in localStorage, keyed by task, and put back after a
 //   reload or a lost connection. A draft is deleted only when the server has confirmed the
 //   submit (it lists such tasks in <body data-drafts-done>).
+// - The lease's end in local time, the minutes left, and a warning before it runs out.
+// On every page: forms with data-confirm ask first, buttons with data-copy copy an input's text.
 (function () {
   "use strict";
 
