@@ -70,6 +70,7 @@ urlpatterns += [
     path("projects/<int:project_id>/agreement/", stats_apis.AgreementApi.as_view(), name="api-agreement"),
     path("projects/<int:project_id>/stats/", stats_apis.ProjectStatsApi.as_view(), name="api-project-stats"),
     path("projects/<int:project_id>/imports/", import_apis.ImportCreateApi.as_view(), name="api-import-create"),
+    path("projects/<int:project_id>/imports/list/", import_apis.ImportListApi.as_view(), name="api-import-list"),
     path(
         "projects/<int:project_id>/contributors/delete/",
         contributor_apis.ContributorDeleteApi.as_view(),
