@@ -22,10 +22,12 @@ pytestmark = pytest.mark.django_db
 
 COLUMNS = {
     "sft": {"messages", "provenance"},
-    "preference": {"prompt", "chosen", "rejected", "provenance"},
+    "sft_completion": {"prompt", "completion", "provenance"},
+    "preference": {"prompt", "chosen", "rejected", "margin", "provenance"},
+    "implicit_pairs": {"chosen", "rejected", "margin", "provenance"},
     "unpaired": {"prompt", "completion", "label", "provenance"},
     "prompts": {"prompt", "provenance"},
-    "pretraining": {"text"},
+    "pretraining": {"text", "provenance"},
 }
 
 

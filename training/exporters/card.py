@@ -26,8 +26,8 @@ from annotate.models import CorpusText, ImportBatch, Label, Message, MessageRole
 from training.exporters.parquet import schemas
 
 CARD_NAME = "README.md"
-# The side files of a preference snapshot, each a config of its own beside the pairs.
-SIDE_FILES = {"preference": ("rankings", "consensus")}
+# The side files of a preference snapshot (either form), each a config of its own beside the pairs.
+SIDE_FILES = {"preference": ("rankings", "consensus"), "implicit_pairs": ("rankings", "consensus")}
 LIBRARIES = ("django", "trl", "transformers", "datasets", "pyarrow")
 UNKNOWN_LICENSE = "unknown"
 
@@ -139,10 +139,14 @@ def _guideline_versions(project, kind: str) -> list[int]:
     labels = Label.objects.filter(message__project=project).values_list("guideline_version", flat=True)
     reviews = Review.objects.filter(message__project=project).values_list("guideline_version", flat=True)
     messages = Message.objects.filter(project=project)
+    demonstrations = [messages.filter(role=MessageRole.ASSISTANT).values_list("guideline_version", flat=True), reviews,
+                      labels]
     by_kind = {
         "preference": [rankings],
+        "implicit_pairs": [rankings],
         "unpaired": [rankings, labels, reviews],
-        "sft": [messages.filter(role=MessageRole.ASSISTANT).values_list("guideline_version", flat=True), reviews, labels],
+        "sft": demonstrations,
+        "sft_completion": demonstrations,
         "prompts": [messages.filter(role=MessageRole.USER).values_list("guideline_version", flat=True)],
         "pretraining": [],
     }

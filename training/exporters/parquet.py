@@ -21,17 +21,22 @@ def schemas() -> dict:
     origin = pa.struct([
         ("message_id", pa.int64()), ("source", pa.string()), ("at", pa.string()), ("annotator", pa.string()),
         ("model_version", pa.string()), ("model_name", pa.string()), ("source_user", pa.string()),
+        ("import_id", pa.int64()), ("file", pa.string()), ("line", pa.int64()),
+    ])
+    conversation = pa.struct([("root_id", pa.int64()), ("reply", origin), ("turns", pa.list_(origin))])
+    pair = pa.struct([
+        ("root_id", pa.int64()), ("candidate_set_id", pa.int64()), ("ranking_id", pa.int64()),
+        ("annotator", pa.string()), ("imported", pa.bool_()), ("guideline_version", pa.int64()),
+        ("at", pa.string()), ("import_id", pa.int64()), ("file", pa.string()), ("line", pa.int64()),
+        ("chosen", origin), ("rejected", origin),
     ])
     return {
-        "sft": pa.schema([("messages", turns), ("provenance", pa.struct([("root_id", pa.int64()), ("reply", origin)]))]),
+        "sft": pa.schema([("messages", turns), ("provenance", conversation)]),
+        "sft_completion": pa.schema([("prompt", turns), ("completion", turns), ("provenance", conversation)]),
         "preference": pa.schema([
-            ("prompt", turns), ("chosen", turns), ("rejected", turns),
-            ("provenance", pa.struct([
-                ("root_id", pa.int64()), ("candidate_set_id", pa.int64()), ("ranking_id", pa.int64()),
-                ("annotator", pa.string()), ("imported", pa.bool_()), ("guideline_version", pa.int64()),
-                ("at", pa.string()), ("chosen", origin), ("rejected", origin),
-            ])),
+            ("prompt", turns), ("chosen", turns), ("rejected", turns), ("margin", pa.int64()), ("provenance", pair),
         ]),
+        "implicit_pairs": pa.schema([("chosen", turns), ("rejected", turns), ("margin", pa.int64()), ("provenance", pair)]),
         "unpaired": pa.schema([
             ("prompt", turns), ("completion", turns), ("label", pa.bool_()),
             ("provenance", pa.struct([
@@ -45,14 +50,21 @@ def schemas() -> dict:
             ])),
         ]),
         "prompts": pa.schema([
-            ("prompt", turns), ("provenance", pa.struct([("root_id", pa.int64()), ("message_id", pa.int64())]))
+            ("prompt", turns),
+            ("provenance", pa.struct([("root_id", pa.int64()), ("message_id", pa.int64()), ("turns", pa.list_(origin))])),
         ]),
-        "pretraining": pa.schema([("text", pa.string())]),
+        "pretraining": pa.schema([
+            ("text", pa.string()),
+            ("provenance", pa.struct([
+                ("document_id", pa.int64()), ("import_id", pa.int64()), ("file", pa.string()), ("at", pa.string()),
+            ])),
+        ]),
         # The side files of a preference snapshot: never converted, but their card names these features.
         "rankings": pa.schema([
             ("candidate_set_id", pa.int64()), ("ranking_id", pa.int64()), ("annotator", pa.string()),
             ("imported", pa.bool_()), ("tiers", pa.list_(pa.list_(pa.int64()))), ("all_bad", pa.bool_()),
             ("guideline_version", pa.int64()), ("at", pa.string()),
+            ("import_id", pa.int64()), ("file", pa.string()), ("line", pa.int64()),
         ]),
         "consensus": pa.schema([("candidate_set_id", pa.int64()), ("order", pa.list_(pa.int64())), ("rankings", pa.int64())]),
     }

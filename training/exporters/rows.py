@@ -3,8 +3,9 @@
 Messages are read in root order through a server-side cursor and grouped per tree, so memory
 holds one tree (and the rankings about it) at a time, however large the project. A message
 that is excluded (flagged or rejected, not cleared) takes everything under it out of every
-export. Every row carries provenance: pseudonymous annotator ids, where each reply came from
-(annotator, import, or model with its version), and times.
+export. Every row of every kind carries provenance: pseudonymous annotator ids, where each message
+came from (an annotator; an import, with its batch, file and line; or a model, with its version),
+where each judgement came from (the same, for an imported ranking), and times.
 
 The held-out split is decided by content (Splits): two copies of one prompt, or of one document,
 always share a split, and a root keeps the split it was first exported in.
@@ -26,14 +27,15 @@ from django.db.models import Avg
 from django.utils.dateparse import parse_datetime
 
 from annotate.agreement import ranked_pairs
-from annotate.models import CorpusText, Label, Message, MessageRole, MessageSource, ReviewState, Split
+from annotate.models import ImportBatch, Label, Message, MessageRole, MessageSource, ReviewState, Split
 
 CHUNK = 5000
 HELDOUT_PERCENT = 10
 # Plain strings, not the enum's members: split names go into file names and the dataset card's YAML.
 TRAIN, TEST = Split.TRAIN.value, Split.TEST.value
 MESSAGE_FIELDS = ("id", "parent_id", "root_id", "role", "text", "source", "author_id", "review_state",
-                  "excluded", "created_at", "model_version", "model_name", "source_user", "split", "split_key")
+                  "excluded", "created_at", "model_version", "model_name", "source_user", "split", "split_key",
+                  "import_id", "line")
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,9 @@ class Filters:
 
     APPLIES = {
         "sft": {"since", "until", "annotator_id", "model_version", "min_quality"},
+        "sft_completion": {"since", "until", "annotator_id", "model_version", "min_quality"},
         "preference": {"since", "until", "annotator_id", "model_version"},
+        "implicit_pairs": {"since", "until", "annotator_id", "model_version"},
         "unpaired": {"since", "until", "annotator_id", "model_version"},
         "prompts": {"since", "until"},
         "pretraining": set(),
@@ -193,12 +197,13 @@ MessageRow = namedtuple("MessageRow", MESSAGE_FIELDS)
 
 
 class Tree:
-    def __init__(self, project_id: int, rows: list[tuple], pseudonyms: dict):
+    def __init__(self, project_id: int, rows: list[tuple], pseudonyms: dict, files: dict[int, str]):
         self.project_id = project_id
         self.messages = {row[0]: MessageRow._make(row) for row in rows}
         self.root_id = rows[0][2]
         self.root = self.messages[self.root_id]
         self.pseudonyms = pseudonyms
+        self.files = files  # import batch id -> the file it read
 
     def path(self, message_id: int) -> list[MessageRow] | None:
         """Root-to-message path, or None when any message on it is excluded or missing."""
@@ -224,8 +229,9 @@ class Tree:
         return self.pseudonyms[user_id]
 
     def origin_of(self, message: MessageRow) -> dict:
-        """Where a reply came from, without naming anyone. The same keys in every row, so
-        the column has one type for `datasets`."""
+        """Where a message came from, without naming anyone: its annotator's pseudonym, the import batch, file
+        and line it was read from, or the model version that wrote it. The same keys in every row, so the
+        column has one type for `datasets`."""
         return {
             "message_id": message.id,
             "source": message.source,
@@ -234,6 +240,9 @@ class Tree:
             "model_version": message.model_version,
             "model_name": message.model_name,
             "source_user": message.source_user,
+            "import_id": message.import_id,
+            "file": self.files.get(message.import_id),
+            "line": message.line,
         }
 
 
@@ -246,23 +255,29 @@ def turns(path: list[MessageRow]) -> list[dict]:
 TREES = """
 SELECT id, parent_id, root_id, role, text, source, author_id, review_state, excluded,
        to_json(created_at) #>> '{}', origin ->> 'model_version', origin ->> 'model_name', origin ->> 'source_user',
-       split, split_key
+       split, split_key, (origin ->> 'import')::bigint, (origin ->> 'line')::int
 FROM annotate_message WHERE project_id = %s ORDER BY root_id, depth, id
 """
 
 
+def import_files(project) -> dict[int, str]:
+    """The file each of the project's import batches read, by batch id (a few rows, read once per export)."""
+    return {batch_id: filename or None for batch_id, filename in
+            ImportBatch.objects.filter(project=project).values_list("id", "filename")}
+
+
 def trees(project) -> Iterator[Tree]:
-    current, pseudonyms = [], {}
+    current, pseudonyms, files = [], {}, import_files(project)
     with connection.chunked_cursor() as cursor:
         cursor.execute(TREES, [project.id])
         while batch := cursor.fetchmany(CHUNK):
             for row in batch:
                 if current and row[2] != current[0][2]:
-                    yield Tree(project.id, current, pseudonyms)
+                    yield Tree(project.id, current, pseudonyms, files)
                     current = []
                 current.append(row)
     if current:
-        yield Tree(project.id, current, pseudonyms)
+        yield Tree(project.id, current, pseudonyms, files)
 
 
 def split_trees(project) -> Iterator[tuple[str, Tree]]:
@@ -295,7 +310,23 @@ def sft_rows(project, *, demonstrations: str = "accepted", filters: Filters = Fi
             path = tree.path(message.id)
             if path is None:
                 continue
-            yield split, {"messages": turns(path), "provenance": {"root_id": tree.root_id, "reply": tree.origin_of(message)}}
+            yield split, {"messages": turns(path), "provenance": _conversation_provenance(tree, path)}
+
+
+def _conversation_provenance(tree: Tree, path: list[MessageRow]) -> dict:
+    """The provenance of a conversation ending in a reply: the reply's origin, and every turn's, in order (an
+    earlier reply may be a model's or an import's, and the prompt an annotator's)."""
+    return {"root_id": tree.root_id, "reply": tree.origin_of(path[-1]), "turns": [tree.origin_of(m) for m in path]}
+
+
+def sft_completion_rows(project, *, demonstrations: str = "accepted",
+                        filters: Filters = Filters()) -> Iterator[tuple[str, dict]]:
+    """(split, row) for the same conversations as sft_rows, in TRL's prompt-completion form: the turns
+    before the reply as `prompt`, the reply as `completion`. SFTTrainer then takes the loss on the
+    completion only (its completion_only_loss), with no chat template generation markers needed."""
+    for split, row in sft_rows(project, demonstrations=demonstrations, filters=filters):
+        messages = row["messages"]
+        yield split, {"prompt": messages[:-1], "completion": messages[-1:], "provenance": row["provenance"]}
 
 
 def _reply_kept(tree, message, filters: Filters, quality: dict) -> bool:
@@ -316,17 +347,31 @@ def prompt_rows(project, *, filters: Filters = Filters()) -> Iterator[tuple[str,
                 continue
             path = tree.path(message.id)
             if path is not None:
-                yield split, {"prompt": turns(path), "provenance": {"root_id": tree.root_id, "message_id": message.id}}
+                yield split, {"prompt": turns(path), "provenance": {
+                    "root_id": tree.root_id, "message_id": message.id, "turns": [tree.origin_of(m) for m in path],
+                }}
+
+
+# Plain SQL, as TREES: the time as ISO text. An import records no line per document, only its batch.
+DOCUMENTS = """
+SELECT id, text, split, split_key, batch_id, to_json(created_at) #>> '{}'
+FROM annotate_corpustext WHERE project_id = %s ORDER BY id
+"""
 
 
 def pretraining_rows(project) -> Iterator[tuple[str, dict]]:
-    """(split, row) for every document, its split decided by its normalised text (Splits)."""
-    splits = Splits(project.id, documents=True)
-    documents = CorpusText.objects.filter(project=project).order_by("id").values_list("id", "text", "split", "split_key")
-    for document_id, text, remembered, key in documents.iterator(chunk_size=CHUNK):
-        split, digest = splits.of(text, key)
-        splits.remember(document_id, split, digest, remembered)
-        yield split, {"text": text}
+    """(split, row) for every document, its split decided by its normalised text (Splits), with the
+    import batch and file it came from. TRL reads `text` and ignores the provenance column."""
+    splits, files = Splits(project.id, documents=True), import_files(project)
+    with connection.chunked_cursor() as cursor:
+        cursor.execute(DOCUMENTS, [project.id])
+        while batch := cursor.fetchmany(CHUNK):
+            for document_id, text, remembered, key, batch_id, at in batch:
+                split, digest = splits.of(text, key)
+                splits.remember(document_id, split, digest, remembered)
+                yield split, {"text": text, "provenance": {
+                    "document_id": document_id, "import_id": batch_id, "file": files.get(batch_id), "at": at,
+                }}
     splits.save()
 
 
@@ -340,7 +385,8 @@ RANKINGS = """
 WITH kept AS MATERIALIZED (
     SELECT parent.root_id, cs.id AS set_id, cs.parent_id, cs.message_ids, r.id, r.annotator_id,
            r.external_annotator, r.tiers, r.all_bad, r.guideline_version,
-           to_char(r.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US') AS at
+           to_char(r.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US') AS at,
+           (r.origin ->> 'import')::bigint AS import_id, (r.origin ->> 'line')::int AS line
     FROM annotate_ranking r
     JOIN annotate_candidateset cs ON cs.id = r.candidate_set_id
     JOIN annotate_message parent ON parent.id = cs.parent_id
@@ -352,7 +398,8 @@ SELECT * FROM kept ORDER BY root_id, set_id, id
 
 def rankings(project, filters: Filters) -> Iterator[tuple]:
     """(root_id, set_id, parent_id, message_ids, ranking_id, annotator_id, external_annotator,
-    tiers, all_bad, guideline_version, created_at as ISO text) for each ranking the filters keep."""
+    tiers, all_bad, guideline_version, created_at as ISO text, import batch id, line) for each
+    ranking the filters keep (the last two None for a ranking made here)."""
     conditions, params = [], [project.id]
     for sql, value in (("r.created_at >= %s", filters.since), ("r.created_at < %s", filters.until),
                        ("r.annotator_id = %s", filters.annotator_id)):
@@ -362,19 +409,27 @@ def rankings(project, filters: Filters) -> Iterator[tuple]:
     with connection.chunked_cursor() as cursor:
         cursor.execute(RANKINGS.format(conditions="".join(conditions)), params)
         while batch := cursor.fetchmany(CHUNK):
-            for *row, tiers, all_bad, guideline_version, at in batch:
-                yield *row, orjson.loads(tiers), all_bad, guideline_version, _isoformat(at)
+            for *row, tiers, all_bad, guideline_version, at, import_id, line in batch:
+                yield *row, orjson.loads(tiers), all_bad, guideline_version, _isoformat(at), import_id, line
 
 
-def preference_rows(project, side, *, filters: Filters = Filters()) -> Iterator[tuple[str, dict]]:
+def preference_rows(project, side, *, filters: Filters = Filters(),
+                    implicit: bool = False) -> Iterator[tuple[str, dict]]:
     """(split, row) for every pair implied by each ranking: tier i above tier j gives a pair
     for each reply of i and each of j; ties give none, and "all bad" gives none. Two replies
     with the same text give none either: a reward model cannot score one text above itself,
     and such pairs (several annotators writing the same answer, a model sampling the same
     reply twice) would only teach it noise.
 
-    `side` maps "rankings" and "consensus" to files (SplitFiles) that get, as the pairs stream
-    by, the raw per-annotator rankings and each set's consensus order.
+    Each pair has a `margin`: how many tiers of its ranking lie between chosen and rejected
+    (1 for neighbouring tiers). TRL's RewardTrainer, given a `margin` column, trains on
+    -log sigmoid(r_chosen - r_rejected - margin) (as Llama 2's reward models were), so a pair
+    the annotator set further apart must be scored further apart; DPO and the rest ignore it.
+
+    `implicit` writes TRL's implicit-prompt form: no `prompt` column, each of `chosen` and
+    `rejected` the whole conversation ending in its reply. `side` maps "rankings" and "consensus"
+    to files (SplitFiles) that get, as the pairs stream by, the raw per-annotator rankings and
+    each set's consensus order.
     """
     ranked = _ByRoot(rankings(project, filters))
     for split, tree in split_trees(project):
@@ -382,7 +437,7 @@ def preference_rows(project, side, *, filters: Filters = Filters()) -> Iterator[
         for ranking in ranked.take(tree.root_id):
             by_set.setdefault(ranking[1], []).append(ranking)
         for set_id, rows in by_set.items():
-            yield from _pairs_of_set(tree, split, set_id, rows, side, filters.model_version)
+            yield from _pairs_of_set(tree, split, set_id, rows, side, filters.model_version, implicit)
 
 
 class _ByRoot:
@@ -402,7 +457,8 @@ class _ByRoot:
         return found
 
 
-def _pairs_of_set(tree: Tree, split: str, set_id: int, rows: list[tuple], side: dict, model_version: str | None):
+def _pairs_of_set(tree: Tree, split: str, set_id: int, rows: list[tuple], side: dict, model_version: str | None,
+                  implicit: bool = False):
     _, _, parent_id, message_ids, *_ = rows[0]
     prompt = tree.path(parent_id)
     if prompt is None:
@@ -411,34 +467,40 @@ def _pairs_of_set(tree: Tree, split: str, set_id: int, rows: list[tuple], side: 
     replies = {m: tree.messages[m] for m in message_ids if m in tree.messages and not tree.messages[m].excluded}
     # Built once per set and shared by every pair the reply is in (orjson encodes them each time).
     answers = {m: [{"role": "assistant", "content": reply.text}] for m, reply in replies.items()}
+    if implicit:
+        answers = {m: prompt + answer for m, answer in answers.items()}
     origins = {m: tree.origin_of(reply) for m, reply in replies.items()}
     ordered = []
-    for _, _, _, _, ranking_id, annotator_id, external, tiers, all_bad, guideline_version, created_at in rows:
+    for _, _, _, _, ranking_id, annotator_id, external, tiers, all_bad, guideline_version, created_at, import_id, line \
+            in rows:
         who = tree.pseudonym(annotator_id) if annotator_id else external
+        # Where an imported ranking was read (None for one made here), in the side file and on every pair.
+        source = {"import_id": import_id, "file": tree.files.get(import_id), "line": line}
         side["rankings"].write(split, {
             "candidate_set_id": set_id, "ranking_id": ranking_id, "annotator": who, "imported": annotator_id is None,
-            "tiers": tiers, "all_bad": all_bad, "guideline_version": guideline_version, "at": created_at,
+            "tiers": tiers, "all_bad": all_bad, "guideline_version": guideline_version, "at": created_at, **source,
         })
         if all_bad:
             continue
-        tiers = [[m for m in tier if m in replies] for tier in tiers]
-        tiers = [tier for tier in tiers if tier]
-        ordered.append(tiers)
+        # The tiers' places in the annotator's ranking, kept when a tier's replies are all excluded: the
+        # margin is how far apart the annotator set two replies, whatever else left the export.
+        placed = [(place, [m for m in tier if m in replies]) for place, tier in enumerate(tiers)]
+        placed = [(place, tier) for place, tier in placed if tier]
+        ordered.append([tier for _, tier in placed])
         provenance = {
             "root_id": tree.root_id, "candidate_set_id": set_id, "ranking_id": ranking_id, "annotator": who,
-            "imported": annotator_id is None, "guideline_version": guideline_version, "at": created_at,
+            "imported": annotator_id is None, "guideline_version": guideline_version, "at": created_at, **source,
         }
-        for upper, lower in combinations(tiers, 2):
+        for (upper_place, upper), (lower_place, lower) in combinations(placed, 2):
             for better, worse in product(upper, lower):
                 chosen, rejected = replies[better], replies[worse]
                 if model_version is not None and model_version not in (chosen.model_version, rejected.model_version):
                     continue
                 if chosen.text == rejected.text:
                     continue
-                yield split, {
-                    "prompt": prompt, "chosen": answers[better], "rejected": answers[worse],
-                    "provenance": {**provenance, "chosen": origins[better], "rejected": origins[worse]},
-                }
+                row = {"chosen": answers[better], "rejected": answers[worse], "margin": lower_place - upper_place,
+                       "provenance": {**provenance, "chosen": origins[better], "rejected": origins[worse]}}
+                yield split, row if implicit else {"prompt": prompt, **row}
     if ordered:
         # One ranking is its own consensus; several are combined by ranked pairs.
         order = [m for tier in ordered[0] for m in tier] if len(ordered) == 1 else ranked_pairs(sorted(replies), ordered)
@@ -532,7 +594,7 @@ def _unpaired_of_tree(tree: Tree, split: str, ranked: list[tuple], judged: list[
         elif value >= DESIRABLE_QUALITY or value <= UNDESIRABLE_QUALITY:
             votes[message_id].append(judgement("quality", message_id, value >= DESIRABLE_QUALITY, by=by, at=at,
                                                guideline_version=guideline_version, quality=value))
-    for _, _, _, message_ids, ranking_id, by, external, tiers, all_bad, guideline_version, at in ranked:
+    for _, _, _, message_ids, ranking_id, by, external, tiers, all_bad, guideline_version, at, *_ in ranked:
         said = {"by": by, "external": external, "at": at, "guideline_version": guideline_version,
                 "ranking_id": ranking_id}
         if all_bad:

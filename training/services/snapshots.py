@@ -36,7 +36,8 @@ def snapshot_create(
     if demonstrations not in SFT_FILTERS:
         raise ValidationError({"demonstrations": f"use one of {', '.join(SFT_FILTERS)}"})
     chosen = rows.Filters.parse(filters, kind=kind)
-    recorded = {**chosen.as_dict(), **({"demonstrations": demonstrations} if kind == SnapshotKind.SFT else {})}
+    demonstrated = kind in (SnapshotKind.SFT, SnapshotKind.SFT_COMPLETION)
+    recorded = {**chosen.as_dict(), **({"demonstrations": demonstrations} if demonstrated else {})}
     for _attempt in range(3):
         version = (DatasetSnapshot.objects.filter(project=project, kind=kind).aggregate(v=Max("version"))["v"] or 0) + 1
         relative = f"project-{project.id}/{kind}-v{version}"
@@ -74,6 +75,8 @@ def _write(project, kind, folder, *, demonstrations, filters, parquet):
     side = {}
     if kind == SnapshotKind.SFT:
         produced = rows.sft_rows(project, demonstrations=demonstrations, filters=filters)
+    elif kind == SnapshotKind.SFT_COMPLETION:
+        produced = rows.sft_completion_rows(project, demonstrations=demonstrations, filters=filters)
     elif kind == SnapshotKind.PROMPTS:
         produced = rows.prompt_rows(project, filters=filters)
     elif kind == SnapshotKind.PRETRAINING:
@@ -82,7 +85,7 @@ def _write(project, kind, folder, *, demonstrations, filters, parquet):
         produced = rows.unpaired_rows(project, filters=filters)
     else:
         side = {name: SplitFiles(folder, name, SPLITS) for name in ("rankings", "consensus")}
-        produced = rows.preference_rows(project, side, filters=filters)
+        produced = rows.preference_rows(project, side, filters=filters, implicit=kind == SnapshotKind.IMPLICIT_PAIRS)
     for split, row in produced:
         main.write(split, row)
     paths = main.paths()
