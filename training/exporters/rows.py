@@ -292,16 +292,23 @@ def split_trees(project) -> Iterator[tuple[str, Tree]]:
 
 def sft_rows(project, *, demonstrations: str = "accepted", filters: Filters = Filters()) -> Iterator[tuple[str, dict]]:
     """(split, row) for each whole conversation that ends in a reply worth imitating:
-    accepted human demonstrations by default, or every non-excluded reply (`all`)."""
+    accepted demonstrations by default (a reviewer's, or a trusted import's), or every non-excluded
+    reply (`all`) but the losing side of an imported judgement: a pair's rejected reply is no
+    demonstration. A system message an import kept (Message.metadata) is put back before its turn;
+    the provenance's `turns` are the tree's turns only."""
     quality = {}
     if filters.min_quality is not None:
         quality = dict(
             Label.objects.filter(message__project=project, quality__isnull=False)
             .values_list("message_id").annotate(mean=Avg("quality"))
         )
+    beaten = _ByRoot(_sft_rows_stream(IMPORTED_LOSERS, project)) if demonstrations == "all" else None
+    systems = _ByRoot(_sft_rows_stream(SYSTEM_MESSAGES, project))
     for split, tree in split_trees(project):
+        losers = {reply for _, reply in beaten.take(tree.root_id)} if beaten else ()
+        system = {message_id: text for _, message_id, text in systems.take(tree.root_id)}
         for message in tree.messages.values():
-            if message.role != MessageRole.ASSISTANT:
+            if message.role != MessageRole.ASSISTANT or message.id in losers:
                 continue
             if demonstrations == "accepted" and message.review_state != ReviewState.ACCEPTED:
                 continue
@@ -310,7 +317,38 @@ def sft_rows(project, *, demonstrations: str = "accepted", filters: Filters = Fi
             path = tree.path(message.id)
             if path is None:
                 continue
-            yield split, {"messages": turns(path), "provenance": _conversation_provenance(tree, path)}
+            messages = turns(path)
+            if system:
+                for index in reversed([i for i, turn in enumerate(path) if turn.id in system]):
+                    messages.insert(index, {"role": "system", "content": system[path[index].id]})
+            yield split, {"messages": messages, "provenance": _conversation_provenance(tree, path)}
+
+
+# The replies an imported judgement placed below another or called all bad (the rejected side of a pair),
+# and the system messages imports kept, in the trees' order (as RANKINGS), for sft_rows.
+IMPORTED_LOSERS = """
+WITH kept AS MATERIALIZED (
+    SELECT DISTINCT parent.root_id, reply
+    FROM annotate_ranking r
+    JOIN annotate_candidateset cs ON cs.id = r.candidate_set_id
+    JOIN annotate_message parent ON parent.id = cs.parent_id,
+    LATERAL unnest(cs.message_ids) AS reply
+    WHERE cs.project_id = %s AND r.annotator_id IS NULL
+      AND NOT COALESCE(r.tiers -> 0, '[]'::jsonb) @> to_jsonb(reply)
+)
+SELECT * FROM kept ORDER BY root_id, reply
+"""
+SYSTEM_MESSAGES = """
+SELECT root_id, id, metadata ->> 'system' FROM annotate_message
+WHERE project_id = %s AND metadata ? 'system' ORDER BY root_id, id
+"""
+
+
+def _sft_rows_stream(sql: str, project) -> Iterator[tuple]:
+    with connection.chunked_cursor() as cursor:
+        cursor.execute(sql, [project.id])
+        while batch := cursor.fetchmany(CHUNK):
+            yield from batch
 
 
 def _conversation_provenance(tree: Tree, path: list[MessageRow]) -> dict:
