@@ -1,7 +1,9 @@
 """Import files into a project: one service behind `manage.py import_data` and the API.
 
-    import_run(project=..., format="pairs", stream=open(path, "rb"), filename=..., by=user)
+    import_run(project=..., format="pairs", stream=open(path, "rb"), filename=..., by=user, trusted=False)
 
+`trusted` says the file's replies are demonstrations to imitate (a dialogue corpus): they are written
+accepted, so the default SFT export takes them, all but the losing side of a judgement in the file.
 All or nothing: a bad line refuses the whole file with its line number and reason, and
 nothing is written. The same file (by sha256) is never imported twice into one project.
 """
@@ -17,8 +19,9 @@ from annotate.models import ImportBatch, Project
 FORMATS = {
     "prompts-jsonl": prompts.read_jsonl,
     "prompts-csv": prompts.read_csv,
-    "messages": chats.read_messages,
-    "sharegpt": chats.read_sharegpt,
+    # Either name reads either form on any line: concatenated datasets mix them.
+    "messages": chats.read_chats,
+    "sharegpt": chats.read_chats,
     "pairs": pairs.read_pairs,
     "oasst-messages": oasst.read_flat,
     "oasst-trees": oasst.read_trees,
@@ -37,7 +40,9 @@ def file_sha256(stream) -> str:
     return digest.hexdigest()
 
 
-def import_run(*, project: Project, format: str, stream, filename: str = "", by=None) -> ImportBatch:
+def import_run(
+    *, project: Project, format: str, stream, filename: str = "", by=None, trusted: bool = False
+) -> ImportBatch:
     """Import a seekable binary stream in the given format; return the batch with its counts."""
     if format not in FORMATS:
         raise ImportRefused(0, f"unknown format {format!r}; use one of {', '.join(FORMATS)}")
@@ -50,7 +55,7 @@ def import_run(*, project: Project, format: str, stream, filename: str = "", by=
     try:
         with transaction.atomic():
             batch = ImportBatch.objects.create(
-                project=project, format=format, filename=filename[:300], sha256=sha256, imported_by=by
+                project=project, format=format, filename=filename[:300], sha256=sha256, imported_by=by, trusted=trusted
             )
             writer = TreeWriter(project=project, batch=batch, source_name=format)
             FORMATS[format](stream, writer)

@@ -4,6 +4,10 @@ An import runs in one transaction: the first bad line refuses the whole file, na
 and the reason, and nothing is written. Files are read as streams and rows are written in
 chunks, so memory stays flat for the line-by-line formats; OASST keeps an id map of its
 messages and Cornell the lines of movie_lines.txt, as their references need.
+
+A trusted import (ImportBatch.trusted) writes its replies accepted, as demonstrations a reviewer
+passed, except the losing side of a judgement in the same file: a pair's rejected reply is no
+demonstration.
 """
 
 import hashlib
@@ -17,6 +21,8 @@ from django.core.exceptions import ValidationError
 from django.db import connection, reset_queries
 from django.db.models import JSONField
 from django.utils import timezone
+from orjson import OPT_SORT_KEYS
+from orjson import dumps as orjson_dumps
 from psycopg.types.json import Jsonb
 
 from annotate.models import (
@@ -26,6 +32,7 @@ from annotate.models import (
     MessageRole,
     MessageSource,
     Ranking,
+    ReviewState,
     WorkItem,
 )
 from annotate.services.tree import text_problem
@@ -113,7 +120,7 @@ class TreeWriter:
     """Write messages, candidate sets and rankings in chunks, merging repeated turns.
 
     Two records that share a conversation prefix share its messages (keyed by parent, role and
-    a digest of the text), so pairs with one prompt become one tree with sibling replies.
+    a digest of the text and metadata), so pairs with one prompt become one tree with sibling replies.
     """
 
     def __init__(self, *, project, batch, source_name: str):
@@ -124,10 +131,14 @@ class TreeWriter:
         # huge file keeps memory flat; prefixes repeated far apart become separate trees.
         self.known: OrderedDict[tuple, Turn] = OrderedDict()
         self.counts = {"messages": 0, "conversations": 0, "rankings": 0}
+        self.reply_state = ReviewState.ACCEPTED if batch.trusted else ReviewState.NOT_NEEDED
 
     def turn(
-        self, *, parent: Turn | None, role: str, text: str, line: int, origin: dict | None = None, merge: bool = True
+        self, *, parent: Turn | None, role: str, text: str, line: int, origin: dict | None = None, merge: bool = True,
+        metadata: dict | None = None,
     ) -> Turn:
+        """Write one message under `parent` (or find the same one written earlier); `metadata` is what the
+        source says about it beyond its text (Message.metadata)."""
         if role not in MessageRole.values:
             raise ImportRefused(line, f"unknown role {role!r}")
         if parent is None and role != MessageRole.USER:
@@ -137,7 +148,12 @@ class TreeWriter:
         problem = text_problem(text, what=f"{role} message")
         if problem:
             raise ImportRefused(line, problem)
-        key = (parent.id if parent else None, role, hashlib.blake2b(text.encode(), digest_size=16).digest())
+        digest = hashlib.blake2b(text.encode(), digest_size=16)
+        if metadata:
+            # Two turns that differ only in what the source says about them (another system prompt,
+            # another movie) stay two.
+            digest.update(orjson_dumps(metadata, option=OPT_SORT_KEYS))
+        key = (parent.id if parent else None, role, digest.digest())
         found = self.known.get(key) if merge else None
         if found is not None:
             self.known.move_to_end(key)
@@ -156,6 +172,8 @@ class TreeWriter:
                 "text": text,
                 "source": MessageSource.IMPORT,
                 "origin": Jsonb({"import": self.batch.id, "line": line, **(origin or {})}),
+                "metadata": Jsonb(metadata or {}),
+                "review_state": self.reply_state if role == MessageRole.ASSISTANT else ReviewState.NOT_NEEDED,
             }
         )
         self.counts["messages"] += 1
@@ -170,10 +188,10 @@ class TreeWriter:
             self.flush()
         return turn
 
-    def path(self, turns: list[tuple[str, str]], *, line: int, parent: Turn | None = None) -> Turn | None:
-        """Write a conversation given as (role, text) pairs; return its last turn."""
-        for role, text in turns:
-            parent = self.turn(parent=parent, role=role, text=text, line=line)
+    def path(self, turns: list[tuple], *, line: int, parent: Turn | None = None) -> Turn | None:
+        """Write a conversation given as (role, text) or (role, text, metadata) turns; return its last turn."""
+        for role, text, *metadata in turns:
+            parent = self.turn(parent=parent, role=role, text=text, line=line, metadata=metadata[0] if metadata else None)
         return parent
 
     def ranking(self, *, parent: Turn, tiers: list[list[Turn]], annotator: str, line: int, kind=CandidateSetKind.COMPARE):
@@ -226,6 +244,11 @@ class TreeWriter:
                 {"project": self.project.id, "batch": json.dumps({"import": self.batch.id}), "needed": needed, **params},
             )
             self.counts["waiting_for_demonstrations"] = cursor.rowcount
+            if self.batch.trusted:
+                cursor.execute(UNTRUST_LOSERS, {"project": self.project.id, "batch": json.dumps({"import": self.batch.id})})
+                self.counts["demonstrations"] = Message.objects.filter(
+                    project=self.project, origin__contains={"import": self.batch.id}, review_state=ReviewState.ACCEPTED
+                ).count()
         return self.counts
 
 
@@ -236,6 +259,22 @@ SELECT {values}
 FROM annotate_message m
 WHERE m.project_id = %(project)s AND m.origin @> %(batch)s::jsonb AND m.role = 'user'
   AND NOT EXISTS (SELECT 1 FROM annotate_message c WHERE c.parent_id = m.id)
+"""
+
+
+# A trusted import's replies that an imported judgement in the same file placed below another, or
+# called all bad, are not demonstrations: the rejected side of a pair stays a plain reply.
+UNTRUST_LOSERS = """
+UPDATE annotate_message m SET review_state = 'not_needed'
+FROM (
+    SELECT DISTINCT reply
+    FROM annotate_ranking r
+    JOIN annotate_candidateset cs ON cs.id = r.candidate_set_id,
+    LATERAL unnest(cs.message_ids) AS reply
+    WHERE cs.project_id = %(project)s AND r.origin @> %(batch)s::jsonb
+      AND NOT COALESCE(r.tiers -> 0, '[]'::jsonb) @> to_jsonb(reply)
+) losers
+WHERE m.id = losers.reply AND m.origin @> %(batch)s::jsonb AND m.review_state = 'accepted'
 """
 
 

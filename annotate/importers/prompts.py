@@ -1,4 +1,7 @@
-"""Prompts, one per JSON line (`prompt` or `text`) or CSV row (a `prompt` or `text` column)."""
+"""Prompts, one per JSON line (`prompt` or `text`) or CSV row (a `prompt` or `text` column).
+
+Whatever else a line or row holds (an id, a category, a source) is kept as the prompt's metadata.
+"""
 
 import csv
 import io
@@ -9,7 +12,10 @@ from annotate.models import MessageRole
 
 def read_jsonl(stream, writer) -> None:
     for line, record in jsonl_records(stream):
-        writer.turn(parent=None, role=MessageRole.USER, text=text_field(record, line, "prompt", "text"), line=line)
+        text = text_field(record, line, "prompt", "text")
+        field = "prompt" if "prompt" in record else "text"
+        metadata = {key: value for key, value in record.items() if key != field} if len(record) > 1 else None
+        writer.turn(parent=None, role=MessageRole.USER, text=text, line=line, metadata=metadata)
 
 
 def read_csv(stream, writer) -> None:
@@ -31,7 +37,10 @@ def read_csv(stream, writer) -> None:
             raise ImportRefused(reader.line_num, f"not valid CSV: {error}") from None
         except UnicodeDecodeError as error:
             raise ImportRefused(reader.line_num + 1, f"not utf-8 text (bad byte at column {error.start + 1})") from None
-        writer.turn(parent=None, role=MessageRole.USER, text=text_field(row, reader.line_num, column), line=reader.line_num)
+        # A row longer than the header has its surplus under None: unnamed, so not kept.
+        metadata = {name: value for name, value in row.items() if name != column and name is not None}
+        writer.turn(parent=None, role=MessageRole.USER, text=text_field(row, reader.line_num, column),
+                    line=reader.line_num, metadata=metadata)
 
 
 class _Lines(io.RawIOBase):

@@ -28,8 +28,13 @@ class Command(BaseCommand):
         parser.add_argument("path", type=Path)
         parser.add_argument("--project", type=int, required=True, help="project id")
         parser.add_argument("--format", required=True, choices=sorted(FORMATS))
+        parser.add_argument(
+            "--trusted", action="store_true",
+            help="the file's replies are demonstrations to imitate (a dialogue corpus): imported accepted, "
+                 "so the default SFT export takes them; the losing side of a pair is not",
+        )
 
-    def handle(self, *args, path, project, format, **options):
+    def handle(self, *args, path, project, format, trusted, **options):
         found = Project.objects.filter(pk=project).first()
         if found is None:
             raise CommandError(f"no project with id {project}")
@@ -39,7 +44,7 @@ class Command(BaseCommand):
             raise CommandError(f"no such file: {path}")
         with path.open("rb") as stream:
             try:
-                batch = import_run(project=found, format=format, stream=stream, filename=path.name)
+                batch = import_run(project=found, format=format, stream=stream, filename=path.name, trusted=trusted)
             except ImportRefused as refused:
                 raise CommandError(f"{path.name}: {refused.messages[0]} (nothing was imported)") from None
         counts = ", ".join(f"{value} {key.replace('_', ' ')}" for key, value in batch.counts.items())
