@@ -1,5 +1,6 @@
 """Importing files as an admin would: every format, refusals by line, nothing half-written."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -96,8 +97,8 @@ def test_broken_json_and_wrong_encoding_name_their_line(project):
 
 
 def test_wrong_format_fields_are_named(project):
-    error = refused(project, "sharegpt.jsonl", "messages")
-    assert (error.line, error.reason) == (1, "no 'messages' field")
+    error = refused(project, "pairs.jsonl", "messages")
+    assert (error.line, error.reason) == (1, "no 'messages' or 'conversations' field")
     assert "no 'prompt' or 'text' column" in refused(project, "pairs.jsonl", "prompts-csv").reason
 
 
@@ -201,3 +202,119 @@ def test_cornell_missing_line_is_refused_by_line(project, tmp_path):
 def test_cornell_from_a_folder_with_the_command(project, capsys):
     call_command("import_data", str(FIXTURES / "cornell"), "--project", str(project.id), "--format", "cornell")
     assert "4 conversations" in capsys.readouterr().out
+
+
+def write_lines(path, records):
+    path.write_text("".join(json.dumps(record) + "\n" for record in records))
+    return path
+
+
+def path_of(message):
+    turns = []
+    while message is not None:
+        turns.append((message.role, message.text, message.metadata))
+        message = message.parent
+    return turns[::-1]
+
+
+@pytest.mark.parametrize("format", ["messages", "sharegpt"])
+def test_a_chat_file_may_mix_both_forms_line_by_line_and_keeps_system_messages(project, tmp_path, format):
+    mixed = write_lines(tmp_path / "chats.jsonl", [
+        {"conversations": [{"from": "system", "value": "Answer in French."}, {"from": "human", "value": "Hello"},
+                           {"from": "gpt", "value": "Bonjour"}]},
+        {"messages": [{"role": "system", "content": "Be terse."}, {"role": "user", "content": "Hello"},
+                      {"role": "assistant", "content": "Hi."}, {"role": "system", "content": "Now be verbose."},
+                      {"role": "user", "content": "How are you?"}, {"role": "assistant", "content": "Very well."}]},
+        {"messages": [{"from": "human", "value": "Hello"}, {"from": "gpt", "value": "Hey"}]},
+    ])
+    with mixed.open("rb") as stream:
+        batch = import_run(project=project, format=format, stream=stream)
+    # Three roots "Hello": the same words under another system prompt (or none) are another conversation.
+    assert batch.counts["conversations"] == 3 and batch.counts["messages"] == 8
+    assert path_of(Message.objects.get(text="Bonjour")) == [
+        ("user", "Hello", {"system": "Answer in French."}), ("assistant", "Bonjour", {})]
+    assert path_of(Message.objects.get(text="Very well.")) == [
+        ("user", "Hello", {"system": "Be terse."}), ("assistant", "Hi.", {}),
+        ("user", "How are you?", {"system": "Now be verbose."}), ("assistant", "Very well.", {})]
+    assert path_of(Message.objects.get(text="Hey"))[0] == ("user", "Hello", {})
+
+
+def test_a_chat_line_in_neither_form_is_refused_by_line(project, tmp_path):
+    bad = write_lines(tmp_path / "chats.jsonl", [
+        {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]},
+        {"conversations": [{"from": "narrator", "value": "Once"}]},
+    ])
+    before = database_rows()
+    with bad.open("rb") as stream, pytest.raises(ImportRefused) as error:
+        import_run(project=project, format="messages", stream=stream)
+    assert error.value.line == 2 and "from 'narrator'" in error.value.reason
+    assert database_rows() == before
+
+
+def test_cornell_turns_keep_the_movie_character_and_line_ids(project, tmp_path):
+    with cornell_zip(tmp_path).open("rb") as stream:
+        import_run(project=project, format="cornell", stream=stream)
+    they = Message.objects.get(text="They do to!")
+    assert they.metadata == {"movie_id": "m0", "character_id": "u2", "speaker": "CAMERON", "line_ids": ["L1044"]}
+    joined = Message.objects.get(text__startswith="Okay -- you're gonna")
+    assert len(joined.metadata["line_ids"]) == 3 and joined.metadata["movie_id"] == "m0"
+
+
+def test_prompt_files_keep_their_other_columns_and_fields(project, tmp_path):
+    run(project, "prompts.csv", "prompts-csv")
+    assert Message.objects.get(text="What is 7 * 6?").metadata == {"id": "1"}
+    lines = write_lines(tmp_path / "prompts.jsonl", [{"prompt": "Name a prime.", "category": "maths", "id": 7}])
+    with lines.open("rb") as stream:
+        import_run(project=project, format="prompts-jsonl", stream=stream)
+    assert Message.objects.get(text="Name a prime.").metadata == {"category": "maths", "id": 7}
+
+
+def sft_replies(project, **options):
+    from training.exporters.rows import sft_rows
+
+    return sorted(row["messages"][-1]["content"] for _, row in sft_rows(project, **options))
+
+
+def test_a_trusted_import_gives_demonstrations_but_never_the_rejected_side_of_a_pair(project, owner):
+    run(project, "messages.jsonl", "messages")
+    # Untrusted, imported replies are no demonstrations: the default export finds none.
+    assert sft_replies(project) == []
+    with (FIXTURES / "pairs.jsonl").open("rb") as stream:
+        batch = import_run(project=project, format="pairs", stream=stream, trusted=True)
+    chosen = ["7", "3 + 4 = 7.", "No, 9 = 3 * 3."]
+    rejected = {Message.objects.get(pk=r.tiers[1][0]).text for r in Ranking.objects.all()}
+    assert batch.trusted and batch.counts["demonstrations"] == 3
+    assert sft_replies(project) == sorted(chosen)
+    # `all` takes every reply but the losing side of an imported pair.
+    everything = sft_replies(project, demonstrations="all")
+    assert not rejected & set(everything)
+    assert everything == sorted(chosen + ["10", "30", "tac"])
+
+
+def test_the_sft_export_puts_a_kept_system_message_back_before_its_turn(project, tmp_path):
+    chat = write_lines(tmp_path / "chats.jsonl", [
+        {"conversations": [{"from": "system", "value": "Be terse."}, {"from": "human", "value": "2 + 2?"},
+                           {"from": "gpt", "value": "4"}]},
+    ])
+    with chat.open("rb") as stream:
+        import_run(project=project, format="sharegpt", stream=stream, trusted=True)
+    from training.exporters.rows import sft_rows
+
+    [(_, row)] = list(sft_rows(project))
+    assert row["messages"] == [{"role": "system", "content": "Be terse."}, {"role": "user", "content": "2 + 2?"},
+                               {"role": "assistant", "content": "4"}]
+
+
+def test_trusted_from_the_command_and_the_api_shows_in_the_import_list(api_as, owner, member, outsider, project, capsys):
+    call_command("import_data", str(FIXTURES / "messages.jsonl"), "--project", str(project.id), "--format", "messages",
+                 "--trusted")
+    assert "3 demonstrations" in capsys.readouterr().out
+    with (FIXTURES / "sharegpt.jsonl").open("rb") as stream:
+        answer = api_as(owner).post(f"/api/projects/{project.id}/imports/", {"format": "sharegpt", "file": stream},
+                                    format="multipart")
+    assert answer.status_code == 201 and answer.json()["trusted"] is False
+    url = f"/api/projects/{project.id}/imports/list/"
+    assert api_as(member).get(url).status_code == 403 and api_as(outsider).get(url).status_code == 404
+    listed = api_as(owner).get(url).json()["results"]
+    assert [(i["filename"], i["trusted"], i["counts"]["messages"]) for i in listed] == [
+        ("sharegpt.jsonl", False, 5), ("messages.jsonl", True, 6)]
