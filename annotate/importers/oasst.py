@@ -20,9 +20,22 @@ from collections import defaultdict
 
 from django.contrib.auth import get_user_model
 from django.db import connection
+from django.utils import timezone
 
-from annotate.importers.base import ImportRefused, Turn, jsonl_records, source_user_pseudonym
-from annotate.models import CandidateSetKind, MessageRole, MessageSource
+from psycopg.types.json import Jsonb
+
+from annotate.importers.base import IdPool, ImportRefused, Turn, copy_rows, jsonl_records, source_user_pseudonym
+from annotate.models import (
+    CandidateSet,
+    CandidateSetKind,
+    Label,
+    Message,
+    MessageRole,
+    MessageSource,
+    Ranking,
+    Review,
+    ReviewState,
+)
 from annotate.services import contributors
 
 ROLES = {"prompter": MessageRole.USER, "assistant": MessageRole.ASSISTANT}
@@ -76,6 +89,7 @@ class OasstTrees:
         writer.counts["already_there"] = 0
         self.forgotten = contributors.deleted_pseudonyms(project=writer.project)
         writer.counts["by_deleted_contributors"] = 0
+        self.platform = PlatformJudgements(writer)
 
     def known(self, message_id) -> bool:
         return message_id in self.turns or message_id in self.there
@@ -92,7 +106,11 @@ class OasstTrees:
 
     def _write(self, message: dict, line: int) -> None:
         message_id, parent_id = message["message_id"], message.get("parent_id")
-        author = source_user_pseudonym("oasst", str(message.get("user_id", "")))
+        platform = message.get("platform")
+        if isinstance(platform, dict):  # a platform export names its authors by pseudonym already
+            author = platform.get("author")
+        else:
+            author = source_user_pseudonym("oasst", str(message.get("user_id", "")))
         if message.get("deleted") or parent_id in self.deleted or author in self.forgotten:
             self.deleted.add(message_id)
             if author in self.forgotten and not message.get("deleted"):
@@ -107,7 +125,11 @@ class OasstTrees:
             if message_id in self.turns:
                 raise ImportRefused(line, f"message_id {message_id} appears twice")
             new = message_id not in self.there
-            if new:
+            if new and isinstance(platform, dict):  # the platform's own tree export (training/exporters/trees.py)
+                origin = self.platform.message(message, platform, line)
+                turn = self.writer.turn(parent=self.turns.get(parent_id) or self.there.get(parent_id), role=role,
+                                        text=text, line=line, origin=origin, merge=False)
+            elif new:
                 origin = {"source_id": message_id, "source_user": author}
                 for field in ("model_name", "synthetic", "lang"):
                     if message.get(field) is not None:
@@ -118,6 +140,8 @@ class OasstTrees:
                 turn = self.there[message_id]
                 self.writer.counts["already_there"] += 1
             self.turns[message_id] = turn
+            if new and isinstance(platform, dict):
+                self.platform.written(turn, message, platform, line)
             rank = message.get("rank")
             if rank is not None:
                 if not isinstance(rank, int) or rank < 0:
@@ -155,6 +179,108 @@ class OasstTrees:
             )
 
 
+class PlatformJudgements:
+    """Read what a platform tree export keeps under `platform` (training/exporters/trees.py): a message's
+    provenance, state and time spent, its labels, reviews, and the candidate sets ranked under it.
+
+    Labels and reviews need an account: the person's pseudonymous_account; rankings name their author's
+    pseudonym as imported rankings do. Judgements are written once the messages are, with the times they
+    were made."""
+
+    def __init__(self, writer):
+        self.writer = writer
+        self.states = []  # (message id, its columns from the file)
+        self.labels, self.reviews, self.sets = [], [], []  # (line, message id, entry)
+
+    def message(self, message: dict, platform: dict, line: int) -> dict:
+        """Return the origin to write for a message of the export."""
+        origin = dict(platform.get("origin") or {})
+        if not isinstance(origin, dict):
+            raise ImportRefused(line, f"message {message['message_id']}: 'platform.origin' is not an object")
+        origin["source_id"] = message["message_id"]
+        origin["source_kind"] = platform.get("source") or MessageSource.IMPORT
+        for key, field in (("source_user", "author"), ("model_version", "model_version"), ("sampling", "sampling")):
+            if platform.get(field) is not None:
+                origin[key] = platform[field]
+        return origin
+
+    def written(self, turn, message: dict, platform: dict, line: int) -> None:
+        self.states.append((turn.id, {
+            "created_at": message.get("created_date"),
+            "guideline_version": platform.get("guideline_version"),
+            "time_spent_ms": platform.get("time_spent_ms"),
+            "review_state": platform.get("review_state") or ReviewState.NOT_NEEDED,
+            "excluded": bool(platform.get("excluded")),
+            "excluded_reason": platform.get("excluded_reason") or "",
+        }))
+        judged = platform.get("judgements") or {}
+        self.labels += [(line, turn.id, entry) for entry in judged.get("labels") or []]
+        self.reviews += [(line, turn.id, entry) for entry in judged.get("reviews") or []]
+        self.sets += [(line, turn.id, entry) for entry in platform.get("candidate_sets") or []]
+
+    def finish(self, turns: dict) -> None:
+        """Write the judgements, given the written turns by source id."""
+        if not (self.states or self.sets):
+            return
+        self.writer.flush()
+        batch = self.writer.batch.id
+        Message.objects.bulk_update(
+            [Message(id=id, **{**state, "created_at": state["created_at"] or timezone.now()}) for id, state in self.states],
+            ["created_at", "guideline_version", "time_spent_ms", "review_state", "excluded", "excluded_reason"],
+            batch_size=1000,
+        )
+        people = {}
+
+        def account(pseudonym, line):
+            if pseudonym not in people:
+                try:
+                    people[pseudonym] = pseudonymous_account(str(pseudonym)).id
+                except ValueError as error:
+                    raise ImportRefused(line, str(error)) from None
+            return people[pseudonym]
+
+        copy_rows(Label, [{
+            "message_id": id, "annotator_id": account(entry.get("annotator"), line), "quality": entry.get("quality"),
+            "flags": list(entry.get("flags") or []), "guideline_version": entry.get("guideline_version"),
+            "time_spent_ms": entry.get("time_spent_ms"), "created_at": entry.get("created_date"),
+            "updated_at": entry.get("created_date"),
+        } for line, id, entry in self.labels])
+        copy_rows(Review, [{
+            "message_id": id, "reviewer_id": account(entry.get("reviewer"), line), "accepted": bool(entry.get("accepted")),
+            "comment": entry.get("comment") or "", "guideline_version": entry.get("guideline_version"),
+            "time_spent_ms": entry.get("time_spent_ms"), "created_at": entry.get("created_date"),
+            "updated_at": entry.get("created_date"),
+        } for line, id, entry in self.reviews])
+        set_ids, sets, rankings = IdPool(CandidateSet), [], []
+        for line, parent_id, entry in self.sets:
+            try:
+                candidates = [turns[key].id for key in entry["candidates"]]
+                ranked = [(ranking, [[turns[key].id for key in tier] for tier in ranking.get("tiers") or []])
+                          for ranking in entry.get("rankings") or []]
+            except KeyError:
+                continue  # a reply that is not in the project (deleted, or by a deleted contributor)
+            set_id = set_ids.take()
+            sets.append({"id": set_id, "project_id": self.writer.project.id, "parent_id": parent_id,
+                         "kind": entry.get("kind"), "message_ids": candidates,
+                         "origin": Jsonb({**(entry.get("origin") or {}), "import": batch, "line": line}),
+                         "created_at": entry.get("created_date"), "updated_at": entry.get("created_date")})
+            for ranking, tiers in ranked:
+                origin = {**(ranking.get("origin") or {}), "import": batch, "line": line}
+                if ranking.get("shown_as_a") is not None:
+                    origin["shown_as_a"] = ranking["shown_as_a"]
+                rankings.append({
+                    "candidate_set_id": set_id, "external_annotator": str(ranking.get("annotator") or ""),
+                    "origin": Jsonb(origin), "tiers": Jsonb(tiers), "all_bad": bool(ranking.get("all_bad")),
+                    "guideline_version": ranking.get("guideline_version"), "time_spent_ms": ranking.get("time_spent_ms"),
+                    "created_at": ranking.get("created_date"), "updated_at": ranking.get("created_date"),
+                })
+        copy_rows(CandidateSet, sets)
+        copy_rows(Ranking, rankings)
+        self.writer.counts["rankings"] += len(rankings)
+        self.writer.counts["labels"] = len(self.labels)
+        self.writer.counts["reviews"] = len(self.reviews)
+
+
 def read_flat(stream, writer) -> None:
     trees = OasstTrees(writer)
     for line, record in jsonl_records(stream):
@@ -180,3 +306,4 @@ def read_trees(stream, writer) -> None:
                 raise ImportRefused(line, f"'replies' of message {message.get('message_id')} is not a list")
             stack.extend((reply, message["message_id"]) for reply in reversed(replies))
     trees.finish()
+    trees.platform.finish(trees.turns)

@@ -1,0 +1,135 @@
+"""The lossless tree export (training/exporters/trees.py): whole conversation trees in Open-Assistant's nested
+form with every judgement on each message, read back by the OASST trees importer into a fresh project and
+exported again to the same trees and judgements."""
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from annotate.importers import import_run
+from annotate.models import CandidateSetKind, Label, MessageRole, MessageSource, Ranking, Review, Role, TaskKind
+from annotate.rules import compare_order
+from annotate.services import accounts, judgements, queue, tree
+from training.exporters.trees import tree_records
+from training.models import (
+    DatasetSnapshot,
+    Deployment,
+    ExportJob,
+    GeneratedReply,
+    GenerationJob,
+    MetricPoint,
+    ModelKind,
+    ModelVersion,
+    RunStage,
+    TrainingRun,
+)
+
+pytestmark = pytest.mark.django_db
+
+FIXTURES = Path(__file__).parent.parent / "annotate" / "fixtures"
+
+
+def judged_project(project, *, owner, member, reviewer, make_user):
+    """Fill the project with a bit of everything a project holds: an OASST import with its merged ranking,
+    a prompt with a demonstration and two model replies, a comparison and a ranking through the queue,
+    flags and a quality label, an accepted review, a guideline change, settings changes, an invite, a
+    removed member, and the training rows (round, stage, metrics, snapshot, versions, deployment, jobs)."""
+    with (FIXTURES / "oasst-trees.jsonl").open("rb") as stream:
+        import_run(project=project, format="oasst-trees", stream=stream, filename="oasst-trees.jsonl", by=owner)
+    accounts.project_update_guidelines(project=project, guidelines="Be correct and kind.")
+    accounts.project_settings_update(project=project, replies_per_ranking=3, overlap=1)
+    accounts.invite_create(project=project, role=Role.ANNOTATOR, created_by=owner, note="for Ada")
+    leaver = make_user("leaver")
+    accounts.membership_set(project=project, user=leaver, role=Role.ANNOTATOR)
+    project.memberships.filter(user=leaver).delete()  # its audit history names a membership that is gone
+
+    run = TrainingRun.objects.create(project=project, number=1, algorithm="ppo", created_by=owner)
+    snapshot = DatasetSnapshot.objects.create(project=project, kind="sft", version=1, rows={"train": 1},
+                                              filters={"annotator_id": member.id}, folder="p/sft-v1")
+    sft = ModelVersion.objects.create(project=project, kind=ModelKind.SFT, version=1, folder="p/sft-v1", run=run,
+                                      snapshot=snapshot, metrics={"loss": 1.5})
+    stage = RunStage.objects.create(run=run, order=0, name="sft", snapshot=snapshot, model_version=sft)
+    MetricPoint.objects.create(stage=stage, step=1, values={"loss": 2.0})
+    deployment = Deployment.objects.create(project=project, model_version=sft, sampling={"temperature": 0.7})
+    job = GenerationJob.objects.create(project=project, requested_by=owner)
+    job.versions.add(sft)
+    ExportJob.objects.create(project=project, kind="sft", options={"filters": {"annotator_id": member.id}})
+
+    prompt = tree.message_create(project=project, parent=None, role=MessageRole.USER, text="Name a prime.",
+                                 source=MessageSource.ANNOTATOR, author=owner, guideline_version=2, time_spent_ms=900)
+    demonstration = tree.message_create(project=project, parent=prompt, role=MessageRole.ASSISTANT, text="7 is prime.",
+                                        source=MessageSource.ANNOTATOR, author=owner, guideline_version=2,
+                                        time_spent_ms=4000)
+    replies = [demonstration]
+    for text in ("2 is prime.", "9 is prime."):
+        reply = tree.message_create(project=project, parent=prompt, role=MessageRole.ASSISTANT, text=text,
+                                    source=MessageSource.MODEL,
+                                    origin={"model_version": sft.name, "model_version_id": sft.id,
+                                            "sampling": {"temperature": 0.7}})
+        GeneratedReply.objects.create(message=reply, model_version=sft, deployment=deployment, job=job,
+                                      sampling={"temperature": 0.7})
+        replies.append(reply)
+    tree.candidate_set_create(project=project, message_ids=[replies[1].id, replies[2].id], kind=CandidateSetKind.COMPARE)
+    compare = queue.task_next(project=project, annotator=member, role=Role.ANNOTATOR, kind=TaskKind.COMPARE)
+    judgements.task_submit(task_id=compare.id, annotator=member, submit_key="c1", payload={"choice": "A"},
+                           time_spent_ms=2500)
+    ranking_task = queue.task_next(project=project, annotator=reviewer, role=Role.REVIEWER, kind=TaskKind.RANKING)
+    ranked = ranking_task.item.candidate_set.message_ids
+    judgements.task_submit(task_id=ranking_task.id, annotator=reviewer, submit_key="r1",
+                           payload={"tiers": [[ranked[0]], [ranked[1], ranked[2]]]}, time_spent_ms=7000)
+    judgements.label_submit(message=replies[2], annotator=member, quality=1, flags=["off_task"], time_spent_ms=300)
+    judgements.label_submit(message=replies[1], annotator=reviewer, quality=5, time_spent_ms=200)
+    judgements.review_save(message=demonstration, reviewer=reviewer, accepted=True, comment="right",
+                           guideline_version=2, time_spent_ms=1100)
+    queue.task_next(project=project, annotator=member, role=Role.ANNOTATOR, kind=TaskKind.LABEL)  # a live lease
+    return project
+
+
+def canonical(records) -> str:
+    return json.dumps(list(records), sort_keys=True, ensure_ascii=False)
+
+
+def exported(project) -> io.BytesIO:
+    return io.BytesIO(b"".join(json.dumps(record).encode() + b"\n" for record in tree_records(project)))
+
+
+def test_a_tree_export_imported_into_a_fresh_project_exports_the_same_trees_and_judgements(
+    project, owner, member, reviewer, make_user
+):
+    judged_project(project, owner=owner, member=member, reviewer=reviewer, make_user=make_user)
+    first = list(tree_records(project))
+    fresh = accounts.project_create(name="Copy", created_by=owner)
+    import_run(project=fresh, format="oasst-trees", stream=exported(project), filename="trees.jsonl", by=owner)
+    second = list(tree_records(fresh))
+    assert canonical(second) == canonical(first)
+
+    # What a reader of the file sees: the prime tree with its three replies, each judgement on its message.
+    prime = next(record for record in first if record["prompt"]["text"] == "Name a prime.")["prompt"]
+    assert prime["platform"]["author"].startswith("a-") and prime["platform"]["guideline_version"] == 2
+    assert [reply["text"] for reply in prime["replies"]] == ["7 is prime.", "2 is prime.", "9 is prime."]
+    demonstration, two, nine = prime["replies"]
+    assert demonstration["platform"]["review_state"] == "accepted"
+    assert demonstration["platform"]["judgements"]["reviews"][0] | {"created_date": None} == {
+        "reviewer": demonstration["platform"]["judgements"]["reviews"][0]["reviewer"], "accepted": True,
+        "comment": "right", "guideline_version": 2, "time_spent_ms": 1100, "created_date": None,
+    }
+    assert two["synthetic"] and two["model_name"] == "sft-v1" and two["platform"]["sampling"] == {"temperature": 0.7}
+    assert nine["platform"]["excluded"] and nine["platform"]["judgements"]["labels"][0]["flags"] == ["off_task"]
+    sets = {entry["kind"]: entry for entry in prime["platform"]["candidate_sets"]}
+    vote = sets["compare"]["rankings"][0]
+    compare = Ranking.objects.get(candidate_set__project=project, candidate_set__kind="compare")
+    shown_a = compare_order(compare.task_id, compare.candidate_set.message_ids)[0]
+    assert vote["shown_as_a"] == next(r["message_id"] for r in prime["replies"] if r["text"] ==
+                                      {m.id: m.text for m in compare.candidate_set.parent.children.all()}[shown_a])
+    assert vote["tiers"][0] == [vote["shown_as_a"]] and vote["time_spent_ms"] == 2500  # "A" was chosen
+    assert sets["ranking"]["rankings"][0]["tiers"][1].__len__() == 2 and sets["ranking"]["rankings"][0]["time_spent_ms"] == 7000
+
+    # The copy holds them as rows: the same people (by pseudonym), the imported tree's merged ranks as well.
+    assert Label.objects.filter(message__project=fresh).count() == 2
+    assert Review.objects.filter(message__project=fresh, accepted=True).count() == 1
+    assert Ranking.objects.filter(candidate_set__project=fresh).count() == Ranking.objects.filter(
+        candidate_set__project=project).count() == 3
+    assert not Label.objects.filter(message__project=fresh, annotator__in=[member, reviewer]).exists()
+
