@@ -672,6 +672,9 @@ recipe_register(Recipe("grpo", "GRPO", ("sft", "reward", "grpo"),
 recipe_register(Recipe("orpo", "ORPO", ("orpo",),
                        "ORPO from the base model on the preference pairs: SFT and preference in one stage, with no "
                        "reference or reward model"))
+recipe_register(Recipe("sft", "SFT only", ("sft",),
+                       "SFT alone: a chat model from the accepted demonstrations (a dialogue corpus imported as "
+                       "trusted), with no preference stage"))
 
 
 def recipe_choices(*, unavailable: bool = False) -> list[tuple[str, str]]:
