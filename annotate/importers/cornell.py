@@ -4,6 +4,10 @@ split by " +++$+++ ", latin-1 text, given as the corpus zip (the two files anywh
 Each conversation becomes a chat: its first speaker takes the user's turns, the other the
 assistant's; consecutive lines of one speaker are joined. Each turn keeps the corpus' ids as its
 metadata: the movie, the speaking character's id and name, and the line ids it joins.
+
+Each conversation is also a pretraining document (its lines, one a line, as the `text` format
+would hold them), so a base model can be built from scratch on the dialogues themselves: a
+corpus to a chat model needs no other file.
 """
 
 import ast
@@ -11,8 +15,10 @@ import io
 import sys
 import zipfile
 
-from annotate.importers.base import ImportRefused, decoded_lines
-from annotate.models import MessageRole
+from django.db import reset_queries
+
+from annotate.importers.base import CHUNK, ImportRefused, copy_rows, decoded_lines
+from annotate.models import CorpusText, MessageRole
 
 SEPARATOR = " +++$+++ "
 LINES, CONVERSATIONS = "movie_lines.txt", "movie_conversations.txt"
@@ -40,11 +46,21 @@ def read_zip(stream, writer) -> None:
                 # Interned: a character speaks hundreds of the corpus' 300,000 lines.
                 line_id, character, name = fields[0].strip(), sys.intern(fields[1].strip()), sys.intern(fields[3].strip())
                 lines[line_id] = (character, name, fields[4].strip())
+        documents = []
         with archive.open(_member(archive, CONVERSATIONS)) as handle:
             for number, text in decoded_lines(io.BufferedReader(handle), encoding="latin-1"):
                 if not text.strip():
                     continue
-                writer.path(_turns(text, number, lines), line=number)
+                turns = _turns(text, number, lines)
+                writer.path(turns, line=number)
+                documents.append({"project_id": writer.project.id, "batch_id": writer.batch.id,
+                                  "text": "\n".join(words for _, words, _ in turns)})
+                writer.counts["documents"] = writer.counts.get("documents", 0) + 1
+                if len(documents) >= CHUNK:
+                    copy_rows(CorpusText, documents)
+                    documents.clear()
+                    reset_queries()  # see TreeWriter.flush
+        copy_rows(CorpusText, documents)
 
 
 def _turns(text: str, number: int, lines: dict) -> list[tuple[str, str, dict]]:
