@@ -17,7 +17,9 @@ def arithmetic_project(project, annotator, *, prompts: int = 40, k: int = 3, see
     lines = [f"{a} plus {b} is {a + b}." for a, b in ((rng.randrange(10), rng.randrange(10)) for _ in range(200))]
     import_run(project=project, format="text", stream=io.BytesIO("\n\n".join(lines).encode()), filename="sums.txt")
     for number, candidate_set in enumerate(ranking_items(project, prompts, k=k)):
-        a, b = number % 10, (number * 7) % 10
+        # 100 different sums before one repeats, other ones for another seed: the held-out split goes by the
+        # prompt's text, and ten texts held none out about one time in three.
+        a, b = number % 10, (number // 10 + number * 7 + seed) % 10
         Message.objects.filter(pk=candidate_set.message_ids[0]).update(
             text=str(a + b), review_state=ReviewState.ACCEPTED, source="annotator", author=annotator,
         )

@@ -37,6 +37,12 @@ def roots(tmp_path, settings):
     return tmp_path / "bases"
 
 
+@pytest.fixture(autouse=True)
+def data(project, member):
+    """Enough to train on: a round whose data could not train is refused before its base is looked at."""
+    return arithmetic_project(project, member, prompts=12)
+
+
 def model_dir(folder: Path, *, config=None, tokenizer_config=None, weights=("model.safetensors",),
               tokenizer=("tokenizer.json",)) -> Path:
     """Write the files of a Hugging Face causal LM directory, as small as the checks allow."""
@@ -204,7 +210,6 @@ def test_the_base_stage_checks_the_directory_again_before_loading_it(roots):
 
 
 def test_a_worker_refuses_a_directory_spoiled_after_the_round_was_created(project, member, owner, roots):
-    arithmetic_project(project, member, prompts=16)
     folder = model_dir(roots / "m")
     run = runs.run_create(project=project, by=owner, recipe="dpo", base_source=str(folder))
     os.remove(folder / "model.safetensors")

@@ -47,7 +47,7 @@ def tiny_base(tmp_path, settings):
 
 def with_held_out_pairs(project, member):
     """Fill the project as arithmetic_project does, until at least one prompt is held out: the split is a
-    hash of message ids the database hands out, and 16 prompts hold none out about one time in five."""
+    seeded hash of the prompt's text, and 16 prompts hold none out about one time in five."""
     for seed in range(20):
         arithmetic_project(project, member, prompts=16 if seed == 0 else 4, seed=seed)
         roots = Message.objects.filter(project=project, parent__isnull=True).values_list("id", flat=True)

@@ -5,6 +5,7 @@ API and on its page, a refused round is not offered Resume, and the per-project 
 from datetime import timedelta
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.db import connection
 from django.utils import timezone
 
@@ -22,7 +23,7 @@ from training.models import (
 from training import selectors
 from training.services import exports, runs, serving, supervisor
 from tests.training.factories import arithmetic_project
-from annotate.models import CorpusText, ImportBatch
+from annotate.models import CorpusText, ImportBatch, Message
 
 pytestmark = pytest.mark.django_db
 
@@ -107,15 +108,28 @@ def test_export_jobs_are_for_the_projects_admins(project, owner, member, outside
     assert api_as(owner).get(f"/api/projects/{project.id}/exports/{job.id + 1}/").status_code == 404
 
 
-def test_a_round_refused_for_its_data_is_not_offered_resume(project, owner):
+def test_a_round_the_data_cannot_train_is_refused_when_it_is_created(project, owner):
     batch = ImportBatch.objects.create(project=project, format="text", sha256="0" * 64)
     CorpusText.objects.create(project=project, batch=batch, text="some words to build a tokenizer from " * 20)
+    with pytest.raises(ValidationError) as refused:
+        runs.run_create(project=project, by=owner)
+    problems = refused.value.message_dict["config"]
+    assert "sft: too few rows to train on: 0 (at least 4 for the sft stage at this preset)" in problems
+    assert "reward: dataset smaller than one batch: 0 pairs for a batch of 4 (4 per device x 1 accumulation x 1 " \
+           "processes)" in problems
+    assert not TrainingRun.objects.exists()
+
+
+def test_a_round_refused_in_the_worker_is_not_offered_resume(project, owner, member):
+    arithmetic_project(project, member, prompts=12)
     run = runs.run_create(project=project, by=owner)
+    # What the worker finds once it exports: nothing left to train on (all of it flagged since the round was made).
+    Message.objects.filter(project=project).update(excluded=True)
 
     assert supervisor.run_execute(run_id=run.id) == RunStatus.FAILED
 
     run.refresh_from_db()
-    assert "no sft conversations" in run.error.lower() and not run.resumable
+    assert run.error and not run.resumable
     assert not selectors.run_payload(run)["can_resume"] and selectors.run_payload(run)["can_retry"]
     assert set(run.stages.values_list("status", flat=True)) == {StageStatus.NOT_RUN}
     with pytest.raises(Conflict, match="would be refused again"):

@@ -91,8 +91,14 @@ def test_reward_model_with_another_tokenizer_is_refused(models):
 
 
 def test_too_few_rows_are_refused(models):
-    [problem] = config_problems("sft", stage_config("sft", "tiny", {}), train_rows=2, model_dir=models["sft"])
-    assert problem == "too few rows to train on: 2 (at least 4 for the sft stage at this preset)"
+    assert config_problems("sft", stage_config("sft", "tiny", {}), train_rows=2, model_dir=models["sft"]) == [
+        "too few rows to train on: 2 (at least 4 for the sft stage at this preset)",
+        "dataset smaller than one batch: 2 conversations for a batch of 4 (4 per device x 1 accumulation x 1 processes)",
+    ]
+    # The reward model as well: a batch larger than the data would train on one short batch a step.
+    assert config_problems("reward", stage_config("reward", "tiny", {"min_train_rows": 1}), train_rows=3,
+                           model_dir=models["sft"]) == [
+        "dataset smaller than one batch: 3 pairs for a batch of 4 (4 per device x 1 accumulation x 1 processes)"]
     assert any("too few rows" in p for p in config_problems("base", stage_config("base", "small", {}), train_rows=10))
 
 

@@ -77,10 +77,18 @@ def run_create(
             continue
         problems += stage_problems(name, preset, config.get(name, {}), processes=processes)
         problems += _reward_function_problems(name, config.get(name, {}))
+    if not problems and base_source:
+        _check_adoptable(base_source, names=names, preset=preset, config=config)
+    if not problems:
+        # The rows the data has now, checked as the worker checks them once it has exported: "too few rows" or a
+        # batch larger than the data is a 400 now, not a failed round minutes later.
+        for name in names:
+            if name == "base" and base_source:
+                continue
+            problems += stage_problems(name, preset, config.get(name, {}), processes=processes,
+                                       train_rows=train_rows_now(project=project, kind=stages.STAGES[name].reads))
     if problems:
         raise ValidationError({"config": problems})
-    if base_source:
-        _check_adoptable(base_source, names=names, preset=preset, config=config)
     project_store_check(project=project)
     with transaction.atomic():
         # Locked: two admins starting rounds at the same moment are counted one after the other.
@@ -106,6 +114,41 @@ def run_create(
         RunStage.objects.bulk_create(RunStage(run=run, order=i, name=name) for i, name in enumerate(names))
         _enqueue(run)
     return run
+
+
+# The most train rows train_rows_now counts: every check on a row count asks for fewer (a global batch, a
+# minimum), and a big project's export takes minutes.
+ROWS_COUNTED = 10_000
+
+
+class _Discarded:
+    """Where the preference rows' side files (rankings, consensus) go when only rows are counted."""
+
+    def write(self, split, row):
+        pass
+
+
+def train_rows_now(*, project, kind: str) -> int:
+    """Return how many train rows an export of `kind` would have now, up to ROWS_COUNTED (10**9 beyond it)."""
+    from collections import defaultdict
+
+    from training.exporters import rows
+
+    # The kinds a stage reads, as snapshots._write exports them (with the default filters a round uses).
+    produced = {
+        "sft": lambda: rows.sft_rows(project), "prompts": lambda: rows.prompt_rows(project),
+        "pretraining": lambda: rows.pretraining_rows(project), "unpaired": lambda: rows.unpaired_rows(project),
+        "preference": lambda: rows.preference_rows(project, defaultdict(_Discarded)),
+    }[kind]()
+    counted = 0
+    try:
+        for split, _row in produced:
+            counted += split == "train"
+            if counted >= ROWS_COUNTED:
+                return 10**9
+    finally:
+        produced.close()
+    return counted
 
 
 def project_store_used(*, project) -> int:

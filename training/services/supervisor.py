@@ -11,6 +11,7 @@ child is what makes cancelling PPO possible at all: trl 1.12's PPO trainer never
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -166,7 +167,7 @@ def _stage_execute(run, stage) -> str:
         return StageStatus.CANCELLED
     if exit_code != 0 or done is None or not out_dir.is_dir():
         reason = error or _tail(log_path) or f"the trainer exited with code {exit_code}"
-        _fail(run, f"{stage.name} failed: {reason}")
+        _fail(run, f"{stage.name} failed: {reason}{_disk_note(reason)}")
         return StageStatus.FAILED
     _register(run, stage, folder=folder, metrics=done.get("metrics") or {}, spec=spec)
     return StageStatus.SUCCEEDED
@@ -367,6 +368,14 @@ def _child_env(*, processes: int = 1):
     threads = str(max(1, (settings.TRAINING_THREADS or os.cpu_count() or 1) // max(1, processes)))
     env.update({"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads})
     return env
+
+
+def _disk_note(reason: str) -> str:
+    """Say which store filled up when a stage died of a full disk: the trainer's error names only the file."""
+    if "No space left on device" not in reason and "os error 28" not in reason and "Errno 28" not in reason:
+        return ""
+    free = shutil.disk_usage(settings.MODEL_STORE).free
+    return f" (the model store {settings.MODEL_STORE} has {free:,} bytes free: make room, then resume the round)"
 
 
 def _gpus() -> int:

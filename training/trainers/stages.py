@@ -372,6 +372,21 @@ def _batches(c: dict, processes: int) -> tuple[int, int]:
     return local, local * processes
 
 
+def _one_batch_checks(rows_are: str):
+    """Refuse data smaller than one global batch: Trainer would train on one short batch a step, and what the
+    settings ask for (a batch of so many per step) would not be what ran."""
+
+    def checks(c: dict, *, train_rows: int, processes: int, adopting: bool) -> list[str]:
+        _, global_batch = _batches(c, processes)
+        if train_rows >= global_batch:
+            return []
+        return [f"dataset smaller than one batch: {train_rows} {rows_are} for a batch of {global_batch} "
+                f"({c['per_device_train_batch_size']} per device x {c['gradient_accumulation_steps']} accumulation "
+                f"x {processes} processes)"]
+
+    return checks
+
+
 def _ppo_checks(c: dict, *, train_rows: int, processes: int, adopting: bool) -> list[str]:
     problems = []
     local_batch, global_batch = _batches(c, processes)
@@ -534,7 +549,7 @@ stage_register(Stage(
 ))
 stage_register(Stage(
     name="sft", label="Supervised fine-tuning", reads="sft", starts_from="base", registers="sft",
-    settings=SFTSettings, module="sft",
+    settings=SFTSettings, module="sft", checks=_one_batch_checks("conversations"),
     evaluation="held-out loss, BLEU, ROUGE-L, exact match",
     presets={
         "tiny": {"max_steps": 20, "learning_rate": 3e-3, "eval_max_new_tokens": 8},
@@ -545,7 +560,7 @@ stage_register(Stage(
 ))
 stage_register(Stage(
     name="reward", label="Reward model", reads="preference", starts_from="sft", registers="reward",
-    settings=RewardSettings, module="reward",
+    settings=RewardSettings, module="reward", checks=_one_batch_checks("pairs"),
     evaluation="held-out pair accuracy",
     presets={
         "tiny": {"max_steps": 20, "learning_rate": 1e-3},
