@@ -64,4 +64,5 @@ urlpatterns += [
     path("projects/<int:project_id>/leaderboard/", apis.LeaderboardApi.as_view(), name="api-leaderboard"),
     path("projects/<int:project_id>/chat/reply/", apis.ChatReplyApi.as_view(), name="api-chat-reply"),
     path("projects/<int:project_id>/chat/prompt/", apis.ChatToPromptApi.as_view(), name="api-chat-prompt"),
+    path("projects/<int:project_id>/dump/", apis.ProjectDumpApi.as_view(), name="api-project-dump"),
 ]

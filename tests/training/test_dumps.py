@@ -176,3 +176,24 @@ def test_an_unknown_or_corrupt_archive_is_refused_with_its_reason_and_writes_not
     with pytest.raises(CommandError, match="refused, nothing was written"):
         call_command("project_load", str(bad))
     assert [model.objects.count() for model in (Project, Message, Ranking, Membership, get_user_model())] == before
+
+
+def test_project_admins_download_the_dump_and_others_cannot(judged, owner, member, outsider, make_user, api_as, tmp_path):
+    url = f"/api/projects/{judged.id}/dump/"
+    admin = make_user("admin")  # a project admin who is not site staff
+    Membership.objects.create(project=judged, user=admin, role="admin")
+    answer = api_as(admin).get(url)
+    assert answer.status_code == 200 and answer["Content-Type"] == "application/gzip"
+    assert 'filename="project-' in answer["Content-Disposition"]
+    downloaded = tmp_path / "downloaded.tar.gz"
+    downloaded.write_bytes(b"".join(answer.streaming_content))
+    assert "account" not in contents(downloaded)["people.jsonl"].decode()
+    restored = project_load(path=downloaded, name="From the API")
+    assert Message.objects.filter(project=restored).count() == Message.objects.filter(project=judged).count()
+
+    assert api_as(admin).get(url, {"members": "accounts"}).status_code == 403  # emails leave only by staff
+    assert api_as(owner).get(url, {"members": "accounts"}).status_code == 200
+    assert api_as(owner).get(url, {"members": "everyone"}).status_code == 400
+    assert api_as(member).get(url).status_code == 403
+    assert api_as(outsider).get(url).status_code == 404
+    assert api_as(None).get(url).status_code == 401

@@ -232,7 +232,7 @@ class _People:
 
 
 def project_dump(*, project: Project, path, members: str = "pseudonyms") -> dict:
-    """Write the whole project into one .tar.gz archive at `path`; return its manifest.
+    """Write the whole project into one .tar.gz archive at `path` (or into a binary file); return its manifest.
 
     Read in one REPEATABLE READ transaction, so the archive is one moment of the project however long it
     takes, while annotators keep working."""
@@ -245,7 +245,8 @@ def project_dump(*, project: Project, path, members: str = "pseudonyms") -> dict
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         with tempfile.TemporaryDirectory() as folder:
             manifest = _dump_into(project, Path(folder), members)
-            with tarfile.open(path, "w:gz") as archive:
+            opened = {"fileobj": path} if hasattr(path, "write") else {"name": path}
+            with tarfile.open(mode="w:gz", **opened) as archive:
                 archive.add(Path(folder) / "manifest.json", arcname="manifest.json")
                 for entry in manifest["files"]:
                     archive.add(Path(folder) / entry["name"], arcname=entry["name"])
