@@ -74,8 +74,9 @@ def pseudonyms_in(text: str, key: str) -> set:
 
 def test_imported_authors_cannot_be_found_from_their_public_user_ids(project):
     import_oasst(project)
-    sft = exported(project, "sft")
-    authors = pseudonyms_in(sft, "source_user")
+    # The pairs: the ranked replies' authors (an SFT export of everything leaves out the replies that lost).
+    pairs = exported(project, "preference")
+    authors = pseudonyms_in(pairs, "source_user")
     assert len(authors) == 3  # the replies' authors u-b, u-c, u-d
     assert authors.isdisjoint(public_recomputation(user) for user in OASST_USERS)
     assert authors == {source_user_pseudonym("oasst", user) for user in ("u-b", "u-c", "u-d")}
