@@ -219,3 +219,75 @@ def test_serve_rides_out_a_database_restart_and_starts_a_killed_worker_again(tmp
         assert serve.returncode == 0, output[-3000:]
     finally:
         postgres.close()
+
+
+ROUND = """
+import json
+from django.contrib.auth import get_user_model
+from annotate.services import accounts
+from training.services import runs
+from tests.training.factories import arithmetic_project
+
+User = get_user_model()
+owner = User.objects.create_user("owner", is_staff=True)
+member = User.objects.create_user("member")
+project = accounts.project_create(name="faults", created_by=owner)
+arithmetic_project(project, member, prompts=40)
+run = runs.run_create(project=project, by=owner, preset="tiny", seed=1,
+                      config={"base": {"max_steps": 4}, "sft": {"max_steps": 40}, "reward": {"max_steps": 4},
+                              "ppo": {"total_episodes": 64}})
+print(json.dumps({"run": run.id}))
+"""
+
+
+@pytest.mark.training
+def test_a_training_round_rides_out_a_database_restart_mid_stage(tmp_path):
+    postgres = PrivatePostgres()
+    try:
+        url = postgres.url("faults")
+        env = platform_env(url, tmp_path / "data", WORKER_LOST_AFTER_SECONDS=30)
+        manage(env, "migrate", "--verbosity", "0")
+        run = json.loads(manage(env, "shell", "--no-imports", "-c", ROUND).strip().splitlines()[-1])["run"]
+        log = tmp_path / "worker.log"
+        worker = subprocess.Popen([sys.executable, "manage.py", "worker", "--queues", "training"], cwd=REPO_ROOT,
+                                  env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+
+        def sft_step():
+            try:
+                with psycopg.connect(url) as connection:
+                    row = connection.execute("SELECT step FROM training_runstage WHERE run_id = %s AND name = 'sft' "
+                                             "AND status = 'running'", [run]).fetchone()
+                return row and row[0] >= 2 and row[0]
+            except psycopg.OperationalError:
+                return None
+
+        try:
+            stopped_at = wait_for(sft_step, seconds=240, what="the round's SFT stage to train")
+            postgres.stop()
+            time.sleep(3)
+            postgres.start()
+
+            def finished():
+                with psycopg.connect(url) as connection:
+                    return connection.execute("SELECT status, error FROM training_trainingrun WHERE id = %s AND "
+                                              "status NOT IN ('queued', 'running')", [run]).fetchone()
+
+            status, error = wait_for(finished, seconds=300, what="the round to end")
+            assert status == "succeeded", error
+            with psycopg.connect(url) as connection:
+                steps = [step for (step,) in connection.execute(
+                    "SELECT p.step FROM training_metricpoint p JOIN training_runstage s ON s.id = p.stage_id "
+                    "WHERE s.run_id = %s AND s.name = 'sft' ORDER BY p.step", [run])]
+                versions = connection.execute("SELECT kind FROM training_modelversion ORDER BY id").fetchall()
+            # The steps it made while the database was away were written once it answered: the curve has them all.
+            assert steps == list(range(1, 41)) and stopped_at < 40, (stopped_at, steps)
+            assert [kind for (kind,) in versions] == ["base", "sft", "reward", "policy"]
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            try:
+                worker.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+            print(log.read_text(errors="replace")[-4000:])
+    finally:
+        postgres.close()
