@@ -2,11 +2,11 @@
 form with every judgement on each message, read back by the OASST trees importer into a fresh project and
 exported again to the same trees and judgements."""
 
-import io
 import json
 from pathlib import Path
 
 import pytest
+from django.core.management import call_command
 
 from annotate.importers import import_run
 from annotate.models import CandidateSetKind, Label, MessageRole, MessageSource, Ranking, Review, Role, TaskKind
@@ -91,17 +91,20 @@ def canonical(records) -> str:
     return json.dumps(list(records), sort_keys=True, ensure_ascii=False)
 
 
-def exported(project) -> io.BytesIO:
-    return io.BytesIO(b"".join(json.dumps(record).encode() + b"\n" for record in tree_records(project)))
+def exported(project, tmp_path) -> Path:
+    """The project's trees as manage.py export_trees writes them."""
+    path = tmp_path / f"trees-{project.id}.jsonl"
+    call_command("export_trees", str(project.id), str(path))
+    return path
 
 
 def test_a_tree_export_imported_into_a_fresh_project_exports_the_same_trees_and_judgements(
-    project, owner, member, reviewer, make_user
+    project, owner, member, reviewer, make_user, tmp_path
 ):
     judged_project(project, owner=owner, member=member, reviewer=reviewer, make_user=make_user)
     first = list(tree_records(project))
     fresh = accounts.project_create(name="Copy", created_by=owner)
-    import_run(project=fresh, format="oasst-trees", stream=exported(project), filename="trees.jsonl", by=owner)
+    call_command("import_data", str(exported(project, tmp_path)), "--project", str(fresh.id), "--format", "oasst-trees")
     second = list(tree_records(fresh))
     assert canonical(second) == canonical(first)
 

@@ -38,7 +38,7 @@ from django.apps import apps
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
-from django.db import connection, models, transaction
+from django.db import DataError, IntegrityError, connection, models, transaction
 from django.utils import timezone
 from psycopg.types.json import Jsonb
 
@@ -333,7 +333,13 @@ def _read_manifest(archive: tarfile.TarFile) -> dict:
 def _check(archive: tarfile.TarFile, manifest: dict) -> dict[str, dict]:
     """Return the manifest's files by table once each is there with its sha256 and its table is known."""
     by_table = {}
-    for entry in manifest.get("files", []):
+    entries = manifest.get("files")
+    if not isinstance(entries, list) or not all(
+        isinstance(entry, dict) and isinstance(entry.get("name"), str) and isinstance(entry.get("table"), str)
+        and isinstance(entry.get("sha256"), str) and isinstance(entry.get("rows"), int) for entry in entries
+    ):
+        raise DumpRefused("manifest.json's files are not a list of {name, table, rows, sha256}")
+    for entry in entries:
         try:
             stream = archive.extractfile(entry["name"])
         except KeyError:
@@ -421,8 +427,11 @@ def project_load(*, path, name: str | None = None) -> Project:
     with archive:
         manifest = _read_manifest(archive)
         files = _check(archive, manifest)
-        with transaction.atomic():
-            return _load(archive, manifest, files, name)
+        try:
+            with transaction.atomic():
+                return _load(archive, manifest, files, name)
+        except (IntegrityError, DataError) as error:  # rolled back with everything else
+            raise DumpRefused(f"its rows do not fit this installation's tables: {str(error).splitlines()[0]}") from None
 
 
 def _load(archive, manifest: dict, files: dict, name: str | None) -> Project:
