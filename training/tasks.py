@@ -51,3 +51,34 @@ def base_convert(*, conversion_id: int) -> str:
     status = bases.base_conversion_execute(conversion_id=conversion_id)
     logger.info("base model conversion %s: %s", conversion_id, status)
     return status
+
+
+# Scoring every open set with the reward model takes up to this long; the queue's order waits meanwhile.
+PRIORITIES_SECONDS = 600
+
+
+@app.task(name="training.priorities_refresh", queue="generation")
+def priorities_refresh(*, project_id: int) -> dict:
+    """Score the project's open sets with its reward model and recompute the queue's priorities (issue: active
+    learning); after a round registers a reward model and after generation writes new candidate sets."""
+    from annotate.models import Project
+    from training.services import priorities
+
+    figures = priorities.priorities_refresh(project=Project.objects.get(pk=project_id), seconds=PRIORITIES_SECONDS)
+    logger.info("priorities of project %s: %s", project_id, figures)
+    return figures
+
+
+def priorities_refresh_soon(*, project_id: int) -> None:
+    """Queue a refresh of the project's priorities once the caller's transaction commits; one waits at a time
+    (its queueing lock): a refresh asked for while one waits would score the same sets."""
+    from django.db import transaction
+    from procrastinate import exceptions
+
+    def defer():
+        try:
+            priorities_refresh.configure(queueing_lock=f"priorities-{project_id}").defer(project_id=project_id)
+        except exceptions.AlreadyEnqueued:
+            pass
+
+    transaction.on_commit(defer)

@@ -159,6 +159,9 @@ def generation_execute(*, job_id: int) -> str:
             job_finish(GenerationJob, job.id, JobStatus.FAILED, f"{type(error).__name__}: {error}")
         else:
             job_finish(GenerationJob, job.id, JobStatus.SUCCEEDED)
+            from training.tasks import priorities_refresh_soon
+
+            priorities_refresh_soon(project_id=job.project_id)  # new candidate sets to place in the queue's order
     return GenerationJob.objects.get(id=job_id).status
 
 

@@ -77,6 +77,9 @@ def run_execute(*, run_id: int) -> str:
         run = TrainingRun.objects.select_for_update().get(id=run.id)
         if run.status == RunStatus.RUNNING:
             run_finish(run, RunStatus.SUCCEEDED)
+            from training.tasks import priorities_refresh_soon
+
+            priorities_refresh_soon(project_id=run.project_id)  # a new reward model: a new view of what is unsure
     return run.status
 
 
