@@ -13,6 +13,11 @@ written again: its replies in the file hang under it, and the counts say how man
 same trees merges with what is there instead of landing twice. A message by an author whose data was
 deleted from the project (contributors.contributor_delete) is left out with everything under it, as a
 deleted one is (`by_deleted_contributors`), so importing the source again does not bring it back.
+
+The platform's own lossless tree export (training/exporters/trees.py) is this nested form with a
+`platform` object on each message: a message that has one is read with its provenance, state and time
+spent, and its labels, reviews and candidate sets with their rankings are written as they were
+(PlatformJudgements), its authors named by the pseudonyms the file gives.
 """
 
 import re
