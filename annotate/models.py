@@ -138,6 +138,20 @@ class ProjectSettings(models.Model):
     disputed_below = models.FloatField(
         default=0.5, help_text="Kendall's W under which a judged set is disputed (earns one more annotator)"
     )
+    # Quality control (annotate.services.gold): gold items mixed into the queue, pausing, qualification.
+    gold_rate = models.FloatField(default=0.0, help_text="share of an annotator's tasks that are gold items; 0 off")
+    gold_pause_below = models.FloatField(
+        default=0.5, help_text="gold accuracy under which an annotator's new work pauses; 0 never pauses"
+    )
+    gold_min_answers = models.PositiveSmallIntegerField(
+        default=10, help_text="gold answers an annotator gives before their accuracy can pause them"
+    )
+    qualification_tasks = models.PositiveSmallIntegerField(
+        default=0, help_text="gold tasks a new annotator does before real work; 0 none"
+    )
+    qualification_pass_mark = models.FloatField(
+        default=0.8, help_text="share of the qualification tasks to get right to pass"
+    )
     history = HistoricalRecords()
 
     class Meta:
@@ -157,6 +171,15 @@ class ProjectSettings(models.Model):
             ),
             models.CheckConstraint(
                 condition=Q(disputed_below__gte=0, disputed_below__lte=1), name="settings_disputed_below_0_to_1"
+            ),
+            models.CheckConstraint(condition=Q(gold_rate__gte=0, gold_rate__lte=1), name="settings_gold_rate_0_to_1"),
+            models.CheckConstraint(
+                condition=Q(gold_pause_below__gte=0, gold_pause_below__lte=1), name="settings_gold_pause_below_0_to_1"
+            ),
+            models.CheckConstraint(condition=Q(gold_min_answers__gte=1), name="settings_gold_min_answers_positive"),
+            models.CheckConstraint(
+                condition=Q(qualification_pass_mark__gte=0, qualification_pass_mark__lte=1),
+                name="settings_qualification_pass_mark_0_to_1",
             ),
         ]
 
@@ -325,6 +348,9 @@ class WorkItem(TimeStamped):
     # Judgements counted when adaptive overlap last looked at this item's agreement: it looks
     # again only after another judgement came in.
     overlap_checked = models.PositiveSmallIntegerField(default=0)
+    # A gold item (its known answer in GoldAnswer): on the row itself, so the one lease statement
+    # tells gold from real work without a join. Gold needs every annotator once: GOLD_NEEDED slots.
+    gold = models.BooleanField(default=False)
 
     class Meta:
         indexes = [
@@ -333,6 +359,8 @@ class WorkItem(TimeStamped):
                 models.F("project"), models.F("kind"), models.F("priority").desc(), models.F("created_at"),
                 models.F("id"), condition=Q(open_slots__gt=0), name="workitem_open_by_priority",
             ),
+            # The gold half of the lease: a project's few gold items of a kind.
+            models.Index(fields=["project", "kind"], condition=Q(gold=True, open_slots__gt=0), name="workitem_gold_open"),
             # Adaptive overlap's probe: judged sets whose agreement nobody has looked at yet.
             models.Index(
                 fields=["project"],
@@ -351,6 +379,52 @@ class WorkItem(TimeStamped):
                 condition=Q(priority_hold__in=PriorityHold.values), name="workitem_priority_hold_valid"
             ),
         ]
+
+
+# A gold item is answered by every annotator once, however many: as many slots as the column holds.
+GOLD_NEEDED = 32767
+
+
+class GoldSource(models.TextChoices):
+    MARKED = "marked", "Marked by an admin"
+    CONSENSUS = "consensus", "Promoted from the consensus"
+
+
+class GoldAnswer(TimeStamped):
+    """The known answer of a gold item, against which annotators' judgements of it are scored.
+
+    By kind: ranking and compare `{"tiers": [[best ids], ...]}` or `{"all_bad": true}`; label
+    `{"quality": 1-5 or null, "flags": [...]}`; review `{"accepted": true/false}`.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="gold_answers")
+    item = models.OneToOneField(WorkItem, on_delete=models.CASCADE, related_name="gold_answer")
+    answer = models.JSONField()
+    source = models.CharField(max_length=16, choices=GoldSource.choices, default=GoldSource.MARKED)
+    # How many judgements the item needed before it was gold, so that unmarking gives it back.
+    needed_before = models.PositiveSmallIntegerField()
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    history = HistoricalRecords()
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(source__in=GoldSource.values), name="goldanswer_source_valid"),
+        ]
+
+
+class GoldResume(TimeStamped):
+    """An admin let a paused annotator work again: gold answers before it no longer count for pausing."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="gold_resumes")
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    resumed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        indexes = [models.Index(fields=["project", "annotator", "created_at"])]
 
 
 class TaskState(models.TextChoices):
