@@ -1,8 +1,12 @@
 """Consensus and agreement over rankings given as tiers (best first). Pure functions.
 
+- pairs: `tier_pairs` is the one place a ranking's pairs come from (tier i above tier j gives
+  each reply of i over each of j; ties and "all bad" give none), for agreement, consensus and the
+  preference exports alike.
 - consensus: ranked pairs (Tideman), as Open-Assistant did: count, for every pair of replies,
-  how many annotators put one above the other; lock pairs in order of their majority, skipping
-  any that would make a cycle; the locked graph orders the replies.
+  how many annotators put one above the other (or the sum of their weights, for the consensus
+  weighted by reliability in annotate.consensus); lock pairs in order of their majority,
+  skipping any that would make a cycle; the locked graph orders the replies.
 - Kendall's W per candidate set, with the tie correction.
 - Krippendorff's alpha, ordinal metric, over all sets of a project (units: replies; values:
   tier positions).
@@ -10,7 +14,8 @@
 """
 
 from collections import Counter, defaultdict
-from itertools import combinations
+from collections.abc import Iterator
+from itertools import combinations, product
 
 
 def positions(tiers: list[list[int]]) -> dict[int, int]:
@@ -29,22 +34,34 @@ def mid_ranks(tiers: list[list[int]]) -> dict[int, float]:
     return ranks
 
 
-def pairwise_wins(rankings: list[list[list[int]]]) -> Counter:
-    """Count, for each ordered pair (a, b), the rankings that put a above b."""
+def tier_pairs(tiers: list[list[int]], keep=None) -> Iterator[tuple[int, int, int]]:
+    """Yield (better, worse, margin) for every pair a ranking implies, best tiers first.
+
+    `margin` is how many tiers apart the annotator put them (1 for neighbouring tiers). With
+    `keep`, replies not in it are left out but the tiers keep their places, so the margin stays
+    the distance the annotator set, whatever else was left out.
+    """
+    placed = [(place, [m for m in tier if keep is None or m in keep]) for place, tier in enumerate(tiers)]
+    placed = [(place, tier) for place, tier in placed if tier]
+    for (upper_place, upper), (lower_place, lower) in combinations(placed, 2):
+        for better, worse in product(upper, lower):
+            yield better, worse, lower_place - upper_place
+
+
+def pairwise_wins(rankings: list[list[list[int]]], weights: list[float] | None = None) -> Counter:
+    """Count, for each ordered pair (a, b), the rankings that put a above b (or sum their weights)."""
     wins = Counter()
-    for tiers in rankings:
-        position = positions(tiers)
-        for a, b in combinations(position, 2):
-            if position[a] < position[b]:
-                wins[(a, b)] += 1
-            elif position[b] < position[a]:
-                wins[(b, a)] += 1
+    for index, tiers in enumerate(rankings):
+        weight = 1 if weights is None else weights[index]
+        for better, worse, _margin in tier_pairs(tiers):
+            wins[(better, worse)] += weight
     return wins
 
 
-def ranked_pairs(items: list[int], rankings: list[list[list[int]]]) -> list[int]:
-    """Return the consensus order of `items`, best first, by ranked pairs."""
-    wins = pairwise_wins(rankings)
+def ranked_pairs(items: list[int], rankings: list[list[list[int]]], weights: list[float] | None = None) -> list[int]:
+    """Return the consensus order of `items`, best first, by ranked pairs (each ranking counting
+    its weight, where given)."""
+    wins = pairwise_wins(rankings, weights)
     majorities = []
     for a, b in combinations(items, 2):
         ab, ba = wins[(a, b)], wins[(b, a)]

@@ -66,7 +66,12 @@ def schemas() -> dict:
             ("guideline_version", pa.int64()), ("at", pa.string()),
             ("import_id", pa.int64()), ("file", pa.string()), ("line", pa.int64()),
         ]),
-        "consensus": pa.schema([("candidate_set_id", pa.int64()), ("order", pa.list_(pa.int64())), ("rankings", pa.int64())]),
+        # `weighted_order`: ranked pairs with each ranking counting its annotator's weight (annotate.consensus).
+        "consensus": pa.schema([
+            ("candidate_set_id", pa.int64()), ("order", pa.list_(pa.int64())), ("rankings", pa.int64()),
+            ("weighted_order", pa.list_(pa.int64())),
+            ("weights", pa.list_(pa.struct([("annotator", pa.string()), ("weight", pa.float64())]))),
+        ]),
     }
 
 

@@ -11,13 +11,13 @@ The held-out split is decided by content (Splits): two copies of one prompt, or 
 always share a split, and a root keeps the split it was first exported in.
 """
 
+import functools
 import hashlib
 import hmac
 from collections import defaultdict, namedtuple
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
-from itertools import combinations, product
 
 import orjson
 from django.conf import settings
@@ -26,7 +26,8 @@ from django.db import connection
 from django.db.models import Avg
 from django.utils.dateparse import parse_datetime
 
-from annotate.agreement import ranked_pairs
+from annotate import consensus
+from annotate.agreement import ranked_pairs, tier_pairs
 from annotate.models import ImportBatch, Label, Message, MessageRole, MessageSource, ReviewState, Split
 
 CHUNK = 5000
@@ -467,15 +468,18 @@ def preference_rows(project, side, *, filters: Filters = Filters(),
     `implicit` writes TRL's implicit-prompt form: no `prompt` column, each of `chosen` and
     `rejected` the whole conversation ending in its reply. `side` maps "rankings" and "consensus"
     to files (SplitFiles) that get, as the pairs stream by, the raw per-annotator rankings and
-    each set's consensus order.
+    each set's consensus order, unweighted and weighted by each annotator's reliability (with
+    the weights, by pseudonym; annotate.consensus).
     """
+    # Measured once, on first need, over the whole project (an annotator's reliability ignores the filters).
+    weights = functools.cache(lambda: consensus.project_weights(project=project))
     ranked = _ByRoot(rankings(project, filters))
     for split, tree in split_trees(project):
         by_set = {}
         for ranking in ranked.take(tree.root_id):
             by_set.setdefault(ranking[1], []).append(ranking)
         for set_id, rows in by_set.items():
-            yield from _pairs_of_set(tree, split, set_id, rows, side, filters.model_version, implicit)
+            yield from _pairs_of_set(tree, split, set_id, rows, side, filters.model_version, implicit, weights)
 
 
 class _ByRoot:
@@ -496,7 +500,8 @@ class _ByRoot:
 
 
 def _pairs_of_set(tree: Tree, split: str, set_id: int, rows: list[tuple], side: dict, model_version: str | None,
-                  implicit: bool = False):
+                  implicit: bool = False, weights=dict):
+    # `weights` is called for {annotator_key: weight} (the export's cached project_weights).
     _, _, parent_id, message_ids, *_ = rows[0]
     prompt = tree.path(parent_id)
     if prompt is None:
@@ -508,7 +513,7 @@ def _pairs_of_set(tree: Tree, split: str, set_id: int, rows: list[tuple], side: 
     if implicit:
         answers = {m: prompt + answer for m, answer in answers.items()}
     origins = {m: tree.origin_of(reply) for m, reply in replies.items()}
-    ordered = []
+    ordered, weighed = [], []
     for _, _, _, _, ranking_id, annotator_id, external, tiers, all_bad, guideline_version, created_at, import_id, line \
             in rows:
         who = tree.pseudonym(annotator_id) if annotator_id else external
@@ -520,29 +525,29 @@ def _pairs_of_set(tree: Tree, split: str, set_id: int, rows: list[tuple], side: 
         })
         if all_bad:
             continue
-        # The tiers' places in the annotator's ranking, kept when a tier's replies are all excluded: the
-        # margin is how far apart the annotator set two replies, whatever else left the export.
-        placed = [(place, [m for m in tier if m in replies]) for place, tier in enumerate(tiers)]
-        placed = [(place, tier) for place, tier in placed if tier]
-        ordered.append([tier for _, tier in placed])
+        ordered.append([kept for tier in tiers if (kept := [m for m in tier if m in replies])])
+        weighed.append((who, weights().get(consensus.annotator_key(annotator_id, external), consensus.PRIOR_RELIABILITY)))
         provenance = {
             "root_id": tree.root_id, "candidate_set_id": set_id, "ranking_id": ranking_id, "annotator": who,
             "imported": annotator_id is None, "guideline_version": guideline_version, "at": created_at, **source,
         }
-        for (upper_place, upper), (lower_place, lower) in combinations(placed, 2):
-            for better, worse in product(upper, lower):
-                chosen, rejected = replies[better], replies[worse]
-                if model_version is not None and model_version not in (chosen.model_version, rejected.model_version):
-                    continue
-                if chosen.text == rejected.text:
-                    continue
-                row = {"chosen": answers[better], "rejected": answers[worse], "margin": lower_place - upper_place,
-                       "provenance": {**provenance, "chosen": origins[better], "rejected": origins[worse]}}
-                yield split, row if implicit else {"prompt": prompt, **row}
+        # The margin is how far apart the annotator set two replies, whatever else left the export.
+        for better, worse, margin in tier_pairs(tiers, keep=replies):
+            chosen, rejected = replies[better], replies[worse]
+            if model_version is not None and model_version not in (chosen.model_version, rejected.model_version):
+                continue
+            if chosen.text == rejected.text:
+                continue
+            row = {"chosen": answers[better], "rejected": answers[worse], "margin": margin,
+                   "provenance": {**provenance, "chosen": origins[better], "rejected": origins[worse]}}
+            yield split, row if implicit else {"prompt": prompt, **row}
     if ordered:
         # One ranking is its own consensus; several are combined by ranked pairs.
         order = [m for tier in ordered[0] for m in tier] if len(ordered) == 1 else ranked_pairs(sorted(replies), ordered)
-        side["consensus"].write(split, {"candidate_set_id": set_id, "order": order, "rankings": len(ordered)})
+        weighted = order if len(ordered) == 1 else ranked_pairs(sorted(replies), ordered, [w for _, w in weighed])
+        side["consensus"].write(split, {"candidate_set_id": set_id, "order": order, "rankings": len(ordered),
+                                        "weighted_order": weighted,
+                                        "weights": [{"annotator": who, "weight": w} for who, w in weighed]})
 
 
 # A quality label (1-5) of 4 or 5 is a vote for the reply, 1 or 2 a vote against it; 3, the middle of the
