@@ -2,6 +2,7 @@
 
 import json
 import logging
+from functools import partial
 
 from django.conf import settings
 from django.core.cache import caches
@@ -202,7 +203,8 @@ class LeaderboardApi(APIView):
 
 
 class ChatInputSerializer(serializers.Serializer):
-    turns = serializers.ListField(child=serializers.DictField(), help_text="[{role: user|assistant, content}], ending with a user turn")
+    turns = serializers.ListField(child=serializers.DictField(), help_text="[{role: user|assistant, content}], ending "
+                                  "with a user turn; to save as a prompt, each assistant turn with its `signature`")
     deployment_id = serializers.IntegerField(required=False, help_text="which deployment answers; default the newest")
 
 
@@ -210,7 +212,8 @@ class ChatReplyApi(APIView):
     """Stream the deployed model's reply to a chat as server-sent events (members).
 
     Each event's data is JSON: {"text": ...} for the next piece of the reply; the stream ends with an
-    `event: done` ({"model_version": ...}), or with an `event: error` ({"detail": ...}) when the model
+    `event: done` ({"model_version": ..., "signature": ...}: send the signature back with the reply, as the turn's
+    "signature", to save the chat as a prompt), or with an `event: error` ({"detail": ...}) when the model
     failed after its first words. A model that fails before answering anything is a JSON 502 instead.
     """
 
@@ -235,7 +238,9 @@ class ChatReplyApi(APIView):
             first = next(chunks, None)
         except GenerationError as error:
             return Response({"detail": _chat_failure(name, error, explain=explain)}, status=status.HTTP_502_BAD_GATEWAY)
-        response = StreamingHttpResponse(_chat_events(name, first, chunks, explain=explain),
+        sign = partial(serving.chat_reply_sign, project=membership.project, user=request.user,
+                       version=deployment.model_version, turns=data.validated_data["turns"])
+        response = StreamingHttpResponse(_chat_events(name, first, chunks, explain=explain, sign=sign),
                                          content_type="text/event-stream; charset=utf-8")
         response["X-Model-Version"] = name
         response["Cache-Control"] = "no-store"
@@ -255,14 +260,18 @@ def _event(data: dict, *, kind: str | None = None) -> str:
     return (f"event: {kind}\n" if kind else "") + f"data: {json.dumps(data)}\n\n"
 
 
-def _chat_events(name: str, first: str | None, chunks, *, explain: bool):
-    """Yield the reply's server-sent events, ending with done or with the error that cut it short."""
+def _chat_events(name: str, first: str | None, chunks, *, explain: bool, sign):
+    """Yield the reply's server-sent events, ending with done (with the whole reply's signature, which saving
+    the chat as a prompt asks for) or with the error that cut it short."""
+    reply = []
     try:
         if first is not None:
+            reply.append(first)
             yield _event({"text": first})
             for chunk in chunks:
+                reply.append(chunk)
                 yield _event({"text": chunk})
-        yield _event({"model_version": name}, kind="done")
+        yield _event({"model_version": name, "signature": sign(reply="".join(reply))}, kind="done")
     except GenerationError as error:
         yield _event({"detail": _chat_failure(name, error, explain=explain)}, kind="error")
     finally:
@@ -270,17 +279,15 @@ def _chat_events(name: str, first: str | None, chunks, *, explain: bool):
 
 
 class ChatToPromptApi(APIView):
-    """Turn a chat into a prompt for the queue: its last user turn gets demonstrations and replies (members)."""
+    """Turn a chat into a prompt for the queue: its last user turn gets demonstrations and replies (members).
+    Each model turn carries the `signature` its reply's stream ended with; a reply without one, or changed, is
+    refused."""
 
     @extend_schema(request=ChatInputSerializer, responses={201: inline_serializer("ChatPrompt", {"message_id": serializers.IntegerField()})})
     def post(self, request, project_id):
         project = project_for_member(user=request.user, project_id=project_id)
         data = ChatInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        turns = data.validated_data["turns"]
-        version = None
-        if any(turn.get("role") == "assistant" for turn in turns):
-            version = selectors.deployment_for_chat(project=project, deployment_id=data.validated_data.get("deployment_id")).model_version
-        message = serving.chat_to_prompt(project=project, user=request.user, turns=turns, model_version=version)
+        message = serving.chat_to_prompt(project=project, user=request.user, turns=data.validated_data["turns"])
         return Response({"message_id": message.id}, status=status.HTTP_201_CREATED)
 

@@ -354,17 +354,69 @@ def _arena(job: GenerationJob) -> None:
     GenerationJob.objects.filter(id=job.id).update(prompts_done=done, replies_written=written)
 
 
-def chat_to_prompt(*, project, user, turns: list[dict], model_version: ModelVersion | None) -> Message:
+# How long a chat reply's signature lets it be saved as the model's reply (chat_reply_sign).
+CHAT_REPLY_MAX_AGE_SECONDS = 24 * 3600
+_CHAT_SALT = "training.chat-reply"
+
+
+def _chat_digest(turns: list[dict]) -> str:
+    import hashlib
+    import json
+
+    plain = [{"role": turn["role"], "content": turn["content"]} for turn in turns]
+    return hashlib.sha256(json.dumps(plain, ensure_ascii=False, separators=(",", ":")).encode()).hexdigest()
+
+
+def chat_reply_sign(*, project, user, version: ModelVersion, turns: list[dict], reply: str) -> str:
+    """Return a signature of `reply` as the reply `version` generated for `user` after `turns`.
+
+    A chat runs in the browser, which sends its turns back with each message; what the server generated is
+    known only at the moment it streams it. The signature (Django's signing, under SECRET_KEY) travels with the
+    reply, and chat_to_prompt stores as the model's reply only text whose signature matches: an annotator cannot
+    put words under a model version's name.
+    """
+    from django.core import signing
+
+    return signing.dumps({"p": project.id, "u": user.id, "v": version.id,
+                          "h": _chat_digest([*turns, {"role": MessageRole.ASSISTANT, "content": reply}])},
+                         salt=_CHAT_SALT, compress=True)
+
+
+def _chat_reply_version(*, project, user, turns: list[dict], index: int) -> ModelVersion:
+    """Return the version whose reply turns[index] is, by its signature; refuse one the server did not write."""
+    from django.core import signing
+
+    refused = ValidationError({"turns": f"turn {index + 1} is not a reply this server generated for you in this "
+                                        "chat (or it was changed since): only the model's own replies are saved"})
+    try:
+        signed = signing.loads(str(turns[index].get("signature") or ""), salt=_CHAT_SALT,
+                               max_age=CHAT_REPLY_MAX_AGE_SECONDS)
+    except signing.BadSignature:
+        raise refused from None
+    if (signed.get("p"), signed.get("u"), signed.get("h")) != (project.id, user.id, _chat_digest(turns[:index + 1])):
+        raise refused
+    version = ModelVersion.objects.filter(project=project, pk=signed.get("v")).first()
+    if version is None:
+        raise refused
+    return version
+
+
+def chat_to_prompt(*, project, user, turns: list[dict]) -> Message:
     """Write a chat with the deployed model into a conversation tree; its last user turn becomes a
-    prompt in the queue (it gets demonstrations, and replies at the next generation)."""
+    prompt in the queue (it gets demonstrations, and replies at the next generation).
+
+    Each model reply is stored as the version that wrote it, and only as the server generated it: every
+    assistant turn carries the signature the chat's stream gave it (chat_reply_sign). The chat may be no
+    deeper than the project allows (its deepest turn), refused with the reason before anything is written.
+    """
     if not turns or turns[-1].get("role") != MessageRole.USER:
         raise ValidationError({"turns": "a chat becomes a prompt when it ends with your message"})
     for index, turn in enumerate(turns):
         expected = MessageRole.USER if index % 2 == 0 else MessageRole.ASSISTANT
         if turn.get("role") != expected or not isinstance(turn.get("content"), str):
             raise ValidationError({"turns": f"turn {index + 1} must be a {expected} message with text"})
-    if any(turn["role"] == MessageRole.ASSISTANT for turn in turns) and model_version is None:
-        raise ValidationError({"model_version": "say which model version wrote the replies"})
+    versions = {index: _chat_reply_version(project=project, user=user, turns=turns, index=index)
+                for index, turn in enumerate(turns) if turn["role"] == MessageRole.ASSISTANT}
     with transaction.atomic():
         parent = None
         for index, turn in enumerate(turns):
@@ -376,12 +428,13 @@ def chat_to_prompt(*, project, user, turns: list[dict], model_version: ModelVers
                     create_work=last,
                 )
             else:
+                version = versions[index]
                 reply = tree.message_create(
                     project=project, parent=parent, role=MessageRole.ASSISTANT, text=turn["content"],
                     source=MessageSource.MODEL, create_work=False,
-                    origin={"model_version": model_version.name, "model_version_id": model_version.id, "chat": True},
+                    origin={"model_version": version.name, "model_version_id": version.id, "chat": True},
                 )
-                GeneratedReply.objects.create(message=reply, model_version=model_version, sampling={}, backend={"chat": True})
+                GeneratedReply.objects.create(message=reply, model_version=version, sampling={}, backend={"chat": True})
                 parent = reply
     return parent
 
@@ -395,4 +448,5 @@ def chat_stream(*, deployment: Deployment, turns: list[dict]):
     if problems:
         raise ValidationError({"turns": problems})
     backend = backend_of(deployment)
-    return backend.stream(turns, settings=sampling_settings({**deployment.sampling, "seed": None}))
+    plain = [{"role": turn["role"], "content": turn["content"]} for turn in turns]  # not the replies' signatures
+    return backend.stream(plain, settings=sampling_settings({**deployment.sampling, "seed": None}))

@@ -62,6 +62,7 @@
       var decoder = new TextDecoder();
       var buffer = "";
       var reply = "";
+      var signature = "";
       function handle(block) {
         var kind = "message";
         var data = "";
@@ -71,6 +72,7 @@
         });
         var payload = data ? JSON.parse(data) : {};
         if (kind === "error") throw new Error(payload.detail);
+        if (kind === "done") signature = payload.signature;
         if (kind === "message") {
           reply += payload.text;
           body.textContent = reply;
@@ -78,7 +80,7 @@
       }
       function pump() {
         return reader.read().then(function (chunk) {
-          if (chunk.done) return reply;
+          if (chunk.done) return { content: reply, signature: signature };
           buffer += decoder.decode(chunk.value, { stream: true });
           var end;
           while ((end = buffer.indexOf("\n\n")) >= 0) {
@@ -90,7 +92,8 @@
       }
       return pump();
     }).then(function (reply) {
-      turns.push({ role: "assistant", content: reply });
+      // The signature is the server's word that it wrote this reply: saving the chat as a prompt sends it back.
+      turns.push({ role: "assistant", content: reply.content, signature: reply.signature });
       status.textContent = "";
     }).catch(function (error) {
       turns.pop();
@@ -112,7 +115,18 @@
     var chat = turns.slice();
     if (chat.length && chat[chat.length - 1].role === "assistant") chat.pop();
     post(root.dataset.prompt, { turns: chat, deployment_id: Number(deployment.value) }).then(function (response) {
-      status.textContent = response.ok ? "Saved: your last message is now a prompt in the queue." : "Could not save the chat as a prompt.";
+      if (response.ok) {
+        status.textContent = "Saved: your last message is now a prompt in the queue.";
+        return;
+      }
+      // The server's reason (a chat deeper than the project allows, say), whatever field it names.
+      return response.json().then(function (error) {
+        var reasons = [];
+        Object.keys(error).forEach(function (field) { reasons = reasons.concat(error[field]); });
+        status.textContent = "Could not save the chat as a prompt: " + reasons.join(" ");
+      }, function () {
+        status.textContent = "Could not save the chat as a prompt: " + response.statusText;
+      });
     });
   });
   document.getElementById("chat-reset").addEventListener("click", function () {
