@@ -2,6 +2,7 @@
 form with every judgement on each message, read back by the OASST trees importer into a fresh project and
 exported again to the same trees and judgements."""
 
+import io
 import json
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pytest
 from django.core.management import call_command
 
 from annotate.importers import import_run
-from annotate.models import CandidateSetKind, Label, MessageRole, MessageSource, Ranking, Review, Role, TaskKind
+from annotate.models import CandidateSetKind, ContributorDeletion, GoldAnswer, GoldResume, Label, MessageRole, MessageSource, Ranking, Review, Role, TaskKind
 from annotate.rules import compare_order
 from annotate.services import accounts, judgements, queue, tree
 from training.exporters.trees import tree_records
@@ -32,12 +33,16 @@ FIXTURES = Path(__file__).parent.parent / "annotate" / "fixtures"
 
 
 def judged_project(project, *, owner, member, reviewer, make_user):
-    """Fill the project with a bit of everything a project holds: an OASST import with its merged ranking,
+    """Fill the project with a bit of everything a project holds: an OASST import with its merged ranking, a text
+    corpus, a contributor deletion, a gold answer,
     a prompt with a demonstration and two model replies, a comparison and a ranking through the queue,
     flags and a quality label, an accepted review, a guideline change, settings changes, an invite, a
     removed member, and the training rows (round, stage, metrics, snapshot, versions, deployment, jobs)."""
     with (FIXTURES / "oasst-trees.jsonl").open("rb") as stream:
         import_run(project=project, format="oasst-trees", stream=stream, filename="oasst-trees.jsonl", by=owner)
+    import_run(project=project, format="text", stream=io.BytesIO(b"Two is prime.\n\nNine is not."), filename="t.txt")
+    ContributorDeletion.objects.create(project=project, pseudonym="oasst:00112233aabbccdd", counts={"messages": 0},
+                                       deleted_by=owner)
     accounts.project_update_guidelines(project=project, guidelines="Be correct and kind.")
     accounts.project_settings_update(project=project, replies_per_ranking=3, overlap=1)
     accounts.invite_create(project=project, role=Role.ANNOTATOR, created_by=owner, note="for Ada")
@@ -79,6 +84,10 @@ def judged_project(project, *, owner, member, reviewer, make_user):
     ranked = ranking_task.item.candidate_set.message_ids
     judgements.task_submit(task_id=ranking_task.id, annotator=reviewer, submit_key="r1",
                            payload={"tiers": [[ranked[0]], [ranked[1], ranked[2]]]}, time_spent_ms=7000)
+    # The ranking's item is also gold (its known answer names replies), and an admin let the member work again.
+    GoldAnswer.objects.create(project=project, item=ranking_task.item, answer={"tiers": [[ranked[0]], ranked[1:]]},
+                              needed_before=1, created_by=owner)
+    GoldResume.objects.create(project=project, annotator=member, resumed_by=owner)
     judgements.label_submit(message=replies[2], annotator=member, quality=1, flags=["off_task"], time_spent_ms=300)
     judgements.label_submit(message=replies[1], annotator=reviewer, quality=5, time_spent_ms=200)
     judgements.review_save(message=demonstration, reviewer=reviewer, accepted=True, comment="right",
