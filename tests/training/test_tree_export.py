@@ -10,7 +10,7 @@ import pytest
 from django.core.management import call_command
 
 from annotate.importers import import_run
-from annotate.models import CandidateSetKind, ContributorDeletion, GoldAnswer, GoldResume, Label, MessageRole, MessageSource, Ranking, Review, Role, TaskKind
+from annotate.models import CandidateSetKind, ContributorDeletion, GoldAnswer, GoldResume, Label, Message, MessageRole, MessageSource, Ranking, Review, Role, TaskKind
 from annotate.rules import compare_order
 from annotate.services import accounts, judgements, queue, tree
 from training.exporters.trees import tree_records
@@ -123,20 +123,21 @@ def test_a_tree_export_imported_into_a_fresh_project_exports_the_same_trees_and_
     assert [reply["text"] for reply in prime["replies"]] == ["7 is prime.", "2 is prime.", "9 is prime."]
     demonstration, two, nine = prime["replies"]
     assert demonstration["platform"]["review_state"] == "accepted"
-    assert demonstration["platform"]["judgements"]["reviews"][0] | {"created_date": None} == {
-        "reviewer": demonstration["platform"]["judgements"]["reviews"][0]["reviewer"], "accepted": True,
-        "comment": "right", "guideline_version": 2, "time_spent_ms": 1100, "created_date": None,
-    }
+    review = demonstration["platform"]["judgements"]["reviews"][0]
+    assert review["reviewer"].startswith("a-") and review["reviewer"] != prime["platform"]["author"]
+    assert (review["accepted"], review["comment"], review["guideline_version"], review["time_spent_ms"]) == (
+        True, "right", 2, 1100)
     assert two["synthetic"] and two["model_name"] == "sft-v1" and two["platform"]["sampling"] == {"temperature": 0.7}
     assert nine["platform"]["excluded"] and nine["platform"]["judgements"]["labels"][0]["flags"] == ["off_task"]
     sets = {entry["kind"]: entry for entry in prime["platform"]["candidate_sets"]}
+    # The comparison: which reply its task showed as A, and that A won (the member chose "A").
     vote = sets["compare"]["rankings"][0]
     compare = Ranking.objects.get(candidate_set__project=project, candidate_set__kind="compare")
-    shown_a = compare_order(compare.task_id, compare.candidate_set.message_ids)[0]
-    assert vote["shown_as_a"] == next(r["message_id"] for r in prime["replies"] if r["text"] ==
-                                      {m.id: m.text for m in compare.candidate_set.parent.children.all()}[shown_a])
-    assert vote["tiers"][0] == [vote["shown_as_a"]] and vote["time_spent_ms"] == 2500  # "A" was chosen
-    assert sets["ranking"]["rankings"][0]["tiers"][1].__len__() == 2 and sets["ranking"]["rankings"][0]["time_spent_ms"] == 7000
+    shown_a = Message.objects.get(id=compare_order(compare.task_id, compare.candidate_set.message_ids)[0])
+    assert vote["shown_as_a"] == next(reply["message_id"] for reply in prime["replies"] if reply["text"] == shown_a.text)
+    assert vote["tiers"][0] == [vote["shown_as_a"]] and vote["time_spent_ms"] == 2500
+    ranking = sets["ranking"]["rankings"][0]
+    assert [len(tier) for tier in ranking["tiers"]] == [1, 2] and ranking["time_spent_ms"] == 7000
 
     # The copy holds them as rows: the same people (by pseudonym), the imported tree's merged ranks as well.
     assert Label.objects.filter(message__project=fresh).count() == 2
