@@ -361,3 +361,14 @@ def test_the_sanitiser_alone_drops_what_markdown_might_let_through():
 
     cleaned = _cleaner().clean('<a href="javascript:alert(1)" onclick="x()">a</a><img src=x onerror=y><script>z</script>')
     assert "javascript" not in cleaned and "onclick" not in cleaned and "<img" not in cleaned and "z" not in cleaned
+
+
+def test_continue_your_task_keeps_the_kind_the_annotator_chose(project, member):
+    only(project, prompt=1, label=1)
+    client = client_for(member)
+    task = start(client, project, kind="prompt")
+    page = client.get(f"/projects/{project.id}/").content.decode()
+    assert "Continue your task" in page and '<input type="hidden" name="kind" value="prompt">' in page
+    # Continue: the same task, and the choice stays (the main button sends it again).
+    assert start(client, project, kind="prompt") == task
+    assert client.session["work_kind"][str(project.id)] == "prompt"
