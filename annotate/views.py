@@ -25,6 +25,7 @@ from annotate import forms, plots
 from annotate.importers import ImportRefused, import_run
 from annotate.models import Flag, Invite, Message, Role, TaskKind, TaskState
 from annotate.selectors import accounts as account_selectors
+from annotate.selectors import gold as gold_selectors
 from annotate.selectors import history as history_selectors
 from annotate.selectors import progress as progress_selectors
 from annotate.selectors import stats as stat_selectors
@@ -83,8 +84,9 @@ def _next_task(request, membership):
         messages.warning(request, _error_text(error))
         return redirect("annotate:project", project_id=project.id)
     if task is None:
+        paused = gold_selectors.gold_standing(project=project, annotator=request.user).paused_reason
         what = f"{TaskKind(kind).label.lower()} tasks" if kind else "tasks"
-        messages.info(request, f"No more {what} are waiting for you right now. Thank you! Check back later.")
+        messages.info(request, paused or f"No more {what} are waiting for you right now. Thank you! Check back later.")
         return redirect("annotate:project", project_id=project.id)
     return redirect("annotate:task", task_id=task.id)
 
@@ -131,6 +133,8 @@ def project_page(request, project_id):
             "held": work_selectors.held_task(membership=membership),
             "work_kind": _work_kind(request, project.id),
             "drafts_done": _drafts_done(request),
+            "gold": gold_selectors.gold_standing(project=project, annotator=request.user),
+            "gold_days": gold_selectors.gold_days_of(project=project, annotator=request.user)[:7],
         },
     )
 
@@ -525,6 +529,7 @@ def admin_progress(request, project_id):
         context["items"] = progress_selectors.items_per_state(project=project)
         context["item_states"] = progress_selectors.ITEM_STATES
         context["throughput"] = stat_selectors.annotator_throughput(project=project)
+        context["gold"] = stat_selectors.gold_per_annotator(project=project)
         context["counts"] = stat_selectors.project_counts(project=project)
     return render(request, "annotate/admin_progress.html", context)
 
