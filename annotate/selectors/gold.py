@@ -126,8 +126,8 @@ def standing_from(*, settings, results: list[GoldResult], resumed_at=None) -> Go
         passed = sum(result.correct for result in results[:needed])
         if passed < settings.qualification_pass_mark * needed:
             paused = (
-                f"did not pass the qualification set: {passed} of {needed} right, "
-                f"the pass mark is {settings.qualification_pass_mark:.0%}; an admin can let you go on"
+                f"Paused: did not pass the qualification set ({passed} of {needed} right; "
+                f"the pass mark is {settings.qualification_pass_mark:.0%}). An admin can resume."
             )
     counted = [result for result in results if resumed_at is None or result.finished_at > resumed_at]
     counted_right = sum(result.correct for result in counted)
@@ -138,8 +138,8 @@ def standing_from(*, settings, results: list[GoldResult], resumed_at=None) -> Go
         and counted_right < settings.gold_pause_below * len(counted)
     ):
         paused = (
-            f"paused: {counted_right} of {len(counted)} quality checks right ({counted_right / len(counted):.0%}), "
-            f"under the project's {settings.gold_pause_below:.0%}; an admin can let you go on"
+            f"Paused: {counted_right} of {len(counted)} quality checks right ({counted_right / len(counted):.0%}), "
+            f"under the project's {settings.gold_pause_below:.0%}. An admin can resume."
         )
     return GoldStanding(correct, answered, qualification_left, paused)
 

@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from annotate import agreement
 from annotate.models import CandidateSet, Label, Message, Ranking, Review, Task, TaskState, WorkItem
+from annotate.selectors.gold import gold_per_annotator  # noqa: F401 (the stats API and Progress read it here)
 
 
 def _rankings_by_set(project):
