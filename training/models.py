@@ -3,7 +3,7 @@ from django.db import models
 from django.utils import timezone
 
 from annotate.models import Project
-from platform_common.jobs import Job, JobStatus  # noqa: F401 - JobStatus: the job rows' states, for callers
+from platform_common.jobs import Job, JobStatus
 from platform_common.models import TimeStamped
 from simple_history.models import HistoricalRecords
 
@@ -87,12 +87,8 @@ class ModelVersion(TimeStamped):
         return f"{self.project} {self.name}"
 
 
-class RunStatus(models.TextChoices):
-    QUEUED = "queued", "Queued"
-    RUNNING = "running", "Running"
-    SUCCEEDED = "succeeded", "Succeeded"
-    FAILED = "failed", "Failed"
-    CANCELLED = "cancelled", "Cancelled"
+# A round's states are every job's (platform_common.jobs): the name stays for the code that says "round".
+RunStatus = JobStatus
 
 
 FINISHED = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
