@@ -64,7 +64,8 @@ def ranked_pairs(items: list[int], rankings: list[list[list[int]]], weights: lis
     wins = pairwise_wins(rankings, weights)
     majorities = []
     for a, b in combinations(items, 2):
-        ab, ba = wins[(a, b)], wins[(b, a)]
+        # Rounded: sums of float weights that are equal on paper (0.1 + 0.2 against 0.3) are a tie.
+        ab, ba = round(wins[(a, b)], 9), round(wins[(b, a)], 9)
         if ab > ba:
             majorities.append((ab - ba, ab, a, b))
         elif ba > ab:

@@ -24,6 +24,8 @@ def test_weights_let_the_reliable_outvote_the_many():
     truth, reversed_ = [[1], [2], [3]], [[3], [2], [1]]
     assert agreement.ranked_pairs([1, 2, 3], [truth, reversed_, reversed_]) == [3, 2, 1]
     assert agreement.ranked_pairs([1, 2, 3], [truth, reversed_, reversed_], [0.9, 0.2, 0.2]) == [1, 2, 3]
+    # Weights that sum equal on paper are a tie, not a majority of a rounding error: the ids decide.
+    assert agreement.ranked_pairs([1, 2], [[[1], [2]], [[2], [1]], [[2], [1]]], [0.3, 0.1, 0.2]) == [1, 2]
     # Equal weights are the unweighted consensus.
     assert agreement.ranked_pairs([1, 2, 3], [truth, reversed_, truth], [0.5] * 3) == [1, 2, 3]
 
