@@ -137,6 +137,7 @@ class TreeWriter:
         self.known: OrderedDict[tuple, Turn] = OrderedDict()
         self.counts = {"messages": 0, "conversations": 0, "rankings": 0}
         self.reply_state = ReviewState.ACCEPTED if batch.trusted else ReviewState.NOT_NEEDED
+        self.replies = 0  # assistant messages written (not merged into one written before)
 
     def turn(
         self, *, parent: Turn | None, role: str, text: str, line: int, origin: dict | None = None, merge: bool = True,
@@ -182,6 +183,7 @@ class TreeWriter:
             }
         )
         self.counts["messages"] += 1
+        self.replies += role == MessageRole.ASSISTANT
         if parent is None:
             self.counts["conversations"] += 1
         turn = Turn(message_id, root_id, depth, role)
@@ -251,9 +253,7 @@ class TreeWriter:
             self.counts["waiting_for_demonstrations"] = cursor.rowcount
             if self.batch.trusted:
                 cursor.execute(UNTRUST_LOSERS, {"project": self.project.id, "batch": json.dumps({"import": self.batch.id})})
-                self.counts["demonstrations"] = Message.objects.filter(
-                    project=self.project, origin__contains={"import": self.batch.id}, review_state=ReviewState.ACCEPTED
-                ).count()
+                self.counts["demonstrations"] = self.replies - cursor.rowcount
         return self.counts
 
 
