@@ -25,6 +25,7 @@ from annotate.rules import compare_order
 from tests.training.test_tree_export import canonical, judged_project
 from training.exporters.trees import tree_records
 from training.models import GeneratedReply, ModelVersion
+from training.services.snapshots import snapshot_create
 from training.services.dumps import (
     TABLES,
     DumpRefused,
@@ -199,3 +200,21 @@ def test_project_admins_download_the_dump_and_others_cannot(judged, owner, membe
     assert api_as(member).get(url).status_code == 403
     assert api_as(outsider).get(url).status_code == 404
     assert api_as(None).get(url).status_code == 401
+
+
+def test_people_keep_their_pseudonyms_in_the_restored_projects_snapshots(judged, tmp_path, settings):
+    settings.SNAPSHOT_STORE = tmp_path / "snapshots"
+    archive = tmp_path / "judged.tar.gz"
+    project_dump(project=judged, path=archive)
+    restored = project_load(path=archive, name="Restored")
+
+    def pseudonyms(project) -> set[str]:
+        found = set()
+        for kind in ("preference", "unpaired"):
+            snapshot = snapshot_create(project=project, kind=kind, parquet=False)
+            for path in (settings.SNAPSHOT_STORE / snapshot.folder).glob("*.jsonl"):
+                found |= set(re.findall(r'"(a-[0-9a-f]{12})"', path.read_text()))
+        return found
+
+    assert len(pseudonyms(judged)) >= 2
+    assert pseudonyms(restored) == pseudonyms(judged)

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 
 import orjson
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import connection
 from django.db.models import Avg
@@ -28,6 +29,7 @@ from django.utils.dateparse import parse_datetime
 
 from annotate import consensus
 from annotate.agreement import ranked_pairs, tier_pairs
+from annotate.importers.oasst import account_pseudonym
 from annotate.models import ImportBatch, Label, Message, MessageRole, MessageSource, ReviewState, Split
 
 CHUNK = 5000
@@ -224,9 +226,11 @@ class Tree:
         return self.pseudonym(message.author_id)
 
     def pseudonym(self, user_id: int | None) -> str | None:
-        # One HMAC per person per export, not one per row.
+        # One HMAC per person per export, not one per row. A stand-in account (a person loaded from a project
+        # dump or a tree export) carries the pseudonym they had, so they keep it in this project too.
         if user_id not in self.pseudonyms:
-            self.pseudonyms[user_id] = annotator_pseudonym(self.project_id, user_id)
+            user = get_user_model().objects.filter(id=user_id).first() if user_id is not None else None
+            self.pseudonyms[user_id] = (user and account_pseudonym(user)) or annotator_pseudonym(self.project_id, user_id)
         return self.pseudonyms[user_id]
 
     def origin_of(self, message: MessageRow) -> dict:
