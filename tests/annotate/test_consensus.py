@@ -100,3 +100,18 @@ def test_the_preference_export_carries_the_weighted_consensus_and_each_annotator
     # Where the careful majority ranked, weighting changes nothing.
     assert all(consensus_rows[s.id]["weighted_order"] == consensus_rows[s.id]["order"] == list(s.message_ids)
                for s in sets[:3])
+
+
+@pytest.mark.django_db
+def test_an_imported_ranking_is_weighed_under_its_source_identity(project, member, snapshot_store):
+    candidate_set = ranking_items(project, 1, k=3)[0]
+    a, b, c = candidate_set.message_ids
+    Ranking.objects.create(candidate_set=candidate_set, annotator=member, tiers=[[a], [b], [c]])
+    Ranking.objects.create(candidate_set=candidate_set, external_annotator="oasst:42", tiers=[[a], [c], [b]])
+    assert consensus.project_weights(project=project) == {
+        member.id: pytest.approx((1 / 3 + 1) / 3), "external:oasst:42": pytest.approx((1 / 3 + 1) / 3),
+    }
+    snapshot = services.snapshot_create(project=project, kind="preference", parquet=False)
+    (row,) = side_rows(snapshot, "consensus")
+    assert [entry["annotator"] for entry in row["weights"]][1:] == ["oasst:42"] and row["rankings"] == 2
+    assert row["weighted_order"] == row["order"] == [a, b, c]
