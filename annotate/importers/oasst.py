@@ -26,6 +26,7 @@ from collections import defaultdict
 from django.contrib.auth import get_user_model
 from django.db import connection
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from psycopg.types.json import Jsonb
 
@@ -33,6 +34,7 @@ from annotate.importers.base import IdPool, ImportRefused, Turn, copy_rows, json
 from annotate.models import (
     CandidateSet,
     CandidateSetKind,
+    Flag,
     Label,
     Message,
     MessageRole,
@@ -184,6 +186,60 @@ class OasstTrees:
             )
 
 
+def _check_platform(message: dict, platform: dict, line: int) -> None:
+    """Refuse the file, naming the line, where a message's `platform` part is not what the export writes."""
+    where = f"message {message['message_id']}"
+
+    def refuse_unless(ok, what):
+        if not ok:
+            raise ImportRefused(line, f"{where}: {what}")
+
+    def whole(value, low=0, high=None):
+        return value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= low
+                                 and (high is None or value <= high))
+
+    def moment(value):
+        try:
+            return value is None or (isinstance(value, str) and parse_datetime(value) is not None)
+        except ValueError:
+            return False
+
+    def judged(entry, who):
+        refuse_unless(isinstance(entry, dict) and isinstance(entry.get(who), str), f"a judgement without its {who}")
+        refuse_unless(whole(entry.get("guideline_version")) and whole(entry.get("time_spent_ms")),
+                      "guideline_version and time_spent_ms are whole numbers")
+        refuse_unless(moment(entry.get("created_date")), f"created_date {entry.get('created_date')!r} is not a time")
+
+    refuse_unless(moment(message.get("created_date")), f"created_date {message.get('created_date')!r} is not a time")
+    refuse_unless(whole(platform.get("guideline_version")) and whole(platform.get("time_spent_ms")),
+                  "guideline_version and time_spent_ms are whole numbers")
+    refuse_unless(platform.get("review_state") in (None, *ReviewState.values), f"review_state {platform.get('review_state')!r}")
+    judgements = platform.get("judgements") or {}
+    refuse_unless(isinstance(judgements, dict), "'judgements' is not an object")
+    for label in judgements.get("labels") or []:
+        judged(label, "annotator")
+        refuse_unless(whole(label.get("quality"), 1, 5), f"label quality {label.get('quality')!r} is not 1 to 5")
+        refuse_unless(isinstance(label.get("flags") or [], list) and set(label.get("flags") or []) <= set(Flag.values),
+                      f"flags {label.get('flags')!r}; use {', '.join(Flag.values)}")
+    for review in judgements.get("reviews") or []:
+        judged(review, "reviewer")
+        refuse_unless(isinstance(review.get("accepted"), bool), "a review's 'accepted' is true or false")
+    for entry in platform.get("candidate_sets") or []:
+        refuse_unless(isinstance(entry, dict) and entry.get("kind") in CandidateSetKind.values,
+                      f"a candidate set's kind is one of {', '.join(CandidateSetKind.values)}")
+        candidates = entry.get("candidates")
+        size = (2, 2) if entry["kind"] == CandidateSetKind.COMPARE else (2, MAX_CANDIDATES)
+        refuse_unless(isinstance(candidates, list) and size[0] <= len(candidates) <= size[1]
+                      and len(set(map(str, candidates))) == len(candidates),
+                      f"a {entry['kind']} set holds {size[0]} to {size[1]} different replies")
+        for ranking in entry.get("rankings") or []:
+            judged(ranking, "annotator")
+            tiers = ranking.get("tiers")
+            refuse_unless(isinstance(tiers, list) and all(isinstance(tier, list) for tier in tiers)
+                          and {key for tier in tiers for key in tier} <= set(candidates),
+                          "a ranking's tiers are lists of the set's candidates")
+
+
 class PlatformJudgements:
     """Read what a platform tree export keeps under `platform` (training/exporters/trees.py): a message's
     provenance, state and time spent, its labels, reviews, and the candidate sets ranked under it.
@@ -210,6 +266,7 @@ class PlatformJudgements:
         return origin
 
     def written(self, turn, message: dict, platform: dict, line: int) -> None:
+        _check_platform(message, platform, line)
         self.states.append((turn.id, {
             "created_at": message.get("created_date"),
             "guideline_version": platform.get("guideline_version"),

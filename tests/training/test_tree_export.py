@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 
-from annotate.importers import import_run
+from annotate.importers import ImportRefused, import_run
 from annotate.models import CandidateSetKind, ContributorDeletion, GoldAnswer, GoldResume, Label, Message, MessageRole, MessageSource, Ranking, Review, Role, TaskKind
 from annotate.rules import compare_order
 from annotate.services import accounts, judgements, queue, tree
@@ -146,3 +146,17 @@ def test_a_tree_export_imported_into_a_fresh_project_exports_the_same_trees_and_
         candidate_set__project=project).count() == 3
     assert not Label.objects.filter(message__project=fresh, annotator__in=[member, reviewer]).exists()
 
+
+
+def test_a_tree_export_with_a_judgement_it_cannot_hold_is_refused_whole_with_its_line(
+    project, owner, member, reviewer, make_user, tmp_path
+):
+    judged_project(project, owner=owner, member=member, reviewer=reviewer, make_user=make_user)
+    lines = exported(project, tmp_path).read_text().splitlines()
+    number = next(n for n, line in enumerate(lines, 1) if '"quality":1,' in line)
+    lines[number - 1] = lines[number - 1].replace('"quality":1,', '"quality":7,', 1)
+    fresh = accounts.project_create(name="Copy", created_by=owner)
+    with pytest.raises(ImportRefused) as refused:
+        import_run(project=fresh, format="oasst-trees", stream=io.BytesIO("\n".join(lines).encode()), filename="bad.jsonl")
+    assert refused.value.line == number and "label quality 7 is not 1 to 5" in refused.value.reason
+    assert not Message.objects.filter(project=fresh).exists() and not Label.objects.filter(message__project=fresh).exists()
