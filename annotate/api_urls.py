@@ -3,6 +3,7 @@ from django.urls import path
 from annotate.apis import accounts as apis
 from annotate.apis import audit as audit_apis
 from annotate.apis import contributors as contributor_apis
+from annotate.apis import gold as gold_apis
 from annotate.apis import imports as import_apis
 from annotate.apis import stats as stats_apis
 from annotate.apis import tasks as task_apis
@@ -81,4 +82,10 @@ urlpatterns += [
     path("projects/<int:project_id>/queue/boost/", task_apis.WorkItemBoostApi.as_view(), name="api-queue-boost"),
     path("projects/<int:project_id>/queue/freeze/", task_apis.WorkItemFreezeApi.as_view(), name="api-queue-freeze"),
     path("projects/<int:project_id>/queue/release/", task_apis.WorkItemReleaseApi.as_view(), name="api-queue-release"),
+    path("projects/<int:project_id>/gold/", gold_apis.GoldItemListApi.as_view(), name="api-gold-list"),
+    path("projects/<int:project_id>/gold/mark/", gold_apis.GoldMarkApi.as_view(), name="api-gold-mark"),
+    path("projects/<int:project_id>/gold/promote/", gold_apis.GoldPromoteApi.as_view(), name="api-gold-promote"),
+    path("projects/<int:project_id>/gold/unmark/", gold_apis.GoldUnmarkApi.as_view(), name="api-gold-unmark"),
+    path("projects/<int:project_id>/gold/resume/", gold_apis.GoldResumeApi.as_view(), name="api-gold-resume"),
+    path("projects/<int:project_id>/gold/mine/", gold_apis.MyGoldApi.as_view(), name="api-gold-mine"),
 ]

@@ -26,6 +26,14 @@ class SettingsSerializer(serializers.Serializer):
     priority_weights = serializers.DictField(child=serializers.FloatField(min_value=0, max_value=1000))
     adaptive_overlap_cap = serializers.IntegerField(min_value=0, max_value=20)
     disputed_below = serializers.FloatField(min_value=0, max_value=1)
+    # Quality control (annotate.services.gold): the share of gold in each annotator's work, the
+    # gold accuracy under which new work pauses (0 never) after how many answers, and a
+    # qualification set of gold tasks before real work (0 none) with its pass mark.
+    gold_rate = serializers.FloatField(min_value=0, max_value=1)
+    gold_pause_below = serializers.FloatField(min_value=0, max_value=1)
+    gold_min_answers = serializers.IntegerField(min_value=1, max_value=1000)
+    qualification_tasks = serializers.IntegerField(min_value=0, max_value=100)
+    qualification_pass_mark = serializers.FloatField(min_value=0, max_value=1)
 
     def validate_task_mix(self, value):
         unknown = sorted(set(value) - set(TaskKind.values))
@@ -92,14 +100,17 @@ class AgreementApi(APIView):
 
 
 class ProjectStatsApi(APIView):
-    """Counts per state and per-annotator throughput and time on task (admins)."""
+    """Counts per state, per-annotator throughput and time on task, and per-annotator gold
+    accuracy with its count and why anyone's work is paused (admins)."""
 
     @extend_schema(responses=inline_serializer("ProjectStats", {"counts": serializers.DictField()}))
     def get(self, request, project_id):
         project = account_selectors.project_for_member(user=request.user, project_id=project_id, role=Role.ADMIN)
-        return Response(
-            {"counts": stats.project_counts(project=project), "annotators": stats.annotator_throughput(project=project)}
-        )
+        return Response({
+            "counts": stats.project_counts(project=project),
+            "annotators": stats.annotator_throughput(project=project),
+            "gold": stats.gold_per_annotator(project=project),
+        })
 
 
 class MyCountsApi(APIView):

@@ -9,6 +9,7 @@ from rest_framework.views import APIView
 from annotate.apis.accounts import paginated
 from annotate.models import CandidateSet, CandidateSetKind, Flag, Message, Role, Task, TaskKind
 from annotate.selectors import accounts as account_selectors
+from annotate.selectors import gold as gold_selectors
 from annotate.selectors import tasks as task_selectors
 from annotate.selectors import tree as tree_selectors
 from annotate.selectors import work as work_selectors
@@ -47,6 +48,10 @@ NextOutput = inline_serializer(
 def next_task_response(*, project, user, role, kind=None):
     task = queue.task_next(project=project, annotator=user, role=role, kind=kind)
     if task is None:
+        # Paused by the project's quality control: say why, not "nothing is waiting".
+        standing = gold_selectors.gold_standing(project=project, annotator=user)
+        if standing.paused_reason:
+            return {"task": None, "detail": standing.paused_reason}
         return {"task": None, "detail": "no task is waiting for you in this project right now"}
     # The payload is already plain data; TaskOutputSerializer documents it in the schema.
     return {"task": task_selectors.task_payload(task)}

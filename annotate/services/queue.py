@@ -5,7 +5,8 @@ The pool is WorkItem rows with open slots. Leasing locks one row with FOR UPDATE
 decrements its open_slots in the same statement; a unique (item, annotator) constraint makes
 "never the same item twice to one person" hold even if two of one person's requests race.
 The highest priority comes first (annotate.services.priority computes it), the oldest first
-among equal priorities. An annotator holds at most one lease per project: the statement that
+among equal priorities; gold items (annotate.services.gold) come first when the annotator's share
+of gold is under the project's rate, and are the only work during a qualification set. An annotator holds at most one lease per project: the statement that
 takes a new one releases the old (its slot goes back), and a unique index on the leased rows
 holds it under races. No table lock, no global mutex.
 """
@@ -21,6 +22,7 @@ from django.utils import timezone
 
 from annotate.models import Project, Task, TaskKind, TaskState, WorkItem
 from annotate.rules import KIND_ROLE, allowed_kinds, role_may_do
+from annotate.selectors import gold as gold_selectors
 from annotate.services import priority
 from platform_common.errors import Conflict, NotYours
 from platform_common.raw_sql import columns, fetch_one
@@ -40,25 +42,54 @@ RELEASE_HELD = """released AS (
     FROM released WHERE w.id = released.item_id AND w.closed_reason = ''
 )"""
 
+# Whether this lease takes a gold item (annotate.services.gold): always while the annotator does
+# the qualification set (`gold_only`), else when gold is due: with the rate r, the annotator's gold
+# tasks g of n item tasks (live or submitted, every kind), and a draw d in [0, 1), when
+# g + d <= r * (n + 1). Their share of gold so stays within one task of r, and the draw moves
+# where in the run each gold item falls, so its position does not give it away. Off (no count)
+# when the rate is 0.
+GOLD_DUE = """gold_due AS (
+    SELECT %(gold_only)s OR (
+        %(gold_rate)s > 0 AND (
+            SELECT count(*) FILTER (WHERE gw.gold) + %(gold_draw)s <= %(gold_rate)s * (count(*) + 1)
+            FROM annotate_task gt JOIN annotate_workitem gw ON gw.id = gt.item_id
+            WHERE gt.annotator_id = %(user)s AND gt.project_id = %(project)s AND gt.state IN ('leased', 'submitted')
+              AND %(gold_rate)s > 0)
+    ) AS due
+)"""
+
+# What an item must be for this annotator whatever its kind of work: open, not about their own
+# message, not one they already had (gold included: never the same gold item twice).
+# OFFSET 0 keeps the NOT EXISTS a per-row probe of the (annotator, item) index: as a join, the
+# planner (misled by young statistics) scanned all the annotator's tasks per item.
+MAY_HAVE = """w.project_id = %(project)s AND w.kind = %(kind)s AND w.open_slots > 0
+          AND NOT (%(user)s = ANY (w.excluded_user_ids))
+          AND NOT EXISTS (
+              SELECT 1 FROM annotate_task t WHERE t.annotator_id = %(user)s AND t.item_id = w.id OFFSET 0)"""
+
 # Take one slot of the first item this annotator may have, release the lease they held (only if
 # a slot was found), and record the new lease, in one statement: it is its own transaction, one
 # round trip to the server. The INSERT reads `released`, and `released` reads `slot`, so they run
 # in that order and the old lease has left the one-lease index before the new row enters it.
-LEASE_ONE_ITEM = """
-WITH slot AS (
+# Where gold sits in the order: when gold is due, a gold item comes before every real one (in
+# random order, so annotators do not meet gold in the same sequence); when it is not due, gold
+# is not offered at all, and real work goes highest priority first. COALESCE evaluates the real
+# half only when the gold half found nothing (none due, none left for this person, all locked).
+LEASE_ONE_ITEM = "WITH " + GOLD_DUE + """, slot AS (
     UPDATE annotate_workitem SET open_slots = open_slots - 1, updated_at = now()
-    WHERE id = (
+    WHERE id = COALESCE((
         SELECT w.id FROM annotate_workitem w
-        WHERE w.project_id = %(project)s AND w.kind = %(kind)s AND w.open_slots > 0
-          AND NOT (%(user)s = ANY (w.excluded_user_ids))
-          -- OFFSET 0 keeps this a per-row probe of the (annotator, item) index: as a join,
-          -- the planner (misled by young statistics) scanned all the annotator's tasks per item.
-          AND NOT EXISTS (
-              SELECT 1 FROM annotate_task t WHERE t.annotator_id = %(user)s AND t.item_id = w.id OFFSET 0)
+        WHERE (SELECT due FROM gold_due) AND w.gold AND """ + MAY_HAVE + """
+        ORDER BY random()
+        LIMIT 1
+        FOR UPDATE SKIP LOCKED
+    ), (
+        SELECT w.id FROM annotate_workitem w
+        WHERE NOT %(gold_only)s AND NOT w.gold AND """ + MAY_HAVE + """
         ORDER BY w.priority DESC, w.created_at, w.id
         LIMIT 1
         FOR UPDATE SKIP LOCKED
-    )
+    ))
     RETURNING id
 ), """ + RELEASE_HELD.format(when="AND EXISTS (SELECT 1 FROM slot)") + """
 INSERT INTO annotate_task (
@@ -83,13 +114,12 @@ RETURNING id, created_at, updated_at, item_id, lease_expires_at
 
 # Whether an item is open to the annotator at all, locked or not: when the lease found none,
 # SKIP LOCKED may only have passed over rows that a recompute or another lease held a moment.
+# Gold rows count here only in the qualification, where gold is all there is: elsewhere a gold
+# row locked a moment is passed over for real work, and with none left, one gold task less is no loss.
 OPEN_FOR_ME = """
 SELECT EXISTS (
     SELECT 1 FROM annotate_workitem w
-    WHERE w.project_id = %(project)s AND w.kind = %(kind)s AND w.open_slots > 0
-      AND NOT (%(user)s = ANY (w.excluded_user_ids))
-      AND NOT EXISTS (
-          SELECT 1 FROM annotate_task t WHERE t.annotator_id = %(user)s AND t.item_id = w.id OFFSET 0))
+    WHERE w.gold = %(gold_only)s AND """ + MAY_HAVE + """)
 """
 LOCKED_RETRIES = 3
 LOCKED_WAIT_SECONDS = 0.01
@@ -171,27 +201,42 @@ def task_next(*, project: Project, annotator, role: str, kind: str | None = None
     held = fetch_one(HELD_LEASE, {"user": annotator.id, "project": project.id, "kinds": kinds}, [Task])
     if held is not None:
         return held[0]
-    order = kinds if kind is not None else kinds_in_order(kinds=kinds, weights=weights, rng=rng or random)
+    rng = rng or random
+    gold_only = False
+    if gold_selectors.quality_control_on(settings):
+        # Paused (failed the qualification, or gold accuracy under the threshold): no new work;
+        # the lease they hold above may still be finished. gold_selectors says why to the pages.
+        standing = gold_selectors.gold_standing(project=project, annotator=annotator)
+        if standing.paused_reason:
+            return None
+        gold_only = standing.qualification_left > 0
+    order = kinds if kind is not None else kinds_in_order(kinds=kinds, weights=weights, rng=rng)
     for candidate_kind in order:
-        task = _lease(project=project, annotator=annotator, kind=candidate_kind, settings=settings)
+        task = _lease(
+            project=project, annotator=annotator, kind=candidate_kind, settings=settings,
+            gold_only=gold_only, gold_draw=rng.random(),
+        )
         if task is not None:
             return task
     return None
 
 
-def _lease(*, project, annotator, kind, settings) -> Task | None:
+def _lease(*, project, annotator, kind, settings, gold_only=False, gold_draw=0.5) -> Task | None:
     params = {
         "project": project.id,
         "kind": kind,
         "user": annotator.id,
         "lease": settings.lease_seconds,
         "guideline": project.guideline_version,
+        "gold_only": gold_only,
+        "gold_rate": settings.gold_rate,
+        "gold_draw": gold_draw,
     }
     locked_retries = LOCKED_RETRIES
     for _attempt in range(3 + LOCKED_RETRIES):
         try:
             row = _run_one_statement(LEASE_ONE_ITEM, params)
-            if row is None and kind == TaskKind.PROMPT:
+            if row is None and kind == TaskKind.PROMPT and not gold_only:
                 # No chat waits for its next turn: write a new conversation's first prompt.
                 row = _run_one_statement(LEASE_NEW_PROMPT, params)
         except IntegrityError:
