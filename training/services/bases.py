@@ -31,7 +31,7 @@ from platform_common.errors import Conflict
 
 from training.models import BASE_NAME_PATTERN, BaseConversion, BaseModel, RunStatus
 from training.trainers import gguf
-from training.trainers.common import partial_dir
+from training.trainers.folders import partial_dir
 
 logger = logging.getLogger(__name__)
 

@@ -13,6 +13,7 @@ import torch
 from transformers import TrainerCallback
 
 from . import adapters
+from .folders import partial_dir
 from .config import AUTO
 from .progress import Progress, numeric
 from .stages import ADAPTER_AUTO, LORA_FROM_PARAMETERS, Adapter
@@ -355,11 +356,6 @@ def start_work(job: Job, args) -> str | None:
         prepare_work_dir(job, main)
         checkpoint = last_checkpoint(job.checkpoints) if job.resume else None
     return str(checkpoint) if checkpoint else None
-
-
-def partial_dir(out_dir: Path) -> Path:
-    """The sibling folder a model is written to before it is renamed into place (same filesystem)."""
-    return out_dir.parent / f".{out_dir.name}.partial"
 
 
 def publish(job: Job, *, main: bool, wait: Callable[[], None], save: Callable[[Path], None],

@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-from .common import partial_dir
+from .folders import partial_dir
 
 GGUF_MAGIC = b"GGUF"
 FACTS_FILE = "platform_base.json"
