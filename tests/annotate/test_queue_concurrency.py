@@ -12,6 +12,7 @@ from rest_framework.test import APIClient
 
 from annotate.models import Ranking, Role, Task, TaskState, WorkItem
 from annotate.services import accounts as account_services
+from annotate.services import gold as gold_services
 from annotate.services import priority
 from tests.annotate.factories import ranking_items
 
@@ -20,6 +21,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 ANNOTATORS = 50
 ITEMS = 500
 OVERLAP = 2
+GOLD_RATE = 0.1
 
 
 def test_fifty_concurrent_annotators_give_every_item_exactly_overlap_distinct_judgements(make_user, owner, project):
@@ -58,11 +60,23 @@ def test_priorities_changing_underneath_fifty_annotators_change_nothing_else(mak
     assert WorkItem.objects.exclude(priority=0).count() > ITEMS // 2
 
 
-def work_concurrently(make_user, project, *, alongside=None, stop=None):
+def test_gold_mixed_in_goes_to_each_annotator_at_most_once_at_the_rate_and_leaves_the_real_work_exact(make_user, owner, project):
+    """Ten gold items at a rate of 10%: every annotator wants the same few rows at once."""
+    work_concurrently(make_user, project, gold=10, owner=owner)
+
+
+def work_concurrently(make_user, project, *, alongside=None, stop=None, gold=0, owner=None):
     account_services.project_settings_update(
-        project=project, overlap=OVERLAP, task_mix={"ranking": 1, "prompt": 0, "demonstration": 0, "compare": 0, "label": 0, "review": 0}
+        project=project, overlap=OVERLAP, task_mix={"ranking": 1, "prompt": 0, "demonstration": 0, "compare": 0, "label": 0, "review": 0},
+        # Pausing is test_gold's: here every gold answer is whatever order the replies came in.
+        gold_rate=GOLD_RATE if gold else 0, gold_pause_below=0,
     )
-    ranking_items(project, ITEMS)
+    ranking_items(project, ITEMS + gold)
+    gold_ids = set(WorkItem.objects.filter(project=project).order_by("-id").values_list("id", flat=True)[:gold])
+    for item in WorkItem.objects.filter(id__in=gold_ids).select_related("candidate_set"):
+        gold_services.gold_mark(
+            project=project, item_id=item.id, answer={"tiers": [[i] for i in item.candidate_set.message_ids]}, by=owner
+        )
     tokens = []
     for i in range(ANNOTATORS):
         user = make_user(f"annotator{i}")
@@ -104,17 +118,25 @@ def work_concurrently(make_user, project, *, alongside=None, stop=None):
         stop.set()
         helper.join(timeout=60)
     assert not errors, errors[:5]
-    assert sum(submitted.values()) == ITEMS * OVERLAP
+    gold_done = Task.objects.filter(item_id__in=gold_ids).count()
+    assert sum(submitted.values()) == ITEMS * OVERLAP + gold_done
     assert len([count for count in submitted.values() if count]) > ANNOTATORS // 2  # the work was shared
 
-    # Every item judged by exactly OVERLAP distinct annotators, no duplicate rows.
-    per_set = Counter(Ranking.objects.values_list("candidate_set_id", flat=True))
+    # Every real item judged by exactly OVERLAP distinct annotators, no duplicate rows.
+    real = Ranking.objects.exclude(task__item_id__in=gold_ids)
+    per_set = Counter(real.values_list("candidate_set_id", flat=True))
     assert len(per_set) == ITEMS and set(per_set.values()) == {OVERLAP}
     pairs = list(Ranking.objects.values_list("candidate_set_id", "annotator_id"))
-    assert len(pairs) == len(set(pairs)) == ITEMS * OVERLAP
-    # No item handed out twice to one person, and nothing left leased or open.
+    assert len(pairs) == len(set(pairs)) == ITEMS * OVERLAP + gold_done
+    # No item handed out twice to one person (gold included), and nothing left leased or open.
     handed = list(Task.objects.values_list("item_id", "annotator_id"))
     assert len(handed) == len(set(handed))
     assert set(Task.objects.values_list("state", flat=True)) == {TaskState.SUBMITTED}
-    assert not WorkItem.objects.filter(open_slots__gt=0).exists()
-    assert set(WorkItem.objects.values_list("done", flat=True)) == {OVERLAP}
+    assert not WorkItem.objects.filter(open_slots__gt=0, gold=False).exists()
+    assert set(WorkItem.objects.filter(gold=False).values_list("done", flat=True)) == {OVERLAP}
+    if gold:
+        # Each annotator's gold stays within one task of the rate: a gold lease needs g + draw <= rate * (n + 1).
+        tasks = Counter(Task.objects.values_list("annotator_id", flat=True))
+        golds = Counter(Task.objects.filter(item_id__in=gold_ids).values_list("annotator_id", flat=True))
+        assert all(golds[user] <= GOLD_RATE * n + 1 for user, n in tasks.items()), (golds, tasks)
+        assert gold_done >= GOLD_RATE * sum(tasks.values()) - ANNOTATORS
