@@ -57,7 +57,7 @@ def restore(project, project_admin):
 def real_ids(project, project_admin, member, api_as, restore):
     """Ids of real rows for every path parameter: a few prompts with ranked replies, a task leased to the admin,
     an invite, a round, a model version deployed (from a folder that holds no model), a failed generation job."""
-    arithmetic_project(project, member, prompts=4, k=2)
+    arithmetic_project(project, member, prompts=12, k=2)  # enough for a round to be accepted
     client = api_as(project_admin)
     task = client.post(f"/api/projects/{project.id}/tasks/next/", {}, format="json").json()["task"]
     invite = client.post(f"/api/projects/{project.id}/invites/", {"role": "annotator"}, format="json").json()
