@@ -229,3 +229,14 @@ def test_annotators_see_their_gold_results_per_day_and_a_day_late(api_as, owner,
 )
 def test_judgements_of_every_gold_kind_are_scored_against_the_known_answer(kind, answer, judgement, right):
     assert gold_judgement_correct(kind=kind, answer=answer, judgement=judgement) is right
+
+
+def test_admins_set_the_gold_rate_pausing_and_qualification_and_members_read_them(api_as, owner, member, project):
+    url = f"/api/projects/{project.id}/settings/"
+    change = {"gold_rate": 0.1, "gold_pause_below": 0.6, "gold_min_answers": 20, "qualification_tasks": 5,
+              "qualification_pass_mark": 0.8}
+    assert api_as(member).patch(url, change, format="json").status_code == 403
+    assert api_as(owner).patch(url, {"gold_rate": 1.5}, format="json").status_code == 400
+    assert api_as(owner).patch(url, change, format="json").status_code == 200
+    read = api_as(member).get(url).json()
+    assert {key: read[key] for key in change} == change
