@@ -52,6 +52,11 @@ def next_task_response(*, project, user, role, kind=None):
         standing = gold_selectors.gold_standing(project=project, annotator=user)
         if standing.paused_reason:
             return {"task": None, "detail": standing.paused_reason}
+        if standing.qualification_left:
+            return {"task": None, "detail": (
+                f"{standing.qualification_left} qualification task{'s' if standing.qualification_left > 1 else ''} "
+                "to do before real work, and none is waiting for you: ask an admin to add quality checks"
+            )}
         return {"task": None, "detail": "no task is waiting for you in this project right now"}
     # The payload is already plain data; TaskOutputSerializer documents it in the schema.
     return {"task": task_selectors.task_payload(task)}

@@ -240,3 +240,13 @@ def test_admins_set_the_gold_rate_pausing_and_qualification_and_members_read_the
     assert api_as(owner).patch(url, change, format="json").status_code == 200
     read = api_as(member).get(url).json()
     assert {key: read[key] for key in change} == change
+
+
+def test_a_qualification_set_with_too_few_gold_items_says_so_and_hands_out_no_real_work(api_as, owner, member, project):
+    configure(project, qualification_tasks=3)
+    ranking_items(project, 4)
+    mark_gold(api_as, owner, project, WorkItem.objects.filter(project=project).order_by("id")[:2])
+    assert all(is_gold(task) for task in work(api_as(member), project, 2))
+    body = next_task(api_as(member), project)
+    assert body == {"task": None, "detail": "1 qualification task to do before real work, and none is waiting for you: "
+                                            "ask an admin to add quality checks"}
