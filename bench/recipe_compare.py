@@ -106,7 +106,8 @@ def main() -> None:
     heldout = args.heldout or (100 if args.quick else 300)
     grid = not (args.quick or args.no_grid)
     factors = [float(f) for f in args.grid_factors.split(",")]
-    names = args.recipes.split(",") if args.recipes else list(RECIPES)
+    # Every recipe that trains a policy after SFT (the `sft` recipe stops at SFT, which every recipe here shares).
+    names = args.recipes.split(",") if args.recipes else [name for name, r in RECIPES.items() if r.stages != ("sft",)]
     unknown = [name for name in names if name not in RECIPES]
     if unknown:
         parser.error(f"no recipe {', '.join(unknown)} here; the registry has {', '.join(RECIPES)}")
