@@ -11,6 +11,7 @@ Every write here tolerates a database that is away for a moment (`tolerant`): a 
 restart is written at the next beat, and the job goes on.
 """
 
+import contextlib
 import logging
 import os
 import socket
@@ -119,6 +120,23 @@ def tolerant(write, *, what: str) -> bool:
         return False
 
 
+def database_wait(*, seconds: float) -> bool:
+    """Wait until the database answers, up to `seconds`; return whether it does. For a worker about to write what
+    must not be lost (a stage's model registered) after the database may have gone away meanwhile."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT 1")
+            return True
+        except DATABASE_AWAY:
+            with contextlib.suppress(*DATABASE_AWAY):
+                connection.close()
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(1)
+
+
 class Heartbeat:
     """Write a running job's heartbeat from a thread while the worker runs it, riding out database restarts."""
 
@@ -139,10 +157,16 @@ class Heartbeat:
         running = self.model.objects.filter(id=self.job_id, status=JobStatus.RUNNING)
         try:
             while not self.stop.wait(self.seconds):
-                close_old_connections()
-                tolerant(lambda: running.update(heartbeat_at=timezone.now()), what=f"beating {self.thread.name}")
+                try:
+                    close_old_connections()
+                    tolerant(lambda: running.update(heartbeat_at=timezone.now()), what=f"beating {self.thread.name}")
+                except Exception:  # noqa: BLE001 - a heartbeat that dies lets the reaper fail a job that runs on
+                    logger.exception("the heartbeat of %s failed; beating on", self.thread.name)
+                    with contextlib.suppress(Exception):
+                        connection.close()
         finally:
-            connection.close()
+            with contextlib.suppress(Exception):
+                connection.close()
 
 
 class Reaper:

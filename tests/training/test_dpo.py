@@ -125,7 +125,7 @@ def test_a_dpo_round_registers_sft_and_a_policy_without_a_reward_model_and_a_can
 
 @pytest.mark.django_db
 def test_a_bad_loss_is_refused_by_the_api_before_anything_is_queued(project, member, owner, api_as):
-    arithmetic_project(project, member, prompts=4)
+    arithmetic_project(project, member, prompts=12)  # enough to train on: only the settings are refused
     create = f"/api/projects/{project.id}/runs/create/"
     refused = api_as(owner).post(create, {"algorithm": "dpo", "config": {"dpo": {"loss_type": ["sigmoid", "dpo"]}}},
                                  format="json")

@@ -104,7 +104,7 @@ def test_a_round_with_no_undesirable_reply_is_refused_before_sft_trains(project,
 
 @pytest.mark.django_db
 def test_settings_trl_would_refuse_late_are_refused_by_the_api_with_the_reason(project, member, owner, api_as):
-    arithmetic_project(project, member, prompts=4)
+    arithmetic_project(project, member, prompts=12)  # enough to train on: only the settings are refused
     create = f"/api/projects/{project.id}/runs/create/"
     refused = api_as(owner).post(create, {"recipe": "kto", "config": {"kto": {"per_device_train_batch_size": 1}}},
                                  format="json")

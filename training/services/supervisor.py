@@ -33,7 +33,7 @@ from training.models import (
     StageStatus,
     TrainingRun,
 )
-from platform_common.jobs import Heartbeat, job_claim, tolerant
+from platform_common.jobs import Heartbeat, database_wait, job_claim, tolerant
 from training.jobs import stage_points_forget
 from training.services.runs import reward_functions_offered, run_finish, stage_problems
 from training.services.snapshots import snapshot_create
@@ -63,6 +63,7 @@ def run_execute(*, run_id: int) -> str:
             for stage in run.stages.order_by("order"):
                 if stage.status == StageStatus.SUCCEEDED:
                     continue
+                database_wait(seconds=WRITE_PATIENCE_SECONDS)  # a restart between two stages is waited out too
                 outcome = _stage_execute(run, stage)
                 if outcome != StageStatus.SUCCEEDED:
                     return TrainingRun.objects.get(id=run.id).status
@@ -71,6 +72,7 @@ def run_execute(*, run_id: int) -> str:
             return RunStatus.FAILED
         except Exception as error:  # noqa: BLE001 - the round must end failed, never running forever
             logger.exception("round %s failed", run.id)
+            database_wait(seconds=WRITE_PATIENCE_SECONDS)  # else the reaper fails it, once its heartbeat stops
             _fail(run, f"{type(error).__name__}: {error}")
             return RunStatus.FAILED
     with transaction.atomic():
@@ -160,6 +162,8 @@ def _stage_execute(run, stage) -> str:
             time.sleep(1)
         watch.apply(reader.read())
         watch.flush(until_s=WRITE_PATIENCE_SECONDS)
+        # The child may have ended while the database was away: what follows registers its model or its failure.
+        database_wait(seconds=WRITE_PATIENCE_SECONDS)
         done, error = watch.done, watch.error
     if cancelled:
         with transaction.atomic():
