@@ -99,7 +99,9 @@ def test_each_judged_reply_is_one_row_labelled_as_its_judges_say_and_loads_with_
             assert pair_splits.get(root, split) == split
 
     folder = settings.SNAPSHOT_STORE / snapshot.folder
-    loaded = datasets.load_dataset("json", data_files={s: str(folder / f"unpaired-{s}.jsonl") for s in snapshot.rows})
+    # The folder as it is, with its card's features: the JSON alone leaves a provenance field that is null in every
+    # row of one split (no imported message fell there) typed null, and datasets then cannot cast the other split.
+    loaded = datasets.load_dataset(str(folder))
     for split, count in snapshot.rows.items():
         assert loaded[split].num_rows == count
         assert loaded[split].features["label"].dtype == "bool"
