@@ -89,9 +89,10 @@ def test_a_cornell_corpus_becomes_a_chat_model_sampled_at_two_temperatures(proje
     base_loss = evaluate.evaluate_sft(str(settings.MODEL_STORE / base.folder), str(held_out), config)["eval_loss"]
     assert sft.metrics["eval_loss"] < base_loss, (sft.metrics["eval_loss"], base_loss)
 
-    # Deployed, it answers a chat: near-greedy at a low temperature (the same reply each time), varied at a high one.
+    # Deployed, it answers a chat: greedy at temperature 0 (the same reply each time; at 0.01 the fresh-clone run
+    # saw "." sampled 14 and 16 times), varied at a high one.
     cold = serving.deployment_create(project=project, model_version=sft, by=owner,
-                                     sampling={"temperature": 0.01, "max_new_tokens": 16})
+                                     sampling={"temperature": 0, "max_new_tokens": 16})
     replies = [chat(cold, "Hello, Anna.") for _ in range(3)]
     # The same reply each time (a model this small, trained 16 steps, may well end its reply at once: its most
     # likely first token can be the end, so the reply's being empty is no failure here).
