@@ -602,3 +602,118 @@ class CorpusText(TimeStamped):
 
     class Meta:
         constraints = [models.CheckConstraint(condition=SPLIT_VALID, name="corpustext_split_valid")]
+
+
+# ---------------------------------------------------------------------------------------------
+# Content screening (annotate.services.screening): personal data and harmful text, where text enters
+
+
+class ScreenAction(models.TextChoices):
+    ALLOW = "allow", "Record only"
+    REDACT = "redact", "Redact in exports"
+    HOLD = "hold", "Hold for review"
+    BLOCK = "block", "Block"
+
+
+# Strongest last: a text with several findings gets the strongest of their actions.
+SCREEN_ACTION_ORDER = [ScreenAction.ALLOW, ScreenAction.REDACT, ScreenAction.HOLD, ScreenAction.BLOCK]
+
+
+class ScreenCategory(models.TextChoices):
+    PERSONAL_DATA = "personal_data", "Personal data"
+    HARMFUL = "harmful", "Harmful text"
+
+
+# Each kind of finding, the category it belongs to and what a project does with it by default, for text people
+# wrote or imported ("human") and for text a model wrote ("model"). Personal data is redacted from exports
+# (annotators still see it: they judge the text as written) and never shown from a model; harmful text people
+# wrote is held for an admin, a model's is never shown. URLs are recorded only: most are not personal.
+SCREEN_KINDS = {
+    "email": (ScreenCategory.PERSONAL_DATA, {"human": ScreenAction.REDACT, "model": ScreenAction.BLOCK}),
+    "phone": (ScreenCategory.PERSONAL_DATA, {"human": ScreenAction.REDACT, "model": ScreenAction.BLOCK}),
+    "card": (ScreenCategory.PERSONAL_DATA, {"human": ScreenAction.REDACT, "model": ScreenAction.BLOCK}),
+    "iban": (ScreenCategory.PERSONAL_DATA, {"human": ScreenAction.REDACT, "model": ScreenAction.BLOCK}),
+    "ip": (ScreenCategory.PERSONAL_DATA, {"human": ScreenAction.REDACT, "model": ScreenAction.BLOCK}),
+    "national_id": (ScreenCategory.PERSONAL_DATA, {"human": ScreenAction.REDACT, "model": ScreenAction.BLOCK}),
+    "credential": (ScreenCategory.PERSONAL_DATA, {"human": ScreenAction.HOLD, "model": ScreenAction.BLOCK}),
+    "url": (ScreenCategory.PERSONAL_DATA, {"human": ScreenAction.ALLOW, "model": ScreenAction.ALLOW}),
+    "word": (ScreenCategory.HARMFUL, {"human": ScreenAction.HOLD, "model": ScreenAction.BLOCK}),
+    "classifier": (ScreenCategory.HARMFUL, {"human": ScreenAction.HOLD, "model": ScreenAction.BLOCK}),
+}
+SCREEN_SOURCES = ("human", "model")
+
+
+class ScreenSettings(TimeStamped):
+    """What a project's screen looks for and does with each kind of finding (made on first use, off)."""
+
+    project = models.OneToOneField(Project, on_delete=models.CASCADE, related_name="screen")
+    enabled = models.BooleanField(default=False)
+    # {"human": {kind: action}, "model": {kind: action}}; a kind not named takes SCREEN_KINDS' default.
+    actions = models.JSONField(default=dict, blank=True)
+    words = ArrayField(models.CharField(max_length=200), default=list, blank=True,
+                       help_text="words and phrases that make a text harmful, matched whole and ignoring case")
+    classifier_min_flags = models.PositiveIntegerField(
+        default=200, help_text="flagged messages a project needs before its screen classifier trains"
+    )
+    history = HistoricalRecords()
+
+    def action_for(self, kind: str, source: str) -> str:
+        """Return what this project does with a finding of `kind` in text from `source` (human or model)."""
+        given = (self.actions or {}).get(source, {})
+        return given.get(kind) or SCREEN_KINDS[kind][1][source]
+
+    def all_actions(self) -> dict[str, dict[str, str]]:
+        return {source: {kind: self.action_for(kind, source) for kind in SCREEN_KINDS} for source in SCREEN_SOURCES}
+
+
+class ScreenWhere(models.TextChoices):
+    IMPORT = "import", "Import"
+    SUBMIT = "submit", "Annotator's submit"
+    GENERATION = "generation", "Generated candidate"
+    CHAT = "chat", "Chat reply"
+    BACKFILL = "backfill", "Backfill of stored text"
+
+
+class ScreenFinding(TimeStamped):
+    """One thing the screen found in one text: what, where in it (characters start to end), by which detector
+    and version, and what was done. About a stored message or corpus text, or (a chat reply, never stored as a
+    message) the text itself, kept for admins. A cleared finding stays: screening the text again finds it
+    cleared (the unique span), so a false positive an admin cleared never comes back."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="screen_findings")
+    message = models.ForeignKey(Message, null=True, blank=True, on_delete=models.CASCADE, related_name="screen_findings")
+    corpus_text = models.ForeignKey(CorpusText, null=True, blank=True, on_delete=models.CASCADE,
+                                    related_name="screen_findings")
+    # A chat reply the screen stopped: the reply as the model wrote it (admins only), who was chatting and with
+    # which version (training's ModelVersion id: annotate does not know training's tables).
+    text = models.TextField(blank=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    model_version_id = models.BigIntegerField(null=True, blank=True)
+    where = models.CharField(max_length=16, choices=ScreenWhere.choices)
+    kind = models.CharField(max_length=32)
+    category = models.CharField(max_length=16, choices=ScreenCategory.choices)
+    start = models.PositiveIntegerField()
+    end = models.PositiveIntegerField()
+    detector = models.CharField(max_length=64)
+    detector_version = models.CharField(max_length=64)
+    score = models.FloatField(null=True, blank=True, help_text="a classifier's probability")
+    action = models.CharField(max_length=16, choices=ScreenAction.choices)
+    cleared_at = models.DateTimeField(null=True, blank=True)
+    cleared_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["project", "kind"]),
+            # Exports read a project's live redactions and holds in one query.
+            models.Index(fields=["project", "action"], condition=Q(cleared_at__isnull=True), name="finding_live"),
+        ]
+        constraints = [
+            models.UniqueConstraint(fields=["message", "detector", "kind", "start", "end"],
+                                    condition=Q(message__isnull=False), name="finding_once_per_message_span"),
+            models.UniqueConstraint(fields=["corpus_text", "detector", "kind", "start", "end"],
+                                    condition=Q(corpus_text__isnull=False), name="finding_once_per_corpus_span"),
+            models.CheckConstraint(condition=Q(end__gt=models.F("start")), name="finding_span_not_empty"),
+            models.CheckConstraint(condition=Q(action__in=ScreenAction.values), name="finding_action_valid"),
+            models.CheckConstraint(condition=Q(where__in=ScreenWhere.values), name="finding_where_valid"),
+        ]

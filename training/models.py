@@ -18,6 +18,8 @@ class SnapshotKind(models.TextChoices):
     IMPLICIT_PAIRS = "implicit_pairs", "Preference pairs, implicit prompt"
     PROMPTS = "prompts", "Prompts for RL"
     PRETRAINING = "pretraining", "Pretraining text"
+    # Flagged and unflagged messages as {"text", "label"} rows: what the screen classifier trains on.
+    FLAGS = "flags", "Flags for the screen classifier"
 
 
 class DatasetSnapshot(TimeStamped):
@@ -51,6 +53,8 @@ class ModelKind(models.TextChoices):
     SFT = "sft", "SFT model"
     REWARD = "reward", "Reward model"
     POLICY = "policy", "RL policy"
+    # A sequence classifier trained on the project's flags, that the content screen may use.
+    SCREEN = "screen", "Screen classifier"
 
 
 class ModelVersion(TimeStamped):
@@ -345,3 +349,32 @@ class BaseConversion(TimeStamped):
 
     def is_finished(self) -> bool:
         return self.status in FINISHED
+
+
+class ScreenJob(Job):
+    """Screening what a project has stored (its messages and corpus texts), when its screen is switched on or an
+    admin asks: the findings it records are the same as screening at entry would have."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="screen_jobs")
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    texts_done = models.PositiveIntegerField(default=0)
+    texts_total = models.PositiveIntegerField(default=0)
+    counts = models.JSONField(default=dict, blank=True, help_text="findings recorded, per kind")
+
+    class Meta:
+        ordering = ["project", "-created_at", "-id"]
+
+
+class ScreenClassifier(TimeStamped):
+    """The screen classifier version an admin chose for a project's screen, and the probability above which it
+    calls a text harmful."""
+
+    project = models.OneToOneField(Project, on_delete=models.CASCADE, related_name="screen_classifier")
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="+")
+    threshold = models.FloatField(default=0.5)
+    chosen_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    history = HistoricalRecords()
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=models.Q(threshold__gt=0, threshold__lt=1),
+                                              name="screen_classifier_threshold_0_to_1")]

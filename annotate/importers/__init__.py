@@ -15,6 +15,7 @@ from django.db import IntegrityError, transaction
 from annotate.importers import chats, cornell, oasst, pairs, prompts, text
 from annotate.importers.base import ImportRefused, TreeWriter
 from annotate.models import ImportBatch, Project
+from annotate.services import screening
 
 FORMATS = {
     "prompts-jsonl": prompts.read_jsonl,
@@ -62,6 +63,9 @@ def import_run(
             counts = writer.finish()
             if not any(counts.values()):
                 raise ImportRefused(0, "the file holds nothing to import")
+            if screening.screen_settings(project=project).enabled:
+                # What the project's screen found in the file, per kind; holds applied before anyone sees them.
+                counts["screen_findings"] = screening.screen_backfill(project=project, batch=batch)
             batch.counts = counts
             batch.save(update_fields=["counts", "updated_at"])
     except IntegrityError as error:

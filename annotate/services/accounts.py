@@ -14,7 +14,7 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from simple_history.models import HistoricalRecords
 
-from annotate.models import Invite, Membership, Project, ProjectSettings, Role, plausible_invite_token
+from annotate.models import Invite, Membership, Project, ProjectSettings, Role, ScreenSettings, plausible_invite_token
 from annotate.selectors.accounts import invite_creator_is_admin
 
 User = get_user_model()
@@ -53,6 +53,7 @@ def project_create(*, name: str, created_by, description: str = "", guidelines: 
             name=name, description=description, guidelines=guidelines, created_by=created_by
         )
         ProjectSettings.objects.create(project=project)
+        ScreenSettings.objects.create(project=project)
         Membership.objects.create(project=project, user=created_by, role=Role.ADMIN)
     return project
 

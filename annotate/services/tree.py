@@ -15,10 +15,12 @@ from annotate.models import (
     MessageSource,
     Project,
     ReviewState,
+    ScreenAction,
     TaskKind,
     TaskState,
     WorkItem,
 )
+from annotate.services import screening
 
 MAX_TEXT = 20_000
 
@@ -67,8 +69,13 @@ def message_create(
     guideline_version: int | None = None,
     time_spent_ms: int | None = None,
     create_work: bool = True,
+    screen_where: str | None = None,
 ) -> Message:
-    """Add a message to a tree and create the work it calls for (demonstrations, reviews...)."""
+    """Add a message to a tree and create the work it calls for (demonstrations, reviews...).
+
+    The project's content screen sees it first (annotate.services.screening): a text it blocks is refused
+    (ScreenBlocked, nothing written), one it holds is written excluded, and what it found is stored.
+    """
     settings = project.settings
     if parent is None:
         if role != MessageRole.USER:
@@ -83,13 +90,17 @@ def message_create(
         depth = parent.depth + 1
         if role == MessageRole.USER and depth > 2 * (settings.max_depth - 1):
             raise ValidationError({"parent": f"the chat is already {settings.max_depth} user turns deep"})
+    text = _clean_text(text, what="message")
+    verdict = screening.texts_screen(project=project, texts=[text], source=screening.source_of(source))[0]
+    if verdict.action == ScreenAction.BLOCK:
+        raise screening.ScreenBlocked(verdict, what="reply" if role == MessageRole.ASSISTANT else "message")
     message = Message.objects.create(
         project=project,
         parent=parent,
         root_id=parent.root_id if parent else None,
         depth=depth,
         role=role,
-        text=_clean_text(text, what="message"),
+        text=text,
         source=source,
         author=author,
         origin=origin or {},
@@ -106,6 +117,8 @@ def message_create(
         message.root_id = message.pk
     if create_work:
         _work_for_new_message(message, settings)
+    if verdict.spans:
+        screening.message_screen(message=message, verdict=verdict, where=screen_where or screening.where_of(source))
     return message
 
 
