@@ -128,7 +128,7 @@ def test_a_project_deleted_in_django_admin_is_in_the_staff_log_with_who_deleted_
     assert api_as(admin).get(f"/api/projects/{project.id}/audit/").status_code == 404
     page = api_as(owner).get("/api/audit/", {"project": project.id}).json()
     deleted = [entry for entry in page["results"] if entry["action"] == "deleted"]
-    assert {entry["kind"] for entry in deleted} == {"project", "membership", "project settings"}
+    assert {entry["kind"] for entry in deleted} == {"project", "membership", "project settings", "screen settings"}
     assert {entry["username"] for entry in deleted} == {"owner"}
     (gone,) = [entry for entry in deleted if entry["kind"] == "project"]
     assert change_of(gone, "name") == ("Arithmetic", None)
