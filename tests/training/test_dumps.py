@@ -24,7 +24,7 @@ from annotate.models import (
 from annotate.rules import compare_order
 from tests.training.test_tree_export import canonical, judged_project
 from training.exporters.trees import tree_records
-from training.models import GeneratedReply, ModelVersion
+from training.models import GeneratedReply, ModelKind, ModelVersion, ScreenClassifier
 from training.services.snapshots import snapshot_create
 from training.services.dumps import (
     TABLES,
@@ -99,13 +99,20 @@ def test_dump_load_and_dump_again_gives_the_same_archive(judged, member, tmp_pat
     assert not Membership.objects.filter(project=restored, user=member).exists()
     assert Membership.objects.filter(project=restored, role="admin", user__is_active=False).count() == 1
     assert shown_as_a_and_b(restored) == shown_as_a_and_b(judged)
-    version = ModelVersion.objects.get(project=restored)
+    version = ModelVersion.objects.get(project=restored, kind=ModelKind.SFT)
     assert GeneratedReply.objects.filter(model_version=version).count() == 2 and version.metrics == {"loss": 1.5}
     assert restored.history.count() == judged.history.count() >= 2
     ranking = Ranking.objects.get(candidate_set__project=restored, candidate_set__kind=CandidateSetKind.RANKING,
                                   annotator__isnull=False)
     assert Message.objects.filter(id__in=[m for tier in ranking.tiers for m in tier], project=restored).count() == 3
     assert Task.objects.get(id=ranking.task_id).result == {"ranking_id": ranking.id}
+    # The screen travels: its settings, findings on the restored messages, the chosen classifier.
+    assert restored.screen.enabled and restored.screen.words == ["darn"]
+    finding = restored.screen_findings.get(kind="email")
+    assert finding.message.project == restored and finding.message.text[finding.start:finding.end] == "pat@example.com"
+    chat = restored.screen_findings.get(where="chat")
+    assert chat.text == "darn it" and chat.model_version_id == version.id
+    assert ScreenClassifier.objects.get(project=restored).model_version.project == restored
 
 
 def test_members_travel_as_accounts_when_asked(judged, member, reviewer, tmp_path):

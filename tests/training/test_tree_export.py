@@ -12,7 +12,8 @@ from django.core.management import call_command
 from annotate.importers import ImportRefused, import_run
 from annotate.models import CandidateSetKind, ContributorDeletion, GoldAnswer, GoldResume, Label, Message, MessageRole, MessageSource, Ranking, Review, Role, TaskKind
 from annotate.rules import compare_order
-from annotate.services import accounts, judgements, queue, tree
+from annotate.screen.detectors import Span
+from annotate.services import accounts, judgements, queue, screening, tree
 from training.exporters.trees import tree_records
 from training.models import (
     DatasetSnapshot,
@@ -24,6 +25,8 @@ from training.models import (
     ModelKind,
     ModelVersion,
     RunStage,
+    ScreenClassifier,
+    ScreenJob,
     TrainingRun,
 )
 
@@ -93,6 +96,18 @@ def judged_project(project, *, owner, member, reviewer, make_user):
     judgements.review_save(message=demonstration, reviewer=reviewer, accepted=True, comment="right",
                            guideline_version=2, time_spent_ms=1100)
     queue.task_next(project=project, annotator=member, role=Role.ANNOTATOR, kind=TaskKind.LABEL)  # a live lease
+    # The content screen: on, with a word list; a prompt with an email in it; a chat reply it stopped (kept as
+    # text, naming the version); a backfill job; the classifier an admin chose.
+    screening.screen_configure(project=project, enabled=True, words=["darn"])
+    tree.message_create(project=project, parent=None, role=MessageRole.USER, text="Mail pat@example.com a prime.",
+                        source=MessageSource.ANNOTATOR, author=owner)
+    stopped = screening.Verdict([Span("word", 0, 4, "wordlist")], ["block"])
+    screening.findings_save(screening.findings_rows(project=project, verdict=stopped, where="chat", text="darn it",
+                                                    user=member, model_version_id=sft.id))
+    ScreenJob.objects.create(project=project, requested_by=owner, texts_done=3, texts_total=3, counts={"email": 1})
+    screen = ModelVersion.objects.create(project=project, kind=ModelKind.SCREEN, version=1, folder="p/screen-v1",
+                                         metrics={"precision": 0.9, "recall": 0.8})
+    ScreenClassifier.objects.create(project=project, model_version=screen, threshold=0.6, chosen_by=owner)
     return project
 
 

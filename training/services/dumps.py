@@ -100,6 +100,9 @@ TABLES = {
     "annotate.GoldAnswer": Table("project", (("answer", ("tiers", "*", "*"), "annotate.Message"),)),
     "annotate.HistoricalGoldAnswer": Table("project"),
     "annotate.GoldResume": Table("project"),
+    "annotate.ScreenSettings": Table("project"),
+    "annotate.HistoricalScreenSettings": Table("project"),
+    "annotate.ScreenFinding": Table("project", (("model_version_id", (), "training.ModelVersion"),)),
     "training.DatasetSnapshot": Table("project", (("filters", ("annotator_id",), USER),)),
     "training.TrainingRun": Table("project"),
     "training.ModelVersion": Table("project"),
@@ -111,6 +114,9 @@ TABLES = {
     "training.GenerationJob_versions": Table("generationjob__project"),
     "training.ExportJob": Table("project", (("options", ("filters", "annotator_id"), USER),)),
     "training.GeneratedReply": Table("message__project"),
+    "training.ScreenJob": Table("project"),
+    "training.ScreenClassifier": Table("project"),
+    "training.HistoricalScreenClassifier": Table("project"),
 }
 
 
