@@ -253,6 +253,8 @@ class GenerationJob(Job):
     versions = models.ManyToManyField(ModelVersion, blank=True, related_name="+")
     prompts_done = models.PositiveIntegerField(default=0)
     replies_written = models.PositiveIntegerField(default=0)
+    # Replies the content screen blocked: not written, their findings kept (where=generation) for admins.
+    replies_screened = models.PositiveIntegerField(default=0)
     retry_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries")
     requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
 

@@ -1,5 +1,6 @@
 """REST API for serving models back: deployments, generation jobs, the arena leaderboard, chat."""
 
+import itertools
 import json
 import logging
 from functools import partial
@@ -122,6 +123,7 @@ class GenerationJobOutputSerializer(serializers.Serializer):
     max_prompts = serializers.IntegerField()
     prompts_done = serializers.IntegerField()
     replies_written = serializers.IntegerField()
+    replies_screened = serializers.IntegerField(help_text="replies the content screen blocked (not written)")
     error = serializers.CharField()
     worker = serializers.CharField()
     heartbeat_at = serializers.DateTimeField(allow_null=True)
@@ -215,6 +217,9 @@ class ChatReplyApi(APIView):
     `event: done` ({"model_version": ..., "signature": ...}: send the signature back with the reply, as the turn's
     "signature", to save the chat as a prompt), or with an `event: error` ({"detail": ...}) when the model
     failed after its first words. A model that fails before answering anything is a JSON 502 instead.
+    With the project's content screen on, text comes a sentence at a time, screened (redacted kinds as
+    placeholders), and a reply the screen stops ends with `event: withheld` ({"model_version", "notice"}):
+    show the notice instead of the text sent so far; the reply has no signature.
     """
 
     throttle_classes = (*api_settings.DEFAULT_THROTTLE_CLASSES, ChatThrottle)
@@ -230,7 +235,10 @@ class ChatReplyApi(APIView):
         data.is_valid(raise_exception=True)
         deployment = selectors.deployment_for_chat(project=membership.project,
                                                    deployment_id=data.validated_data.get("deployment_id"))
-        chunks = serving.chat_stream(deployment=deployment, turns=data.validated_data["turns"])
+        chunks = serving.chat_screened(
+            project=membership.project, user=request.user, version=deployment.model_version,
+            chunks=serving.chat_stream(deployment=deployment, turns=data.validated_data["turns"]),
+        )
         name = deployment.model_version.name
         explain = membership.role == Role.ADMIN
         try:
@@ -265,12 +273,13 @@ def _chat_events(name: str, first: str | None, chunks, *, explain: bool, sign):
     the chat as a prompt asks for) or with the error that cut it short."""
     reply = []
     try:
-        if first is not None:
-            reply.append(first)
-            yield _event({"text": first})
-            for chunk in chunks:
-                reply.append(chunk)
-                yield _event({"text": chunk})
+        for chunk in (() if first is None else itertools.chain([first], chunks)):
+            if isinstance(chunk, serving.ChatWithheld):
+                # The screen stopped the reply: no signature, so it can never be saved as the model's words.
+                yield _event({"model_version": name, "notice": chunk.notice}, kind="withheld")
+                return
+            reply.append(chunk)
+            yield _event({"text": chunk})
         yield _event({"model_version": name, "signature": sign(reply="".join(reply))}, kind="done")
     except GenerationError as error:
         yield _event({"detail": _chat_failure(name, error, explain=explain)}, kind="error")

@@ -2,16 +2,19 @@
 turned into prompts. Replies go into annotate's trees through its services, so the rankings they
 call for appear in annotators' queues like any other work."""
 
+import dataclasses
 import logging
 import random
+import re
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from annotate.models import CandidateSet, CandidateSetKind, Message, MessageRole, MessageSource
-from annotate.services import tree
+from annotate.models import CandidateSet, CandidateSetKind, Message, MessageRole, MessageSource, ScreenAction, ScreenWhere
+from annotate.screen.redact import Placeholders
+from annotate.services import screening, tree
 from platform_common.errors import Conflict
 from platform_common.jobs import Heartbeat, job_cancel_requested, job_claim, job_finish
 from training import selectors
@@ -284,7 +287,8 @@ def _candidates(job: GenerationJob) -> None:
                                     sampling=deployment.sampling, backend=backends[deployment.id].describe()):
                         written += 1
         GenerationJob.objects.filter(id=job.id).update(
-            prompts_done=start + len(batch), replies_written=job.replies_written + written
+            prompts_done=start + len(batch), replies_written=job.replies_written + written,
+            replies_screened=job.replies_screened,
         )
         job.replies_written += written
 
@@ -300,16 +304,33 @@ def _nonempty(backend, prompt, text: str, sampling: dict) -> str:
 
 
 def _reply_write(job, prompt, text, version, *, deployment, sampling, backend, create_work=True) -> Message | None:
-    """Write one generated reply under `prompt` with its provenance; an empty reply is dropped."""
+    """Write one generated reply under `prompt` with its provenance; an empty reply is dropped.
+
+    A reply the project's screen blocks is not written either (so no task is made of it, and its prompt still
+    misses a reply: the next generation job asks again). What the screen found is kept as a finding with the
+    reply's text, for admins, and the job counts it in replies_screened. A reply the screen holds is written,
+    excluded until an admin clears it (message_create does that).
+    """
     if tree.text_problem(text, what="reply"):
         logger.info("dropped an empty or unusable reply of %s to message %s", version.name, prompt.id)
         return None
-    message = tree.message_create(
-        project=prompt.project, parent=prompt, role=MessageRole.ASSISTANT, text=text, source=MessageSource.MODEL,
-        origin={"model_version": version.name, "model_version_id": version.id, "sampling": sampling,
-                "backend": backend.get("backend", "")},
-        create_work=create_work,
-    )
+    try:
+        with transaction.atomic():  # a savepoint: the prompt's other replies in this transaction stay written
+            message = tree.message_create(
+                project=prompt.project, parent=prompt, role=MessageRole.ASSISTANT, text=text,
+                source=MessageSource.MODEL, create_work=create_work,
+                origin={"model_version": version.name, "model_version_id": version.id, "sampling": sampling,
+                        "backend": backend.get("backend", "")},
+            )
+    except screening.ScreenBlocked as blocked:
+        screening.findings_save(screening.findings_rows(
+            project=prompt.project, verdict=blocked.verdict, where=ScreenWhere.GENERATION, text=text.strip(),
+            model_version_id=version.id,
+        ))
+        job.replies_screened += 1
+        logger.info("the screen blocked a reply of %s to message %s: %s", version.name, prompt.id,
+                    blocked.verdict.describe(ScreenAction.BLOCK))
+        return None
     GeneratedReply.objects.create(message=message, model_version=version, deployment=deployment, job=job,
                                   sampling=sampling, backend=backend)
     return message
@@ -351,7 +372,8 @@ def _arena(job: GenerationJob) -> None:
                 )
                 written += 2
         done += 1
-    GenerationJob.objects.filter(id=job.id).update(prompts_done=done, replies_written=written)
+    GenerationJob.objects.filter(id=job.id).update(prompts_done=done, replies_written=written,
+                                                   replies_screened=job.replies_screened)
 
 
 # How long a chat reply's signature lets it be saved as the model's reply (chat_reply_sign).
@@ -450,3 +472,73 @@ def chat_stream(*, deployment: Deployment, turns: list[dict]):
     backend = backend_of(deployment)
     plain = [{"role": turn["role"], "content": turn["content"]} for turn in turns]  # not the replies' signatures
     return backend.stream(plain, settings=sampling_settings({**deployment.sampling, "seed": None}))
+
+
+# The end of a sentence in a streamed reply: . ! ? or a newline, followed by white space (a sentence at the
+# stream's end needs none). An email's or a number's dots are followed by more of it, so they end nothing.
+_SENTENCE_END = re.compile(r"[.!?\n](?=\s)")
+CHAT_WITHHELD_NOTICE = "This reply was withheld by the project's content screen."
+
+
+class ChatWithheld:
+    """The last item of a screened chat stream whose reply the screen stopped: show `notice` instead."""
+
+    def __init__(self, notice: str = CHAT_WITHHELD_NOTICE):
+        self.notice = notice
+
+
+def chat_screened(*, project, user, version: ModelVersion, chunks):
+    """Yield a chat reply's text as it may be shown, screened sentence by sentence as each completes.
+
+    With the project's screen off, the chunks pass as they come. With it on, text waits until its sentence
+    ends (or the stream does) and is screened as the model's; a sentence with a finding that blocks or holds
+    stops the generation, and a ChatWithheld comes last instead of more text (the browser replaces what it
+    showed with the notice). Redacted kinds are shown as placeholders ({{EMAIL_1}}), numbered through the reply.
+    Every finding is kept for admins with the original reply as far as it was generated (where=chat).
+    """
+    settings = screening.screen_settings(project=project)
+    if not settings.enabled:
+        yield from chunks
+        return
+    chunks = iter(chunks)
+    placeholders = Placeholders()
+    original, released = "", 0
+    verdict = screening.Verdict()  # every finding so far, its span in `original`
+    stopped = False
+    try:
+        ended = False
+        while not ended:
+            chunk = next(chunks, None)
+            if chunk is None:
+                ended = True
+            else:
+                original += chunk
+            while released < len(original):
+                match = _SENTENCE_END.search(original, released)
+                if match is None and not ended:
+                    break
+                end = match.end() if match else len(original)
+                sentence = original[released:end]
+                found = screening.texts_screen(project=project, texts=[sentence], source="model", settings=settings)[0]
+                for span, action in zip(found.spans, found.actions):
+                    verdict.spans.append(dataclasses.replace(span, start=span.start + released,
+                                                             end=span.end + released))
+                    verdict.actions.append(action)
+                if found.action in (ScreenAction.BLOCK, ScreenAction.HOLD):
+                    stopped = True
+                    yield ChatWithheld()
+                    return
+                redacted = [(span.start, span.end, span.kind) for span, action in zip(found.spans, found.actions)
+                            if action == ScreenAction.REDACT]
+                released = end
+                yield placeholders.redact(sentence, redacted) if redacted else sentence
+    finally:
+        if hasattr(chunks, "close"):
+            chunks.close()  # a stopped reply (or a client gone) stops the generation
+        if verdict.spans:
+            screening.findings_save(screening.findings_rows(
+                project=project, verdict=verdict, where=ScreenWhere.CHAT, text=original, user=user,
+                model_version_id=version.id,
+            ))
+            if stopped:
+                logger.info("the screen withheld a chat reply of %s: %s", version.name, verdict.describe())

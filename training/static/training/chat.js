@@ -63,6 +63,7 @@
       var buffer = "";
       var reply = "";
       var signature = "";
+      var withheld = "";
       function handle(block) {
         var kind = "message";
         var data = "";
@@ -73,6 +74,12 @@
         var payload = data ? JSON.parse(data) : {};
         if (kind === "error") throw new Error(payload.detail);
         if (kind === "done") signature = payload.signature;
+        // The project's content screen stopped the reply: its notice replaces what was shown so far.
+        if (kind === "withheld") {
+          withheld = payload.notice;
+          body.textContent = withheld;
+          body.classList.add("muted");
+        }
         if (kind === "message") {
           reply += payload.text;
           body.textContent = reply;
@@ -80,7 +87,7 @@
       }
       function pump() {
         return reader.read().then(function (chunk) {
-          if (chunk.done) return { content: reply, signature: signature };
+          if (chunk.done) return { content: reply, signature: signature, withheld: withheld };
           buffer += decoder.decode(chunk.value, { stream: true });
           var end;
           while ((end = buffer.indexOf("\n\n")) >= 0) {
@@ -92,6 +99,13 @@
       }
       return pump();
     }).then(function (reply) {
+      if (reply.withheld) {
+        // A withheld reply has no signature and is no turn of the chat: the model never sees it again, and
+        // your message goes with it (as when a reply fails).
+        turns.pop();
+        status.textContent = "Your message and its withheld reply are not part of the chat; write another.";
+        return;
+      }
       // The signature is the server's word that it wrote this reply: saving the chat as a prompt sends it back.
       turns.push({ role: "assistant", content: reply.content, signature: reply.signature });
       status.textContent = "";
