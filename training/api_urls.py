@@ -66,3 +66,13 @@ urlpatterns += [
     path("projects/<int:project_id>/chat/prompt/", apis.ChatToPromptApi.as_view(), name="api-chat-prompt"),
     path("projects/<int:project_id>/dump/", apis.ProjectDumpApi.as_view(), name="api-project-dump"),
 ]
+
+urlpatterns += [
+    path("projects/<int:project_id>/screen/", apis.ScreenSettingsApi.as_view(), name="api-screen"),
+    path("projects/<int:project_id>/screen/backfill/", apis.ScreenBackfillApi.as_view(), name="api-screen-backfill"),
+    path("projects/<int:project_id>/screen/jobs/", apis.ScreenJobListApi.as_view(), name="api-screen-job-list"),
+    path("projects/<int:project_id>/screen/jobs/<int:job_id>/", apis.ScreenJobDetailApi.as_view(),
+         name="api-screen-job-detail"),
+    path("projects/<int:project_id>/screen/jobs/<int:job_id>/cancel/", apis.ScreenJobCancelApi.as_view(),
+         name="api-screen-job-cancel"),
+]

@@ -53,6 +53,17 @@ def base_convert(*, conversion_id: int) -> str:
     return status
 
 
+@app.task(name="training.screen_execute", queue="exports")
+def screen_execute(*, job_id: int) -> str:
+    """Screen everything a project has stored (its screen was switched on, or an admin asked); return the job's
+    status. On the exports queue: text work on a CPU, minutes for a big project."""
+    from training.services import screening
+
+    status = screening.screen_job_execute(job_id=job_id)
+    logger.info("screen job %s: %s", job_id, status)
+    return status
+
+
 # Scoring every open set with the reward model takes up to this long; the queue's order waits meanwhile.
 PRIORITIES_SECONDS = 600
 

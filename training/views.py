@@ -504,3 +504,117 @@ def base_conversion_cancel(request, conversion_id):
     else:
         messages.success(request, f"Cancelling conversion {conversion.id}: it stops within seconds.")
     return redirect("training:base-models")
+
+
+# ---------------------------------------------------------------------------------------------
+# The content screen (project admins): its settings, and the backfills that screen what is stored
+
+
+class ScreenForm(forms.Form):
+    """The screen's switch, an action per kind and source (fields action_<source>_<kind>), the word list (one
+    per line) and the flags the classifier needs; every kind is posted, so the page sets them all at once."""
+
+    enabled = forms.BooleanField(required=False, label="Screen text as it enters")
+    words = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 8}),
+                            label="Words and phrases (one per line)",
+                            help_text="matched whole and ignoring case; a finding is of kind 'word'")
+    classifier_min_flags = forms.IntegerField(min_value=1, max_value=1_000_000, label="Flags the screen classifier needs before it trains")
+
+    def __init__(self, *args, **kwargs):
+        from annotate.models import SCREEN_KINDS, SCREEN_SOURCES, ScreenAction
+
+        super().__init__(*args, **kwargs)
+        for kind in SCREEN_KINDS:
+            for source in SCREEN_SOURCES:
+                self.fields[f"action_{source}_{kind}"] = forms.ChoiceField(
+                    choices=ScreenAction.choices, label=f"{kind} in {source} text")
+
+    @classmethod
+    def initial_of(cls, settings) -> dict:
+        actions = settings.all_actions()
+        return {"enabled": settings.enabled, "words": "\n".join(settings.words),
+                "classifier_min_flags": settings.classifier_min_flags,
+                **{f"action_{source}_{kind}": action for source, kinds in actions.items() for kind, action in kinds.items()}}
+
+    def main_fields(self) -> list:
+        return [self["enabled"], self["words"], self["classifier_min_flags"]]
+
+    def rows(self) -> list[tuple]:
+        """(kind, category, human field, model field) per kind, for the page's table."""
+        from annotate.models import SCREEN_KINDS
+
+        return [(kind, category.label, self[f"action_human_{kind}"], self[f"action_model_{kind}"])
+                for kind, (category, _) in SCREEN_KINDS.items()]
+
+    def changes(self) -> dict:
+        data = self.cleaned_data
+        actions = {}
+        for name, value in data.items():
+            if name.startswith("action_"):
+                _, source, kind = name.split("_", 2)
+                actions.setdefault(source, {})[kind] = value
+        return {"enabled": data["enabled"], "actions": actions, "words": data["words"].splitlines(),
+                "classifier_min_flags": data["classifier_min_flags"]}
+
+
+@login_required
+def screen_page(request, project_id):
+    """The project's content screen: switch it on, what it does with each kind, its words; its backfills."""
+    from annotate.selectors.screening import finding_counts
+    from annotate.services.screening import screen_settings
+    from training.services import screening
+
+    membership = membership_with_role(user=request.user, project_id=project_id, role=Role.ADMIN)
+    project = membership.project
+    form, status = ScreenForm(initial=ScreenForm.initial_of(screen_settings(project=project))), 200
+    if request.method == "POST":
+        form = ScreenForm(request.POST)
+        if form.is_valid():
+            try:
+                _settings, job = screening.screen_update(project=project, by=request.user, **form.changes())
+            except ValidationError as error:
+                for field, texts in (error.message_dict if hasattr(error, "error_dict") else {None: error.messages}).items():
+                    form.add_error(field if field in form.fields else None, texts)
+            else:
+                messages.success(request, "Screen settings saved." + (
+                    f" The screen is on: backfill {job.id} screens what the project has stored." if job else ""))
+                return redirect("training:screen", project_id=project.id)
+        status = 400
+    jobs = list(project.screen_jobs.select_related("requested_by").order_by("-id")[:10])
+    return render(request, "training/screen.html", {
+        "project": project, "membership": membership, "form": form, "jobs": jobs,
+        "waiting": any(not job.is_finished() for job in jobs), "workers_alive": selectors.workers_alive(),
+        "findings": finding_counts(project=project),
+    }, status=status)
+
+
+@login_required
+@require_POST
+def screen_backfill(request, project_id):
+    from training.services import screening
+
+    membership = membership_with_role(user=request.user, project_id=project_id, role=Role.ADMIN)
+    try:
+        job = screening.screen_job_enqueue(project=membership.project, by=request.user)
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+    else:
+        messages.success(request, f"Backfill {job.id} is queued: it screens everything the project has stored.")
+    return redirect("training:screen", project_id=project_id)
+
+
+@login_required
+@require_POST
+def screen_job_cancel(request, project_id, job_id):
+    from training.models import ScreenJob
+    from training.services import screening
+
+    membership = membership_with_role(user=request.user, project_id=project_id, role=Role.ADMIN)
+    job = get_object_or_404(ScreenJob, pk=job_id, project=membership.project)
+    try:
+        screening.screen_job_cancel(job=job)
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+    else:
+        messages.success(request, f"Cancelling backfill {job.id}: it stops after the batch it is screening.")
+    return redirect("training:screen", project_id=project_id)

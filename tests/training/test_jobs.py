@@ -17,6 +17,7 @@ from training.models import (
     GenerationJob,
     JobStatus,
     RunStatus,
+    ScreenJob,
     StageStatus,
     TrainingRun,
 )
@@ -41,6 +42,8 @@ def test_the_reaper_fails_a_lost_job_of_every_kind_with_its_reason_and_leaves_th
         "export": ExportJob.objects.create(project=project, kind="sft", status=JobStatus.RUNNING, heartbeat_at=old),
         "conversion": BaseConversion.objects.create(name="smol", gguf_path="/x.gguf", status=RunStatus.RUNNING,
                                                     heartbeat_at=old),
+        "screen": ScreenJob.objects.create(project=project, status=JobStatus.RUNNING, heartbeat_at=old,
+                                           texts_done=500, texts_total=1200),
     }
     beating = ExportJob.objects.create(project=project, kind="sft", status=JobStatus.RUNNING, heartbeat_at=now)
     assert set(lost) == set(JOB_KINDS)  # a test of every kind the table knows
@@ -54,6 +57,7 @@ def test_the_reaper_fails_a_lost_job_of_every_kind_with_its_reason_and_leaves_th
         assert job.status == JobStatus.FAILED and job.error.startswith("worker lost: no heartbeat from"), kind
         assert job.finished_at is not None
     assert "after 5 prompts" in lost["generation"].error
+    assert "after 500 of 1200 texts; run the backfill again" in lost["screen"].error
     assert "during sft at step 3" in lost["round"].error and lost["round"].resumable
     # The stage that ran is failed, the ones after it say they never ran, until the round is resumed.
     assert dict(run.stages.values_list("name", "status")) == {
