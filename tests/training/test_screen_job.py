@@ -175,3 +175,19 @@ def test_the_screen_page_switches_it_on_for_an_admin_and_is_refused_to_others(pr
     screening.screen_job_execute(job_id=job.id)
     page = client.get(url).content.decode()
     assert "done: 3 texts" in page and "Found: 2 email, 1 word" in page and 'data-waiting=""' in page
+
+
+def test_a_backfill_that_breaks_fails_with_its_reason_on_the_api(project, owner, api_as, monkeypatch):
+    stored(project)
+    annotate_screening.screen_configure(project=project, enabled=True)
+
+    def classifier_without_its_model(project):  # as training's classifier does when its version's folder is gone
+        raise FileNotFoundError("the screen classifier's model folder is missing")
+
+    monkeypatch.setattr(annotate_screening, "SCREEN_PROVIDERS", [classifier_without_its_model])
+    job = screening.screen_job_enqueue(project=project, by=owner)
+    assert screening.screen_job_execute(job_id=job.id) == JobStatus.FAILED
+    answer = api_as(owner).get(f"/api/projects/{project.id}/screen/jobs/{job.id}/").json()
+    assert answer["status"] == "failed" and answer["finished_at"]
+    assert answer["error"] == "FileNotFoundError: the screen classifier's model folder is missing"
+    assert not Message.objects.filter(project=project, excluded=True).exists()
