@@ -170,11 +170,11 @@ def _emails(text: str) -> list[Span]:
 # A run of 7 to 15 digits with single spaces, dashes or dots between groups, an optional "+country" and an area
 # code in brackets. Letters, dashes or dots right next to it make it part of something else (a UUID, a hash, a
 # version, a decimal number).
-_PHONE = re.compile(r"(?<![\w+.,/$€£¥#-])(?:\+\s?\d{1,3}(?:\s?\(0\))?[\s.-]?)?(?:\(\d{1,5}\)[\s.-]?)?\d{1,5}"
+_PHONE = re.compile(r"(?<![\w+.,/$€£¥#-])(?:\+\s?\d{1,3}(?:\s?\(0\))?[\s.-]?)?(?:\(\d{1,5}\)[\s.-]?)?\d{1,15}"
                     r"(?:(?:[ .-]|\s?-\s?)\d{1,8}){0,6}(?![\w@/-]|[.,:]\d|\s?%|\s?[*x×+/=^-]\s?\d)")
 _PHONE_YES = re.compile(r"\b(phone|phones|call|calling|called|tel|telephone|mobile|cell|cellphone|fax|whatsapp|"
-                        r"text|sms|ring|dial|reach|reached|contact|number|no|nr|hotline|helpline|landline|"
-                        r"portable|handy|téléphone|telefon|numéro|on)\b[^\d\n]{0,20}$")
+                        r"text|sms|ring|dial|reach|reached|contact|hotline|helpline|landline|"
+                        r"portable|handy|téléphone|telefon|numéro)\b[^\d\n]{0,20}$")
 _PHONE_NOT = re.compile(r"\b(order|orders|invoice|ref|reference|tracking|track|isbn|issn|account|acct|iban|id|"
                         r"serial|sku|ticket|case|policy|patient|member|customer|booking|confirmation|receipt|"
                         r"transaction|txn|batch|lot|model|part|zip|postcode|postal|room|flight|page|pages|"
@@ -184,6 +184,17 @@ _DATE = re.compile(r"\d{4}[-./ ]\d{1,2}[-./ ]\d{1,2}|\d{1,2}[-./ ]\d{1,2}[-./ ]\
 _NANP = re.compile(r"(?:\+?1[\s.-]?)?(?:\(\d{3}\)\s?|\d{3}[\s.-])\d{3}[\s.-]\d{4}")
 # National forms with a trunk prefix 0 are tried in these regions (each try costs a parse, ~50 us); others as US.
 _REGIONS = ("GB", "DE", "FR", "IN", "NL", "AU", "IT", "IE", "CH", "BE", "AT", "BR", "JP")
+
+
+def _last(pattern: re.Pattern, before: str):
+    """Return the last match of `pattern` (anchored at the end) in `before`, trying later starts first."""
+    found = pattern.search(before)
+    while found and found.start() < len(before):
+        later = pattern.search(before, found.start() + 1)
+        if not later:
+            break
+        found = later
+    return found
 
 
 def _phones(text: str) -> list[Span]:
@@ -200,11 +211,13 @@ def _phones(text: str) -> list[Span]:
         if not 7 <= len(digits) <= 15 or len(value) < 8 and not value.startswith("+"):
             continue
         before = _before(text, match.start())
-        said = bool(_PHONE_YES.search(before))
+        # The nearer of the words before decides: "call about order 123-456-7890" is an order number.
+        said, denied = _last(_PHONE_YES, before), _last(_PHONE_NOT, before)
+        if denied and not (said and said.start() > denied.start()):
+            continue
+        said = bool(said)
         plus = value.startswith("+")
         grouped = bool(re.search(r"\d[\s.()-]+\d", value)) or value.startswith("(")
-        if not said and _PHONE_NOT.search(before):
-            continue
         if not plus and (_DATE.fullmatch(value) or re.fullmatch(r"\d+\.\d{1,2}", value)):
             continue  # a date or an amount
         if not plus and len(digits) in (10, 13) and re.search(r"\d-\d+-\d+-\d$", value):
