@@ -62,7 +62,7 @@ def test_switching_the_screen_on_queues_a_backfill_that_records_findings_and_hol
 
 
 def test_a_backfill_cancelled_between_batches_stops_and_keeps_what_it_recorded(project, owner, monkeypatch):
-    prompt, worded, reply = stored(project)
+    prompt, worded, _reply = stored(project)
     annotate_screening.screen_configure(project=project, enabled=True, words=["stupid bot"])
     monkeypatch.setattr(annotate_screening, "BACKFILL_BATCH", 1)
     job = screening.screen_job_enqueue(project=project, by=owner)

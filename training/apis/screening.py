@@ -17,7 +17,7 @@ from training.services import screening
 # A PositiveIntegerField's column holds up to 2**31 - 1; no project needs more flags than this before training.
 MAX_MIN_FLAGS = 1_000_000
 
-__all__ = ["ScreenSettingsApi", "ScreenBackfillApi", "ScreenJobListApi", "ScreenJobDetailApi", "ScreenJobCancelApi"]
+__all__ = ["ScreenBackfillApi", "ScreenJobCancelApi", "ScreenJobDetailApi", "ScreenJobListApi", "ScreenSettingsApi"]
 
 
 class ScreenJobOutputSerializer(serializers.Serializer):
