@@ -82,8 +82,8 @@ def _cards(text: str) -> list[Span]:
     return spans
 
 
-# Country code, two check digits, then 11 to 30 letters or digits, in groups split by single spaces.
-_IBAN = re.compile(r"(?<![\w-])[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}(?![\w-])")
+# Country code, two check digits, then 11 to 30 letters or digits, in groups split by single spaces (either case).
+_IBAN = re.compile(r"(?<![\w-])[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}(?![\w-])", re.IGNORECASE)
 
 
 def _ibans(text: str) -> list[Span]:
