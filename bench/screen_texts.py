@@ -133,7 +133,7 @@ def _ipv4(rng):
 
 def _ipv6(rng):
     return rng.choice([f"2001:db8::{rng.randint(1, 0xffff):x}", f"fe80::{rng.randint(1, 0xffff):x}:{rng.randint(1, 0xffff):x}",
-                       "2001:0db8:85a3:0000:0000:8a2e:0370:{:04x}".format(rng.randint(0, 0xffff))])
+                       f"2001:0db8:85a3:0000:0000:8a2e:0370:{rng.randint(0, 0xffff):04x}"])
 
 
 TUNING = {
@@ -237,7 +237,7 @@ def _h_phone(rng):
 def _h_card(rng):
     prefix, length, sizes = rng.choice([("4", 16, (4, 4, 4, 4)), ("55", 16, (4, 4, 4, 4)), ("34", 15, (4, 6, 5)),
                                         ("35", 16, (4, 4, 4, 4)), ("4", 13, (4, 4, 5)), ("2221", 16, (4, 4, 4, 4))])
-    return group(luhn_complete(prefix, length, rng), sizes, rng.choice([" ", "-", "", " - "[1]]))
+    return group(luhn_complete(prefix, length, rng), sizes, rng.choice([" ", "-", "", "-"]))
 
 
 def _h_iban(rng):
@@ -249,7 +249,7 @@ def _h_iban(rng):
 
 def _h_ip(rng):
     return rng.choice([f"172.{rng.randint(16, 31)}.{rng.randint(0, 255)}.{rng.randint(1, 254)}", "8.8.8.8", "1.1.1.1",
-                       f"203.0.113.{rng.randint(1, 254)}", f"::1", f"2a02:{rng.randint(1, 0xffff):x}:{rng.randint(1, 0xffff):x}::{rng.randint(1, 0xff):x}",
+                       f"203.0.113.{rng.randint(1, 254)}", "::1", f"2a02:{rng.randint(1, 0xffff):x}:{rng.randint(1, 0xffff):x}::{rng.randint(1, 0xff):x}",
                        f"::ffff:192.0.2.{rng.randint(1, 254)}", f"100.{rng.randint(64, 127)}.{rng.randint(0, 255)}.{rng.randint(0, 255)}"])
 
 
@@ -261,7 +261,7 @@ HELDOUT = {
              "Amex/Visa: {x}"],
     "iban": ["bank details: {x} (BIC NDEANOKK)", "wire to {x} ref INV-22", "IBAN {x}.", "kontonummer {x}"],
     "ip": ["client_ip={x} status=403", "blocked {x} after 5 failed logins", "nameserver {x}",
-           "ssh admin@{x}"[:-4] + " {x}", "my home IP is {x}, can you whitelist it?"],
+           "ssh admin {x}", "my home IP is {x}, can you whitelist it?"],
 }
 
 LOOKALIKES_HELDOUT = [
@@ -272,7 +272,7 @@ LOOKALIKES_HELDOUT = [
     lambda r: f"ISBN-10 0-{r.randint(100, 999)}-{r.randint(10000, 99999)}-{r.randint(0, 9)}, ISBN-13 979-{r.randint(10, 99)}-{r.randint(1000, 9999)}-{r.randint(100, 999)}-{r.randint(0, 9)}",
     lambda r: f"{r.randint(100, 999)} x {r.randint(1000, 9999)} is roughly {r.randint(100000, 999999)}",
     lambda r: f"total: {r.randint(1000, 9999)} + {r.randint(1000, 9999)} + {r.randint(100, 999)} = lots",
-    lambda r: f"opening hours 09:00-17:30, lunch 12:30-13:15",
+    lambda r: "opening hours 09:00-17:30, lunch 12:30-13:15",
     lambda r: f"price EUR {r.randint(1000, 99999)}.{r.randint(0, 99):02d} incl. VAT, was {r.randint(1000, 9999)},{r.randint(0, 99):02d}",
     lambda r: f"postcode {r.randint(10000, 99999)}-{r.randint(1000, 9999)} / PLZ {r.randint(10000, 99999)}",
     lambda r: "sha256 " + f"{r.getrandbits(256):064x}",
