@@ -33,8 +33,9 @@ UNKNOWN_LICENSE = "unknown"
 
 
 def card_write(*, folder: Path, project, kind: str, version: int, filters: dict, counts: dict, files: list[dict],
-               created_at) -> Path:
-    """Write the card of a snapshot whose files (`files`, as SplitFiles describes them) are in `folder`."""
+               created_at, redacted: dict | None = None) -> Path:
+    """Write the card of a snapshot whose files (`files`, as SplitFiles describes them) are in `folder`;
+    `redacted` counts, per kind, the spans the content screen's findings replaced in what it wrote."""
     sources = _sources(project, kind)
     licenses = sorted({source["license"] for source in sources}) or [settings.SNAPSHOT_LICENSE]
     made = {
@@ -47,6 +48,7 @@ def card_write(*, folder: Path, project, kind: str, version: int, filters: dict,
         "guideline_versions": {"current": project.guideline_version, "judged_under": _guideline_versions(project, kind)},
         "platform_version": platform_version(),
         "excluded_messages": Message.objects.filter(project=project, excluded=True).count(),
+        "screen": _screen(project, redacted or {}),
         "sources": sources,
         "files": [{key: item[key] for key in ("name", "split", "rows", "format", "bytes", "sha256")} for item in files],
     }
@@ -133,6 +135,20 @@ def _imported(batch, batch_id, **counts) -> dict:
     return described
 
 
+def _screen(project, redacted: dict) -> dict | None:
+    """What the content screen did to this snapshot, where a screen exists (it was ever on, or left findings):
+    spans redacted per kind, and the messages it holds out of every export. None where there is no screen."""
+    from annotate.models import ScreenFinding, ScreenSettings
+    from annotate.services.screening import HELD_PREFIX
+
+    settings_row = ScreenSettings.objects.filter(project=project).first()
+    if not redacted and not ScreenFinding.objects.filter(project=project).exists() and not (settings_row and settings_row.enabled):
+        return None
+    return {"enabled": bool(settings_row and settings_row.enabled), "redacted": dict(sorted(redacted.items())),
+            "held_messages": Message.objects.filter(project=project, excluded=True,
+                                                    excluded_reason__startswith=HELD_PREFIX).count()}
+
+
 def _guideline_versions(project, kind: str) -> list[int]:
     """The guideline versions recorded on the project's judgements that this kind exports."""
     rankings = Ranking.objects.filter(candidate_set__project=project).values_list("guideline_version", flat=True)
@@ -185,6 +201,14 @@ def _commit(git: Path) -> str | None:
     return None
 
 
+def _screen_lines(screen: dict | None) -> list[str]:
+    if screen is None:
+        return []
+    redacted = ", ".join(f"{kind} {n}" for kind, n in screen["redacted"].items()) or "none"
+    return [f"- content screen ({'on' if screen['enabled'] else 'off'}): spans redacted as placeholders such as "
+            f"{{{{EMAIL_1}}}}: {redacted}; messages it holds out of every export: {screen['held_messages']}"]
+
+
 def _body(made: dict, header: dict) -> str:
     kind, project = made["kind"], made["project"]
     configs = header["configs"]
@@ -224,6 +248,7 @@ def _body(made: dict, header: dict) -> str:
         f"- guideline versions: current {made['guideline_versions']['current']}, judgements made under "
         f"{made['guideline_versions']['judged_under'] or 'none recorded'}",
         f"- messages excluded from every export (flagged or rejected): {made['excluded_messages']}",
+        *_screen_lines(made["screen"]),
         f"- platform: {', '.join(f'{name} {value}' for name, value in made['platform_version'].items() if value)}",
         "",
         "## Sources and licences",

@@ -31,6 +31,8 @@ from annotate import consensus
 from annotate.agreement import ranked_pairs, tier_pairs
 from annotate.importers.oasst import account_pseudonym
 from annotate.models import ImportBatch, Label, Message, MessageRole, MessageSource, ReviewState, Split
+from annotate.screen.redact import Placeholders
+from annotate.selectors.screening import live_redactions
 
 CHUNK = 5000
 HELDOUT_PERCENT = 10
@@ -195,13 +197,44 @@ def annotator_pseudonym(project_id: int, user_id: int | None) -> str | None:
     return "a-" + mac.hexdigest()[:12]
 
 
+class Redactions:
+    """The content screen's live findings that redact, read once per export, and what the export redacted.
+
+    Exports apply the stored findings and never screen a row again: with no findings this costs one dict lookup
+    per message. Each exported row (one conversation) numbers its placeholders with a Placeholders of its own,
+    so `{{EMAIL_1}}` is the same address throughout a row and rows number independently. `counts` is, per kind,
+    the spans replaced in the distinct messages (or documents) the export wrote, not per row they appear in."""
+
+    def __init__(self, project):
+        self.by_message, self.by_corpus = live_redactions(project=project)
+        self.counts: dict[str, int] = {}
+        self.seen: set[tuple[str, int]] = set()
+
+    def text(self, kind: str, id: int, text: str, spans, placeholders: Placeholders | None) -> str:
+        if ("m" if kind == "message" else "c", id) not in self.seen:
+            self.seen.add(("m" if kind == "message" else "c", id))
+            for _, _, found in spans:
+                self.counts[found] = self.counts.get(found, 0) + 1
+        return (placeholders or Placeholders()).redact(text, spans)
+
+    def of_message(self, message, placeholders: Placeholders | None) -> str:
+        """The message's text as this export writes it: its live redacting spans replaced."""
+        spans = self.by_message.get(message.id)
+        return message.text if spans is None else self.text("message", message.id, message.text, spans, placeholders)
+
+
+NO_REDACTIONS = None  # a Tree made outside an export (is_heldout, scripts) redacts nothing
+
+
 # One message as the exporters read it: a tuple (cheaper than a dict for a million rows).
 MessageRow = namedtuple("MessageRow", MESSAGE_FIELDS)
 
 
 class Tree:
-    def __init__(self, project_id: int, rows: list[tuple], pseudonyms: dict, files: dict[int, str]):
+    def __init__(self, project_id: int, rows: list[tuple], pseudonyms: dict, files: dict[int, str],
+                 redactions: Redactions | None = NO_REDACTIONS):
         self.project_id = project_id
+        self.redactions = redactions
         self.messages = {row[0]: MessageRow._make(row) for row in rows}
         self.root_id = rows[0][2]
         self.root = self.messages[self.root_id]
@@ -251,8 +284,18 @@ class Tree:
         }
 
 
-def turns(path: list[MessageRow]) -> list[dict]:
-    return [{"role": message.role, "content": message.text} for message in path]
+def turns(path: list[MessageRow], tree: "Tree | None" = None, placeholders: Placeholders | None = None) -> list[dict]:
+    """The path as chat turns; with `tree`, each text as its export writes it (live redactions replaced, numbered
+    by `placeholders`, the row's own)."""
+    redactions = tree.redactions if tree is not None else None
+    if not (redactions and redactions.by_message):
+        return [{"role": message.role, "content": message.text} for message in path]
+    return [{"role": message.role, "content": redactions.of_message(message, placeholders)} for message in path]
+
+
+def placeholders_for(tree: "Tree") -> Placeholders | None:
+    """A fresh numbering for one exported row, or None when the project has nothing to redact (no cost)."""
+    return Placeholders() if tree.redactions is not None and tree.redactions.by_message else None
 
 
 # Plain SQL through a server-side cursor: times come as ISO text and the origin's few exported
@@ -271,31 +314,33 @@ def import_files(project) -> dict[int, str]:
             ImportBatch.objects.filter(project=project).values_list("id", "filename")}
 
 
-def trees(project) -> Iterator[Tree]:
+def trees(project, redactions: Redactions | None = None) -> Iterator[Tree]:
     current, pseudonyms, files = [], {}, import_files(project)
+    redactions = redactions if redactions is not None else Redactions(project)
     with connection.chunked_cursor() as cursor:
         cursor.execute(TREES, [project.id])
         while batch := cursor.fetchmany(CHUNK):
             for row in batch:
                 if current and row[2] != current[0][2]:
-                    yield Tree(project.id, current, pseudonyms, files)
+                    yield Tree(project.id, current, pseudonyms, files, redactions)
                     current = []
                 current.append(row)
     if current:
-        yield Tree(project.id, current, pseudonyms, files)
+        yield Tree(project.id, current, pseudonyms, files, redactions)
 
 
-def split_trees(project) -> Iterator[tuple[str, Tree]]:
+def split_trees(project, redactions: Redactions | None = None) -> Iterator[tuple[str, Tree]]:
     """(split, tree) for each tree of the project, remembering the split of every root it reaches."""
     splits = Splits(project.id)
-    for tree in trees(project):
+    for tree in trees(project, redactions):
         split, digest = splits.of(tree.root.text, tree.root.split_key)
         splits.remember(tree.root_id, split, digest, tree.root.split)
         yield split, tree
     splits.save()
 
 
-def sft_rows(project, *, demonstrations: str = "accepted", filters: Filters = Filters()) -> Iterator[tuple[str, dict]]:
+def sft_rows(project, *, demonstrations: str = "accepted", filters: Filters = Filters(),
+             redactions: Redactions | None = None) -> Iterator[tuple[str, dict]]:
     """(split, row) for each whole conversation that ends in a reply worth imitating:
     accepted demonstrations by default (a reviewer's, or a trusted import's), or every non-excluded
     reply (`all`) but the losing side of an imported judgement: a pair's rejected reply is no
@@ -309,7 +354,7 @@ def sft_rows(project, *, demonstrations: str = "accepted", filters: Filters = Fi
         )
     beaten = _ByRoot(_sft_rows_stream(IMPORTED_LOSERS, project)) if demonstrations == "all" else None
     systems = _ByRoot(_sft_rows_stream(SYSTEM_MESSAGES, project))
-    for split, tree in split_trees(project):
+    for split, tree in split_trees(project, redactions):
         losers = {reply for _, reply in beaten.take(tree.root_id)} if beaten else ()
         system = {message_id: text for _, message_id, text in systems.take(tree.root_id)}
         for message in tree.messages.values():
@@ -322,7 +367,7 @@ def sft_rows(project, *, demonstrations: str = "accepted", filters: Filters = Fi
             path = tree.path(message.id)
             if path is None:
                 continue
-            messages = turns(path)
+            messages = turns(path, tree, placeholders_for(tree))
             if system:
                 for index in reversed([i for i, turn in enumerate(path) if turn.id in system]):
                     messages.insert(index, {"role": "system", "content": system[path[index].id]})
@@ -362,12 +407,12 @@ def _conversation_provenance(tree: Tree, path: list[MessageRow]) -> dict:
     return {"root_id": tree.root_id, "reply": tree.origin_of(path[-1]), "turns": [tree.origin_of(m) for m in path]}
 
 
-def sft_completion_rows(project, *, demonstrations: str = "accepted",
-                        filters: Filters = Filters()) -> Iterator[tuple[str, dict]]:
+def sft_completion_rows(project, *, demonstrations: str = "accepted", filters: Filters = Filters(),
+                        redactions: Redactions | None = None) -> Iterator[tuple[str, dict]]:
     """(split, row) for the same conversations as sft_rows, in TRL's prompt-completion form: the turns
     before the reply as `prompt`, the reply as `completion`. SFTTrainer then takes the loss on the
     completion only (its completion_only_loss), with no chat template generation markers needed."""
-    for split, row in sft_rows(project, demonstrations=demonstrations, filters=filters):
+    for split, row in sft_rows(project, demonstrations=demonstrations, filters=filters, redactions=redactions):
         messages = row["messages"]
         yield split, {"prompt": messages[:-1], "completion": messages[-1:], "provenance": row["provenance"]}
 
@@ -382,15 +427,16 @@ def _reply_kept(tree, message, filters: Filters, quality: dict) -> bool:
     return filters.min_quality is None or quality.get(message.id, 0) >= filters.min_quality
 
 
-def prompt_rows(project, *, filters: Filters = Filters()) -> Iterator[tuple[str, dict]]:
+def prompt_rows(project, *, filters: Filters = Filters(),
+                redactions: Redactions | None = None) -> Iterator[tuple[str, dict]]:
     """(split, row) for every user turn, with the conversation before it, for PPO/RLOO."""
-    for split, tree in split_trees(project):
+    for split, tree in split_trees(project, redactions):
         for message in tree.messages.values():
             if message.role != MessageRole.USER or not filters.in_time(message.created_at):
                 continue
             path = tree.path(message.id)
             if path is not None:
-                yield split, {"prompt": turns(path), "provenance": {
+                yield split, {"prompt": turns(path, tree, placeholders_for(tree)), "provenance": {
                     "root_id": tree.root_id, "message_id": message.id, "turns": [tree.origin_of(m) for m in path],
                 }}
 
@@ -402,16 +448,20 @@ FROM annotate_corpustext WHERE project_id = %s ORDER BY id
 """
 
 
-def pretraining_rows(project) -> Iterator[tuple[str, dict]]:
+def pretraining_rows(project, *, redactions: Redactions | None = None) -> Iterator[tuple[str, dict]]:
     """(split, row) for every document, its split decided by its normalised text (Splits), with the
     import batch and file it came from. TRL reads `text` and ignores the provenance column."""
     splits, files = Splits(project.id, documents=True), import_files(project)
+    redactions = redactions if redactions is not None else Redactions(project)
+    redacted = redactions.by_corpus
     with connection.chunked_cursor() as cursor:
         cursor.execute(DOCUMENTS, [project.id])
         while batch := cursor.fetchmany(CHUNK):
             for document_id, text, remembered, key, batch_id, at in batch:
                 split, digest = splits.of(text, key)
                 splits.remember(document_id, split, digest, remembered)
+                if redacted and (spans := redacted.get(document_id)):
+                    text = redactions.text("corpus", document_id, text, spans, None)  # a document is its own row
                 yield split, {"text": text, "provenance": {
                     "document_id": document_id, "import_id": batch_id, "file": files.get(batch_id), "at": at,
                 }}
@@ -456,8 +506,8 @@ def rankings(project, filters: Filters) -> Iterator[tuple]:
                 yield *row, orjson.loads(tiers), all_bad, guideline_version, _isoformat(at), import_id, line
 
 
-def preference_rows(project, side, *, filters: Filters = Filters(),
-                    implicit: bool = False) -> Iterator[tuple[str, dict]]:
+def preference_rows(project, side, *, filters: Filters = Filters(), implicit: bool = False,
+                    redactions: Redactions | None = None) -> Iterator[tuple[str, dict]]:
     """(split, row) for every pair implied by each ranking: tier i above tier j gives a pair
     for each reply of i and each of j; ties give none, and "all bad" gives none. Two replies
     with the same text give none either: a reward model cannot score one text above itself,
@@ -478,7 +528,7 @@ def preference_rows(project, side, *, filters: Filters = Filters(),
     # Measured once, on first need, over the whole project (an annotator's reliability ignores the filters).
     weights = functools.cache(lambda: consensus.project_weights(project=project))
     ranked = _ByRoot(rankings(project, filters))
-    for split, tree in split_trees(project):
+    for split, tree in split_trees(project, redactions):
         by_set = {}
         for ranking in ranked.take(tree.root_id):
             by_set.setdefault(ranking[1], []).append(ranking)
@@ -510,10 +560,13 @@ def _pairs_of_set(tree: Tree, split: str, set_id: int, rows: list[tuple], side: 
     prompt = tree.path(parent_id)
     if prompt is None:
         return
-    prompt = turns(prompt)
+    # One numbering per candidate set: its pairs share the prompt, so a value is the same placeholder in the
+    # prompt and in either reply of every pair of the set.
+    placeholders = placeholders_for(tree)
+    prompt = turns(prompt, tree, placeholders)
     replies = {m: tree.messages[m] for m in message_ids if m in tree.messages and not tree.messages[m].excluded}
     # Built once per set and shared by every pair the reply is in (orjson encodes them each time).
-    answers = {m: [{"role": "assistant", "content": reply.text}] for m, reply in replies.items()}
+    answers = {m: turns([reply], tree, placeholders) for m, reply in replies.items()}
     if implicit:
         answers = {m: prompt + answer for m, answer in answers.items()}
     origins = {m: tree.origin_of(reply) for m, reply in replies.items()}
@@ -579,7 +632,8 @@ SELECT * FROM kept ORDER BY root_id, message_id, at
 """
 
 
-def unpaired_rows(project, *, filters: Filters = Filters()) -> Iterator[tuple[str, dict]]:
+def unpaired_rows(project, *, filters: Filters = Filters(),
+                  redactions: Redactions | None = None) -> Iterator[tuple[str, dict]]:
     """(split, row) for each reply judged good or bad on its own, in TRL's unpaired preference format (KTO,
     BCO): the conversation before it as `prompt`, the reply as `completion`, `label` true for a reply to imitate.
 
@@ -602,7 +656,7 @@ def unpaired_rows(project, *, filters: Filters = Filters()) -> Iterator[tuple[st
     """
     ranked = _ByRoot(rankings(project, filters))
     judged = _ByRoot(_message_judgements(project))
-    for split, tree in split_trees(project):
+    for split, tree in split_trees(project, redactions):
         yield from _unpaired_of_tree(tree, split, ranked.take(tree.root_id), judged.take(tree.root_id), filters)
 
 
@@ -693,8 +747,13 @@ def _unpaired_of_tree(tree: Tree, split: str, ranked: list[tuple], judged: list[
             if 2 * desirable == len(said):
                 continue
             label, settled_by = 2 * desirable > len(said), "majority"
+        placeholders = placeholders_for(tree)
+        prompt = turns(prompt, tree, placeholders)
+        if placeholders is not None:  # copies share the text; the first copy with findings redacts it
+            redacting = next((m for m, _, _ in copies if m.id in tree.redactions.by_message), copies[0][0])
+            text = tree.redactions.of_message(redacting, placeholders)
         yield split, {
-            "prompt": turns(prompt), "completion": [{"role": "assistant", "content": text}], "label": label,
+            "prompt": prompt, "completion": [{"role": "assistant", "content": text}], "label": label,
             "provenance": {
                 "root_id": tree.root_id, "reply": tree.origin_of(copies[0][0]),
                 "message_ids": [message.id for message, _, _ in copies], "settled_by": settled_by, "judgements": said,

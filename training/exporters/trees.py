@@ -10,6 +10,10 @@ and, on a message whose replies were ranked or compared, each candidate set with
 message ids best first, all bad, who, when, under which guidelines, how long, and for a comparison which
 reply was shown as A).
 
+The content screen's redactions are not applied here, on purpose: this is the project's backup, read back by
+the trees importer, and replacing spans would lose stored text on the round trip; the findings travel beside it
+in a project dump (training/services/dumps.py). Publish snapshots, which redact, not this file.
+
 Nothing is left out: excluded messages and their judgements are in the file, marked so; unlike the
 snapshot kinds this is a record of the project, not a training set. There is no OASST `rank` (the
 rankings are there, per annotator), so the OASST trees importer reads the file back into another

@@ -47,14 +47,16 @@ def snapshot_create(
         except FileExistsError:
             continue  # another export took this version number; take the next
         try:
-            described, counts = _write(project, kind, folder, demonstrations=demonstrations, filters=chosen, parquet=parquet)
+            redactions = rows.Redactions(project)
+            described, counts = _write(project, kind, folder, demonstrations=demonstrations, filters=chosen,
+                                       parquet=parquet, redactions=redactions)
             # `rows` names the splits that have rows, as it always has: a caller that loads each split it names
             # would fail on an empty one (`datasets` refuses a split of no rows). The empty split's file is
             # still written and listed in `files`, and the card gives every split's count.
             if not any(counts.values()):
                 raise ValidationError({"kind": f"the project has no {SnapshotKind(kind).label.lower()} to export yet"})
             card = card_write(folder=folder, project=project, kind=kind, version=version, filters=recorded,
-                              counts=counts, files=described, created_at=timezone.now())
+                              counts=counts, files=described, created_at=timezone.now(), redacted=redactions.counts)
             described.append(describe(card, split=None, rows=None, format="card"))
             with transaction.atomic():
                 return DatasetSnapshot.objects.create(
@@ -70,22 +72,24 @@ def snapshot_create(
     raise ValidationError({"kind": "could not find a free version number; try again"})
 
 
-def _write(project, kind, folder, *, demonstrations, filters, parquet):
+def _write(project, kind, folder, *, demonstrations, filters, parquet, redactions=None):
     main = SplitFiles(folder, kind, SPLITS)
     side = {}
     if kind == SnapshotKind.SFT:
-        produced = rows.sft_rows(project, demonstrations=demonstrations, filters=filters)
+        produced = rows.sft_rows(project, demonstrations=demonstrations, filters=filters, redactions=redactions)
     elif kind == SnapshotKind.SFT_COMPLETION:
-        produced = rows.sft_completion_rows(project, demonstrations=demonstrations, filters=filters)
+        produced = rows.sft_completion_rows(project, demonstrations=demonstrations, filters=filters,
+                                            redactions=redactions)
     elif kind == SnapshotKind.PROMPTS:
-        produced = rows.prompt_rows(project, filters=filters)
+        produced = rows.prompt_rows(project, filters=filters, redactions=redactions)
     elif kind == SnapshotKind.PRETRAINING:
-        produced = rows.pretraining_rows(project)
+        produced = rows.pretraining_rows(project, redactions=redactions)
     elif kind == SnapshotKind.UNPAIRED:
-        produced = rows.unpaired_rows(project, filters=filters)
+        produced = rows.unpaired_rows(project, filters=filters, redactions=redactions)
     else:
         side = {name: SplitFiles(folder, name, SPLITS) for name in ("rankings", "consensus")}
-        produced = rows.preference_rows(project, side, filters=filters, implicit=kind == SnapshotKind.IMPLICIT_PAIRS)
+        produced = rows.preference_rows(project, side, filters=filters, implicit=kind == SnapshotKind.IMPLICIT_PAIRS,
+                                        redactions=redactions)
     for split, row in produced:
         main.write(split, row)
     paths = main.paths()
