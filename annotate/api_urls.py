@@ -5,6 +5,7 @@ from annotate.apis import audit as audit_apis
 from annotate.apis import contributors as contributor_apis
 from annotate.apis import gold as gold_apis
 from annotate.apis import imports as import_apis
+from annotate.apis import screening as screening_apis
 from annotate.apis import stats as stats_apis
 from annotate.apis import tasks as task_apis
 
@@ -37,6 +38,10 @@ urlpatterns = [
     path("users/<int:user_id>/deactivate/", apis.UserDeactivateApi.as_view(), name="api-user-deactivate"),
     path("projects/<int:project_id>/audit/", audit_apis.ProjectAuditListApi.as_view(), name="api-project-audit"),
     path("audit/", audit_apis.AuditListApi.as_view(), name="api-audit"),
+    path("projects/<int:project_id>/screen/findings/", screening_apis.ScreenFindingListApi.as_view(),
+         name="api-screen-findings"),
+    path("projects/<int:project_id>/screen/findings/<int:finding_id>/clear/", screening_apis.ScreenFindingClearApi.as_view(),
+         name="api-screen-finding-clear"),
 ]
 
 urlpatterns += [

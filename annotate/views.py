@@ -23,16 +23,17 @@ from django.views.decorators.http import require_POST
 
 from annotate import forms, plots
 from annotate.importers import ImportRefused, import_run
-from annotate.models import Flag, Invite, Message, Role, TaskKind, TaskState
+from annotate.models import Flag, Invite, Message, Role, ScreenFinding, TaskKind, TaskState
 from annotate.selectors import accounts as account_selectors
 from annotate.selectors import gold as gold_selectors
 from annotate.selectors import history as history_selectors
 from annotate.selectors import progress as progress_selectors
+from annotate.selectors import screening as screening_selectors
 from annotate.selectors import stats as stat_selectors
 from annotate.selectors import tasks as task_selectors
 from annotate.selectors import work as work_selectors
 from annotate.services import accounts as account_services
-from annotate.services import judgements, queue, tree
+from annotate.services import judgements, queue, screening, tree
 from annotate.templatetags.pages import counted
 from platform_common.errors import Conflict, NotYours
 
@@ -531,6 +532,7 @@ def admin_progress(request, project_id):
         context["throughput"] = stat_selectors.annotator_throughput(project=project)
         context["gold"] = stat_selectors.gold_per_annotator(project=project)
         context["counts"] = stat_selectors.project_counts(project=project)
+        context["finding_counts"] = screening_selectors.finding_counts(project=project)
     return render(request, "annotate/admin_progress.html", context)
 
 
@@ -609,14 +611,26 @@ def admin_excluded(request, project_id):
     membership = _admin_project(request, project_id)
     project = membership.project
     if request.method == "POST":
+        if request.POST.get("finding_id"):
+            finding = get_object_or_404(ScreenFinding, pk=request.POST.get("finding_id"), project=project)
+            screening.finding_clear(finding=finding, by=request.user)
+            messages.success(request, f"Finding {finding.id} cleared: it no longer redacts or holds.")
+            return redirect("annotate:admin-excluded", project_id=project.id)
         message = get_object_or_404(Message, pk=request.POST.get("message_id"), project=project)
-        tree.message_clear(message=message)
+        # Clears the screen's findings on it too, so the message is included again and stays included.
+        screening.message_findings_clear(message=message, by=request.user)
         messages.success(request, f"Message {message.id} cleared: it counts in exports again.")
         return redirect("annotate:admin-excluded", project_id=project.id)
+    excluded = list(progress_selectors.excluded_messages(project=project))
+    findings = screening_selectors.findings_of_messages(message_ids=[message.id for message in excluded])
+    for message in excluded:
+        message.findings = findings.get(message.id, [])
+        message.pieces = screening_selectors.highlighted(message.text, [(f.start, f.end, f.kind) for f in message.findings])
     return render(
         request,
         "annotate/admin_excluded.html",
-        {"project": project, "membership": membership, "excluded": progress_selectors.excluded_messages(project=project)},
+        {"project": project, "membership": membership, "excluded": excluded,
+         "live_findings": screening_selectors.findings_outside_held(project=project)},
     )
 
 

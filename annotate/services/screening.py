@@ -257,3 +257,17 @@ def _backfill_holds(holds) -> None:
         if kept.spans:
             full = Message.objects.select_related("project").get(pk=message.id)
             message_exclude(message=full, reason=hold_reason(kept))
+
+
+@transaction.atomic
+def message_findings_clear(*, message: Message, by) -> Message:
+    """An admin's Clear on the Flagged page: every live finding of the message is cleared (each stays cleared),
+    and the message is included again, whatever held it (the screen, flags or a rejection)."""
+    from annotate.services.tree import message_clear
+
+    for finding in ScreenFinding.objects.filter(message_id=message.id, cleared_at__isnull=True):
+        finding_clear(finding=finding, by=by)
+    message.refresh_from_db()
+    if message.excluded:
+        message = message_clear(message=message)
+    return message
