@@ -11,7 +11,7 @@ import torch
 from django.conf import settings
 
 from annotate.importers import import_run
-from annotate.models import CandidateSet, ImportBatch, Message, MessageSource, Ranking
+from annotate.models import CandidateSet, ImportBatch, Label, Message, MessageSource, Ranking
 from annotate.services import tree
 from tests.annotate.factories import ranking_items
 from training import services
@@ -96,7 +96,10 @@ def expected_origin(project, message: Message, files: dict) -> dict:
 
 
 def test_every_row_of_every_kind_says_where_it_came_from(project, member):
-    small_project(project, member)
+    made = small_project(project, member)
+    # What the flags kind exports: labelled messages (not through label_save, so that nothing is excluded).
+    Label.objects.create(message=made["m3"], annotator=member, flags=["toxic"])
+    Label.objects.create(message=made["m1"], annotator=member, quality=3)
     files = dict(ImportBatch.objects.values_list("id", "filename"))
     pairs_batch = ImportBatch.objects.get(filename="pairs.jsonl")
     messages = {message.id: message for message in Message.objects.all()}

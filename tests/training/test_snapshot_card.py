@@ -11,7 +11,7 @@ import yaml
 from django.conf import settings
 
 from annotate.importers import import_run
-from annotate.models import Message, Ranking
+from annotate.models import Label, Message, Ranking
 from tests.annotate.factories import ranking_items
 from training import services
 from training.exporters.card import card_read
@@ -28,6 +28,7 @@ COLUMNS = {
     "unpaired": {"prompt", "completion", "label", "provenance"},
     "prompts": {"prompt", "provenance"},
     "pretraining": {"text", "provenance"},
+    "flags": {"text", "label", "flags", "provenance"},
 }
 
 
@@ -51,6 +52,9 @@ def judged(project, member, prompts=12):
     for candidate_set in ranking_items(project, prompts, k=3):
         Ranking.objects.create(candidate_set=candidate_set, annotator=member, tiers=[[m] for m in candidate_set.message_ids])
         Message.objects.filter(pk=candidate_set.message_ids[0]).update(review_state="accepted", source="annotator", author=member)
+        # Labels, for the flags the screen classifier trains on: the last reply toxic, the second plain.
+        Label.objects.create(message_id=candidate_set.message_ids[-1], annotator=member, flags=["toxic"])
+        Label.objects.create(message_id=candidate_set.message_ids[1], annotator=member, quality=3)
 
 
 def test_every_kind_has_a_card_that_parses_and_a_folder_that_load_dataset_opens(project, member):

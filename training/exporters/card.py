@@ -165,6 +165,7 @@ def _guideline_versions(project, kind: str) -> list[int]:
         "sft_completion": demonstrations,
         "prompts": [messages.filter(role=MessageRole.USER).values_list("guideline_version", flat=True)],
         "pretraining": [],
+        "flags": [labels],
     }
     versions = set()
     for values in by_kind[kind]:

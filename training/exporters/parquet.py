@@ -59,6 +59,11 @@ def schemas() -> dict:
                 ("document_id", pa.int64()), ("import_id", pa.int64()), ("file", pa.string()), ("at", pa.string()),
             ])),
         ]),
+        "flags": pa.schema([
+            ("text", pa.string()), ("label", pa.int64()), ("flags", pa.list_(pa.string())),
+            ("provenance", pa.struct([("root_id", pa.int64()), ("role", pa.string()), ("labels", pa.int64()),
+                                      ("message", origin)])),
+        ]),
         # The side files of a preference snapshot: never converted, but their card names these features.
         "rankings": pa.schema([
             ("candidate_set_id", pa.int64()), ("ranking_id", pa.int64()), ("annotator", pa.string()),

@@ -65,6 +65,7 @@ class Filters:
         "unpaired": {"since", "until", "annotator_id", "model_version"},
         "prompts": {"since", "until"},
         "pretraining": set(),
+        "flags": set(),
     }
 
     @classmethod
@@ -764,3 +765,46 @@ def _unpaired_of_tree(tree: Tree, split: str, ranked: list[tuple], judged: list[
 def _isoformat(utc: str) -> str:
     """What datetime.isoformat() writes for a UTC time given as 'YYYY-MM-DDTHH:MM:SS.ffffff'."""
     return (utc[:-7] if utc.endswith(".000000") else utc) + "+00:00"
+
+
+# The flags that make a message harmful to the screen classifier (personal data is the detectors' work), and
+# every label on the project's messages, its flags counted only while live: a label older than an admin's
+# clearing of the message was overruled (as in judgements.flags_apply).
+HARMFUL_FLAGS = ("toxic", "spam", "off_task")
+LABELS = """
+SELECT l.message_id, l.flags, l.updated_at > coalesce(m.cleared_at, '-infinity') AS live
+FROM annotate_label l JOIN annotate_message m ON m.id = l.message_id
+WHERE m.project_id = %s
+"""
+
+
+def flags_rows(project, *, redactions: Redactions | None = None) -> Iterator[tuple[str, dict]]:
+    """(split, row) for each message annotators labelled, as the screen classifier trains on it: its `text`
+    (live redactions replaced), `label` 1 when a live label flags it toxic, spam or off task and 0 when its
+    labels flag nothing, and the flags given. A message flagged only for personal data is left out (neither
+    harmful nor clean). Unlike every other kind this one carries excluded messages: flagged text is what it
+    is for, so it trains the screen and is not a dataset to publish."""
+    labelled: dict[int, list] = {}  # message id -> [labels, flags of its live labels]
+    with connection.chunked_cursor() as cursor:
+        cursor.execute(LABELS, [project.id])
+        while batch := cursor.fetchmany(CHUNK):
+            for message_id, flags, live in batch:
+                seen = labelled.setdefault(message_id, [0, set()])
+                seen[0] += 1
+                if live:
+                    seen[1].update(flags)
+    if not labelled:
+        return
+    for split, tree in split_trees(project, redactions):
+        for message in tree.messages.values():
+            seen = labelled.get(message.id)
+            if seen is None:
+                continue
+            count, live = seen
+            harmful = sorted(live.intersection(HARMFUL_FLAGS))
+            if live and not harmful:
+                continue  # flagged for personal data alone
+            text = message.text if tree.redactions is None else tree.redactions.of_message(message, placeholders_for(tree))
+            yield split, {"text": text, "label": int(bool(harmful)), "flags": harmful,
+                          "provenance": {"root_id": tree.root_id, "role": message.role, "labels": count,
+                                         "message": tree.origin_of(message)}}

@@ -138,6 +138,7 @@ def train_rows_now(*, project, kind: str) -> int:
     produced = {
         "sft": lambda: rows.sft_rows(project), "prompts": lambda: rows.prompt_rows(project),
         "pretraining": lambda: rows.pretraining_rows(project), "unpaired": lambda: rows.unpaired_rows(project),
+        "flags": lambda: rows.flags_rows(project),
         "preference": lambda: rows.preference_rows(project, defaultdict(_Discarded)),
     }[kind]()
     counted = 0

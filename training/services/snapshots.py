@@ -86,6 +86,8 @@ def _write(project, kind, folder, *, demonstrations, filters, parquet, redaction
         produced = rows.pretraining_rows(project, redactions=redactions)
     elif kind == SnapshotKind.UNPAIRED:
         produced = rows.unpaired_rows(project, filters=filters, redactions=redactions)
+    elif kind == SnapshotKind.FLAGS:
+        produced = rows.flags_rows(project, redactions=redactions)
     else:
         side = {name: SplitFiles(folder, name, SPLITS) for name in ("rankings", "consensus")}
         produced = rows.preference_rows(project, side, filters=filters, implicit=kind == SnapshotKind.IMPLICIT_PAIRS,

@@ -36,6 +36,7 @@ COLUMNS = {
     "preference": ("prompt", "chosen", "rejected"),
     "unpaired": ("prompt", "completion", "label"),
     "prompts": ("prompt",),
+    "flags": ("text", "label"),
 }
 
 PositiveInt = Annotated[int, Field(gt=0)]
