@@ -526,8 +526,10 @@ class ScreenForm(forms.Form):
         super().__init__(*args, **kwargs)
         for kind in SCREEN_KINDS:
             for source in SCREEN_SOURCES:
+                # The table's headers label each select for the eye; aria-label names it for a screen reader.
+                label = f"{kind} in {'people' if source == 'human' else 'a model'}'s text"
                 self.fields[f"action_{source}_{kind}"] = forms.ChoiceField(
-                    choices=ScreenAction.choices, label=f"{kind} in {source} text")
+                    choices=ScreenAction.choices, label=label, widget=forms.Select(attrs={"aria-label": label}))
 
     @classmethod
     def initial_of(cls, settings) -> dict:

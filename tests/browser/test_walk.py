@@ -26,7 +26,7 @@ from tests.annotate.factories import ranking_items
 from tests.browser.person import click, log_in, press_and_wait
 from tests.training.factories import arithmetic_project
 from training.models import ModelKind, ModelVersion
-from training.services import runs
+from training.services import runs, screening
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -164,6 +164,7 @@ WALKED = {
     "training:model-version": ("ada",),
     "training:chat": ("nina", "ada"),
     "training:base-models": ("ada",),
+    "training:screen": ("ada",),
 }
 NOT_PAGES = {
     "logout", "annotate:project-create", "annotate:work", "annotate:message-flag", "annotate:task-submit",
@@ -173,7 +174,7 @@ NOT_PAGES = {
     "training:export-file", "training:run-points", "training:run-cancel", "training:run-resume",
     "training:run-retry", "training:deployment-create", "training:deployment-end", "training:deployment-rollback",
     "training:generation-create", "training:arena-create", "training:generation-retry", "training:model-adapter",
-    "training:base-conversion-cancel",
+    "training:base-conversion-cancel", "training:screen-backfill", "training:screen-job-cancel",
 }
 # Found on training's pages, which are being changed elsewhere: reported there, left out here.
 # Pages whose width another change owns, with what it is to fix; none now.
@@ -281,6 +282,10 @@ def test_every_page_passes_axe_and_fits_a_phone(team, new_page, tmp_path):
     walk.check("annotate:admin-progress", f"/projects/{project.id}/admin/progress/")
 
     walk.log_in("ada")
+    # The content screen on, with a word to hold and an address to redact: the Flagged page shows their spans
+    # marked, and the Screen page its backfill job.
+    screening.screen_update(project=project, by=admin, enabled=True, words=["pills"])
+    message(project, "Where can I buy pills? Write to jo@example.com")
     walk.check("home", "/")
     walk.check("annotate:project", f"/projects/{project.id}/")
     for name, path in (("admin-settings", "admin/"), ("admin-members", "admin/members/"),
@@ -297,7 +302,8 @@ def test_every_page_passes_axe_and_fits_a_phone(team, new_page, tmp_path):
     for name, path in (("exports", f"/projects/{project.id}/exports/"), ("runs", f"/projects/{project.id}/training/"),
                        ("run", f"/runs/{run.id}/"), ("models", f"/projects/{project.id}/models/"),
                        ("model-version", f"/projects/{project.id}/models/{sft.id}/"),
-                       ("chat", f"/projects/{project.id}/chat/"), ("base-models", "/base-models/")):
+                       ("chat", f"/projects/{project.id}/chat/"), ("base-models", "/base-models/"),
+                       ("screen", f"/projects/{project.id}/screen/")):
         walk.check(f"training:{name}", path)
 
     walk.log_in("nina")
