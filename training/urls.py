@@ -29,6 +29,7 @@ urlpatterns = [
     path("projects/<int:project_id>/chat/", views.chat_page, name="chat"),
     path("projects/<int:project_id>/screen/", views.screen_page, name="screen"),
     path("projects/<int:project_id>/screen/backfill/", views.screen_backfill, name="screen-backfill"),
+    path("projects/<int:project_id>/screen/classifier/", views.screen_classifier, name="screen-classifier"),
     path("projects/<int:project_id>/screen/jobs/<int:job_id>/cancel/", views.screen_job_cancel, name="screen-job-cancel"),
     path("base-models/", views.base_models_page, name="base-models"),
     path("base-models/conversions/<int:conversion_id>/cancel/", views.base_conversion_cancel,

@@ -586,8 +586,31 @@ def screen_page(request, project_id):
     return render(request, "training/screen.html", {
         "project": project, "membership": membership, "form": form, "jobs": jobs,
         "waiting": any(not job.is_finished() for job in jobs), "workers_alive": selectors.workers_alive(),
-        "findings": finding_counts(project=project),
+        "findings": finding_counts(project=project), "classifier": screening.classifier_status(project=project),
+        "classifiers": ModelVersion.objects.filter(project=project, kind="screen").order_by("-version"),
     }, status=status)
+
+
+@login_required
+@require_POST
+def screen_classifier(request, project_id):
+    """Choose the screen classifier version the screen runs, and its threshold (or none)."""
+    from training.services import screening
+
+    membership = membership_with_role(user=request.user, project_id=project_id, role=Role.ADMIN)
+    chosen = request.POST.get("model_version") or None
+    try:
+        threshold = float(request.POST.get("threshold") or 0.5)
+        screening.classifier_choose(project=membership.project, by=request.user,
+                                    model_version_id=int(chosen) if chosen else None, threshold=threshold)
+    except (TypeError, ValueError):
+        messages.error(request, "Choose a version, and a threshold between 0 and 1.")
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+    else:
+        messages.success(request, "The screen now runs the chosen classifier." if chosen else
+                         "The screen runs no classifier now.")
+    return redirect("training:screen", project_id=project_id)
 
 
 @login_required

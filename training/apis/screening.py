@@ -1,6 +1,7 @@
 """REST API for a project's content screen (admins): its settings, switching it on (which queues a backfill of
 what is stored), backfills asked for, and following them as screen jobs."""
 
+from django.db import transaction
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
@@ -35,6 +36,26 @@ class ScreenJobOutputSerializer(serializers.Serializer):
     finished_at = serializers.DateTimeField(allow_null=True)
 
 
+class ChosenClassifierSerializer(serializers.Serializer):
+    model_version = serializers.IntegerField(help_text="the screen classifier version the screen runs")
+    version = serializers.IntegerField()
+    threshold = serializers.FloatField(help_text="the probability of harmful above which it finds a text")
+    metrics = serializers.DictField(help_text="its held-out precision, recall, F1 and average precision")
+
+
+class ClassifierOutputSerializer(serializers.Serializer):
+    chosen = ChosenClassifierSerializer(allow_null=True)
+    flags = serializers.IntegerField(help_text="messages annotators flagged toxic, spam or off task")
+    min_flags = serializers.IntegerField(help_text="flags a round of the screen recipe needs (classifier_min_flags)")
+    flags_needed = serializers.IntegerField(help_text="flags still to come before a screen classifier may train")
+
+
+class ClassifierChoiceSerializer(serializers.Serializer):
+    model_version = serializers.IntegerField(help_text="a screen classifier version of the project")
+    threshold = serializers.FloatField(required=False, default=0.5, min_value=0, max_value=1,
+                                       help_text="between 0 and 1: the probability of harmful above which it finds a text")
+
+
 class ScreenSettingsOutputSerializer(serializers.Serializer):
     enabled = serializers.BooleanField()
     actions = serializers.DictField(
@@ -44,8 +65,7 @@ class ScreenSettingsOutputSerializer(serializers.Serializer):
     kinds = serializers.DictField(child=serializers.CharField(), help_text="each kind the screen knows: its category")
     words = serializers.ListField(child=serializers.CharField())
     classifier_min_flags = serializers.IntegerField()
-    # The screen classifier an admin chose (training.ScreenClassifier) goes here as `classifier`, beside the
-    # settings it works with (_settings_answer fills it); PATCH takes the choice in ScreenSettingsApi.InputSerializer.
+    classifier = ClassifierOutputSerializer()
     backfill = ScreenJobOutputSerializer(allow_null=True, help_text="the backfill this change queued (switching on)")
 
 
@@ -54,6 +74,7 @@ def _settings_answer(settings, job=None) -> dict:
         "enabled": settings.enabled, "actions": settings.all_actions(), "words": settings.words,
         "kinds": {kind: str(category) for kind, (category, _) in SCREEN_KINDS.items()},
         "classifier_min_flags": settings.classifier_min_flags, "backfill": job,
+        "classifier": screening.classifier_status(project=settings.project),
     }).data
 
 
@@ -69,6 +90,8 @@ class ScreenSettingsApi(APIView):
         words = serializers.ListField(child=serializers.CharField(allow_blank=True, trim_whitespace=True),
                                       required=False, help_text="words and phrases, matched whole, ignoring case")
         classifier_min_flags = serializers.IntegerField(required=False, min_value=1, max_value=MAX_MIN_FLAGS)
+        classifier = ClassifierChoiceSerializer(required=False, allow_null=True,
+                                                help_text="the screen classifier version to screen with; null: none")
 
     @extend_schema(responses=ScreenSettingsOutputSerializer)
     def get(self, request, project_id):
@@ -80,7 +103,14 @@ class ScreenSettingsApi(APIView):
         project = project_for_member(user=request.user, project_id=project_id, role=Role.ADMIN)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        settings, job = screening.screen_update(project=project, by=request.user, **data.validated_data)
+        given = dict(data.validated_data)
+        with transaction.atomic():  # a refused classifier changes nothing else either
+            if "classifier" in given:
+                choice = given.pop("classifier") or {}
+                screening.classifier_choose(project=project, by=request.user,
+                                            model_version_id=choice.get("model_version"),
+                                            threshold=choice.get("threshold", 0.5))
+            settings, job = screening.screen_update(project=project, by=request.user, **given)
         return Response(_settings_answer(settings, job))
 
 

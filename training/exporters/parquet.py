@@ -60,7 +60,7 @@ def schemas() -> dict:
             ])),
         ]),
         "flags": pa.schema([
-            ("text", pa.string()), ("label", pa.int64()), ("flags", pa.list_(pa.string())),
+            ("text", pa.string()), ("label", pa.bool_()), ("flags", pa.list_(pa.string())),
             ("provenance", pa.struct([("root_id", pa.int64()), ("role", pa.string()), ("labels", pa.int64()),
                                       ("message", origin)])),
         ]),

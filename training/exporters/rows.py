@@ -780,8 +780,8 @@ WHERE m.project_id = %s
 
 def flags_rows(project, *, redactions: Redactions | None = None) -> Iterator[tuple[str, dict]]:
     """(split, row) for each message annotators labelled, as the screen classifier trains on it: its `text`
-    (live redactions replaced), `label` 1 when a live label flags it toxic, spam or off task and 0 when its
-    labels flag nothing, and the flags given. A message flagged only for personal data is left out (neither
+    (live redactions replaced), `label` true when a live label flags it toxic, spam or off task and false when
+    its labels flag nothing, and the flags given. A message flagged only for personal data is left out (neither
     harmful nor clean). Unlike every other kind this one carries excluded messages: flagged text is what it
     is for, so it trains the screen and is not a dataset to publish."""
     labelled: dict[int, list] = {}  # message id -> [labels, flags of its live labels]
@@ -805,6 +805,6 @@ def flags_rows(project, *, redactions: Redactions | None = None) -> Iterator[tup
             if live and not harmful:
                 continue  # flagged for personal data alone
             text = message.text if tree.redactions is None else tree.redactions.of_message(message, placeholders_for(tree))
-            yield split, {"text": text, "label": int(bool(harmful)), "flags": harmful,
+            yield split, {"text": text, "label": bool(harmful), "flags": harmful,
                           "provenance": {"root_id": tree.root_id, "role": message.role, "labels": count,
                                          "message": tree.origin_of(message)}}

@@ -77,6 +77,10 @@ def run_create(
             continue
         problems += stage_problems(name, preset, config.get(name, {}), processes=processes)
         problems += _reward_function_problems(name, config.get(name, {}))
+    if "screen" in names:
+        from training.services.screening import classifier_problems
+
+        problems += classifier_problems(project=project)
     if not problems and base_source:
         _check_adoptable(base_source, names=names, preset=preset, config=config)
     if not problems:

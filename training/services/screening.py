@@ -113,3 +113,70 @@ def screen_job_cancel(*, job: ScreenJob) -> ScreenJob:
         else:
             raise Conflict({"status": f"screen job {locked.id} has ended ({locked.status}); nothing to cancel"})
     return ScreenJob.objects.get(pk=job.pk)
+
+
+# Messages with a live flag that makes them harmful to the classifier (as the flags export counts them: a label
+# older than an admin's clearing of the message was overruled).
+FLAGGED = """
+SELECT count(DISTINCT l.message_id) FROM annotate_label l JOIN annotate_message m ON m.id = l.message_id
+WHERE m.project_id = %s AND l.flags && %s::varchar[] AND l.updated_at > coalesce(m.cleared_at, '-infinity')
+"""
+
+
+def classifier_flags(*, project) -> int:
+    """How many of the project's messages annotators flagged toxic, spam or off task (the classifier's positives)."""
+    from django.db import connection
+
+    from training.exporters.rows import HARMFUL_FLAGS
+
+    with connection.cursor() as cursor:
+        cursor.execute(FLAGGED, [project.id, list(HARMFUL_FLAGS)])
+        return cursor.fetchone()[0]
+
+
+def classifier_status(*, project) -> dict:
+    """The screen classifier as the settings answer it: the version chosen (or None), the flags the project
+    has, and how many more it needs before a screen round may train one."""
+    from annotate.models import ScreenSettings
+    from training.models import ScreenClassifier
+
+    screen_settings(project=project)  # made on first use
+    # Read here, not from the copy screen_settings keeps on the project object: a change made since counts.
+    settings = ScreenSettings.objects.get(project=project)
+    flags = classifier_flags(project=project)
+    chosen = ScreenClassifier.objects.filter(project=project).select_related("model_version").first()
+    return {"chosen": chosen and {"model_version": chosen.model_version_id, "version": chosen.model_version.version,
+                                  "threshold": chosen.threshold, "metrics": chosen.model_version.metrics},
+            "flags": flags, "min_flags": settings.classifier_min_flags,
+            "flags_needed": max(0, settings.classifier_min_flags - flags)}
+
+
+def classifier_problems(*, project) -> list[str]:
+    """Why a screen round may not train now: too few flags (the screen's classifier_min_flags)."""
+    status = classifier_status(project=project)
+    if not status["flags_needed"]:
+        return []
+    return [f"screen: the screen classifier trains once annotators have flagged at least {status['min_flags']} "
+            f"messages toxic, spam or off task (the screen's classifier_min_flags); the project has "
+            f"{status['flags']}, {status['flags_needed']} to go"]
+
+
+def classifier_choose(*, project, by, model_version_id: int | None, threshold: float = 0.5):
+    """Make a screen classifier version the project's screen, at `threshold` (the probability of harmful above
+    which it finds a text), or with None stop using one. Refuses a version of another kind or project."""
+    from training.models import ModelKind, ModelVersion, ScreenClassifier
+
+    if model_version_id is None:
+        ScreenClassifier.objects.filter(project=project).delete()
+        return None
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold < 1:
+        raise ValidationError({"threshold": f"threshold must be a number between 0 and 1 (both excluded), not {threshold!r}"})
+    version = ModelVersion.objects.filter(project=project, id=model_version_id).first()
+    if version is None:
+        raise ValidationError({"model_version": f"the project has no model version {model_version_id}"})
+    if version.kind != ModelKind.SCREEN:
+        raise ValidationError({"model_version": f"version {model_version_id} is a {version.kind} model, not a screen "
+                                                "classifier: train one with a round of the screen recipe"})
+    chosen, _ = ScreenClassifier.objects.update_or_create(
+        project=project, defaults={"model_version": version, "threshold": float(threshold), "chosen_by": by})
+    return chosen

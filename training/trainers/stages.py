@@ -233,6 +233,15 @@ class KTOSettings(Settings):
     eval_max_new_tokens: PositiveInt = 32  # reply length sampled for the held-out KL
 
 
+class ScreenClassifierSettings(Settings):
+    learning_rate: PositiveNumber = 5e-4
+    num_train_epochs: NonNegativeNumber = 3.0
+    max_length: PositiveInt = 256  # tokens of a message read; a longer one is read from its start
+    # The probability of "harmful" above which the held-out precision and recall are measured; an admin who
+    # chooses the classifier as the project's screen sets the threshold it holds or blocks at.
+    eval_threshold: Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)] = 0.5
+
+
 @dataclass(frozen=True)
 class Stage:
     """One training stage, named once with everything the job layer, the pages and the trainer need."""
@@ -519,6 +528,17 @@ def _kto_rows_checks(rows: Iterable[dict]) -> list[str]:
              "replies, or rank them")]
 
 
+def _screen_rows_checks(rows: Iterable[dict]) -> list[str]:
+    harmful = clean = 0
+    for row in rows:
+        harmful += row["label"]
+        clean += not row["label"]
+    if harmful and clean:
+        return []
+    return [(f"the screen classifier needs both flagged and unflagged messages to train on, and the train split has "
+             f"{harmful} flagged toxic, spam or off task and {clean} labelled without a flag")]
+
+
 def _orpo_checks(c: dict, *, train_rows: int, processes: int, adopting: bool) -> list[str]:
     _, global_batch = _batches(c, processes)
     if train_rows < global_batch:
@@ -668,6 +688,20 @@ stage_register(Stage(
     },
 ))
 
+stage_register(Stage(
+    name="screen", label="Screen classifier", reads="flags", starts_from="base", registers="screen",
+    settings=ScreenClassifierSettings, module="screen_classifier", checks=_one_batch_checks("labelled messages"),
+    rows_checks=_screen_rows_checks,
+    evaluation="held-out precision, recall and F1 of the harmful label at eval_threshold, and its average precision",
+    presets={
+        "tiny": {"max_steps": 10, "learning_rate": 1e-3, "max_length": 64},
+        "small": {"num_train_epochs": 3.0},
+        # Short demo replies: 64 tokens hold any of them.
+        "demo": {"learning_rate": 1e-3, "num_train_epochs": 4.0, "max_length": 64, "per_device_train_batch_size": 32},
+        "gpu": {"per_device_train_batch_size": 64, "num_train_epochs": 2.0},
+    },
+))
+
 if "ppo" in STAGES:
     recipe_register(Recipe("ppo", "PPO", ("sft", "reward", "ppo"),
                            "SFT, a reward model from the rankings, then PPO against it"))
@@ -688,6 +722,10 @@ recipe_register(Recipe("grpo", "GRPO", ("sft", "reward", "grpo"),
 recipe_register(Recipe("orpo", "ORPO", ("orpo",),
                        "ORPO from the base model on the preference pairs: SFT and preference in one stage, with no "
                        "reference or reward model"))
+recipe_register(Recipe("screen", "Screen classifier", ("screen",),
+                       "the content screen's classifier alone, from the base model: harmful (flagged toxic, spam or "
+                       "off task) or not, learnt from the messages annotators labelled; an admin then chooses it as "
+                       "the project's screen"))
 recipe_register(Recipe("sft", "SFT only", ("sft",),
                        "SFT alone: a chat model from the accepted demonstrations (a dialogue corpus imported as "
                        "trusted), with no preference stage"))
