@@ -516,27 +516,27 @@ def _kto_checks(c: dict, *, train_rows: int, processes: int, adopting: bool) -> 
     return problems
 
 
-def _kto_rows_checks(rows: Iterable[dict]) -> list[str]:
-    desirable = undesirable = 0
-    for row in rows:
-        desirable += row["label"]
-        undesirable += not row["label"]
-    if desirable and undesirable:
-        return []
-    return [(f"KTO needs both desirable and undesirable rows to train on, and the train split has {desirable} "
-             f"desirable and {undesirable} undesirable: accept or reject demonstrations, label the quality of "
-             "replies, or rank them")]
+def _both_labels_checks(refusal: str):
+    """Refuse train rows that all have the same `label`: `refusal` is said with the counts of true and false."""
+
+    def checks(rows: Iterable[dict]) -> list[str]:
+        true = false = 0
+        for row in rows:
+            true += row["label"]
+            false += not row["label"]
+        return [] if true and false else [refusal.format(true=true, false=false)]
+
+    return checks
 
 
-def _screen_rows_checks(rows: Iterable[dict]) -> list[str]:
-    harmful = clean = 0
-    for row in rows:
-        harmful += row["label"]
-        clean += not row["label"]
-    if harmful and clean:
-        return []
-    return [(f"the screen classifier needs both flagged and unflagged messages to train on, and the train split has "
-             f"{harmful} flagged toxic, spam or off task and {clean} labelled without a flag")]
+_kto_rows_checks = _both_labels_checks(
+    "KTO needs both desirable and undesirable rows to train on, and the train split has {true} desirable and "
+    "{false} undesirable: accept or reject demonstrations, label the quality of replies, or rank them")
+
+
+_screen_rows_checks = _both_labels_checks(
+    "the screen classifier needs both flagged and unflagged messages to train on, and the train split has {true} "
+    "flagged toxic, spam or off task and {false} labelled without a flag")
 
 
 def _orpo_checks(c: dict, *, train_rows: int, processes: int, adopting: bool) -> list[str]:
