@@ -28,7 +28,12 @@ def classifier_screen(project):
     from training.models import ScreenClassifier
     from training.trainers.adapters import handed_on
 
-    chosen = ScreenClassifier.objects.filter(project=project).select_related("model_version").first()
+    # Looked up once per project object, as annotate's screen_settings is: a generation job screens every reply
+    # through the same object, and a query per reply cost a third of the job's screening time.
+    chosen = getattr(project, "_screen_classifier", False)
+    if chosen is False:
+        chosen = ScreenClassifier.objects.filter(project=project).select_related("model_version").first()
+        project._screen_classifier = chosen
     if chosen is None:
         return None
     version = chosen.model_version

@@ -316,15 +316,16 @@ def _reply_write(job, prompt, text, version, *, deployment, sampling, backend, c
         return None
     try:
         with transaction.atomic():  # a savepoint: the prompt's other replies in this transaction stay written
+            # The job's project object, not each prompt's own: the screen keeps its settings on it, read once a job.
             message = tree.message_create(
-                project=prompt.project, parent=prompt, role=MessageRole.ASSISTANT, text=text,
+                project=job.project, parent=prompt, role=MessageRole.ASSISTANT, text=text,
                 source=MessageSource.MODEL, create_work=create_work,
                 origin={"model_version": version.name, "model_version_id": version.id, "sampling": sampling,
                         "backend": backend.get("backend", "")},
             )
     except screening.ScreenBlocked as blocked:
         screening.findings_save(screening.findings_rows(
-            project=prompt.project, verdict=blocked.verdict, where=ScreenWhere.GENERATION, text=text.strip(),
+            project=job.project, verdict=blocked.verdict, where=ScreenWhere.GENERATION, text=text.strip(),
             model_version_id=version.id,
         ))
         job.replies_screened += 1
