@@ -37,6 +37,7 @@ def reply(project, text: str) -> Message:
 def flags_rows(project) -> list[dict]:
     snapshot = services.snapshot_create(project=project, kind="flags", parquet=False)
     folder = settings.SNAPSHOT_STORE / snapshot.folder
+    assert "**Not for publishing.**" in (folder / "README.md").read_text()  # the card says what it carries
     return [json.loads(line) for split in ("train", "test") for line in
             (folder / f"flags-{split}.jsonl").read_text().splitlines()]
 

@@ -210,6 +210,14 @@ def _screen_lines(screen: dict | None) -> list[str]:
             f"{{{{EMAIL_1}}}}: {redacted}; messages it holds out of every export: {screen['held_messages']}"]
 
 
+# The one kind that carries what every other export leaves out: said first in its card, since it is not for publishing.
+FLAGS_WARNING = {"flags": [
+    "**Not for publishing.** This kind is what the screen classifier trains on: every message annotators labelled, "
+    "with the text they flagged toxic, spam or off task, including messages excluded from every other export.",
+    "",
+]}
+
+
 def _body(made: dict, header: dict) -> str:
     kind, project = made["kind"], made["project"]
     configs = header["configs"]
@@ -220,6 +228,7 @@ def _body(made: dict, header: dict) -> str:
         f"exported {made['created_at']}. Rows are in the format TRL reads for this kind; each row's `provenance` "
         "says where it came from, with pseudonymous annotator ids.",
         "",
+        *FLAGS_WARNING.get(kind, []),
         "| split | rows |",
         "| --- | --- |",
         *(f"| {split} | {rows} |" for split, rows in sorted(made["rows"].items(), key=lambda item: item[0] != "train")),
