@@ -767,6 +767,25 @@ def _isoformat(utc: str) -> str:
     return (utc[:-7] if utc.endswith(".000000") else utc) + "+00:00"
 
 
+def kind_rows(kind: str, project, side, *, demonstrations: str = "accepted", filters: Filters = Filters(),
+              redactions: Redactions | None = None) -> Iterator[tuple[str, dict]]:
+    """(split, row) of a snapshot of `kind` (a SnapshotKind value), for the export and for counting a round's rows
+    before it is queued: one dispatch, so the two cannot drift. `side` takes a preference kind's side files
+    (rankings, consensus: a SplitFiles each)."""
+    if kind in ("sft", "sft_completion"):
+        made = sft_rows if kind == "sft" else sft_completion_rows
+        return made(project, demonstrations=demonstrations, filters=filters, redactions=redactions)
+    if kind == "prompts":
+        return prompt_rows(project, filters=filters, redactions=redactions)
+    if kind == "pretraining":
+        return pretraining_rows(project, redactions=redactions)
+    if kind == "unpaired":
+        return unpaired_rows(project, filters=filters, redactions=redactions)
+    if kind == "flags":
+        return flags_rows(project, redactions=redactions)
+    return preference_rows(project, side, filters=filters, implicit=kind == "implicit_pairs", redactions=redactions)
+
+
 # The flags that make a message harmful to the screen classifier (personal data is the detectors' work), and
 # every label on the project's messages, its flags counted only while live: a label older than an admin's
 # clearing of the message was overruled (as in judgements.flags_apply).

@@ -138,13 +138,8 @@ def train_rows_now(*, project, kind: str) -> int:
 
     from training.exporters import rows
 
-    # The kinds a stage reads, as snapshots._write exports them (with the default filters a round uses).
-    produced = {
-        "sft": lambda: rows.sft_rows(project), "prompts": lambda: rows.prompt_rows(project),
-        "pretraining": lambda: rows.pretraining_rows(project), "unpaired": lambda: rows.unpaired_rows(project),
-        "flags": lambda: rows.flags_rows(project),
-        "preference": lambda: rows.preference_rows(project, defaultdict(_Discarded)),
-    }[kind]()
+    # As snapshots._write exports the kind, with the default filters a round uses.
+    produced = rows.kind_rows(kind, project, defaultdict(_Discarded))
     counted = 0
     try:
         for split, _row in produced:

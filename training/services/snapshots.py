@@ -74,24 +74,10 @@ def snapshot_create(
 
 def _write(project, kind, folder, *, demonstrations, filters, parquet, redactions=None):
     main = SplitFiles(folder, kind, SPLITS)
-    side = {}
-    if kind == SnapshotKind.SFT:
-        produced = rows.sft_rows(project, demonstrations=demonstrations, filters=filters, redactions=redactions)
-    elif kind == SnapshotKind.SFT_COMPLETION:
-        produced = rows.sft_completion_rows(project, demonstrations=demonstrations, filters=filters,
-                                            redactions=redactions)
-    elif kind == SnapshotKind.PROMPTS:
-        produced = rows.prompt_rows(project, filters=filters, redactions=redactions)
-    elif kind == SnapshotKind.PRETRAINING:
-        produced = rows.pretraining_rows(project, redactions=redactions)
-    elif kind == SnapshotKind.UNPAIRED:
-        produced = rows.unpaired_rows(project, filters=filters, redactions=redactions)
-    elif kind == SnapshotKind.FLAGS:
-        produced = rows.flags_rows(project, redactions=redactions)
-    else:
-        side = {name: SplitFiles(folder, name, SPLITS) for name in ("rankings", "consensus")}
-        produced = rows.preference_rows(project, side, filters=filters, implicit=kind == SnapshotKind.IMPLICIT_PAIRS,
-                                        redactions=redactions)
+    paired = kind in (SnapshotKind.PREFERENCE, SnapshotKind.IMPLICIT_PAIRS)
+    side = {name: SplitFiles(folder, name, SPLITS) for name in ("rankings", "consensus")} if paired else {}
+    produced = rows.kind_rows(kind, project, side, demonstrations=demonstrations, filters=filters,
+                              redactions=redactions)
     for split, row in produced:
         main.write(split, row)
     paths = main.paths()
