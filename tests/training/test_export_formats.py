@@ -84,14 +84,15 @@ def origins_in(value):
 
 
 def expected_origin(project, message: Message, files: dict) -> dict:
+    # What does not apply is empty, never null (parquet.empty_filled): 0 for an id or line, "" for a name.
     import_id = message.origin.get("import")
     return {
         "message_id": message.id, "source": message.source, "at": message.created_at,
         "annotator": annotator_pseudonym(project.id, message.author_id) if message.source == MessageSource.ANNOTATOR
-        else None,
-        "model_version": message.origin.get("model_version"), "model_name": message.origin.get("model_name"),
-        "source_user": message.origin.get("source_user"),
-        "import_id": import_id, "file": files.get(import_id), "line": message.origin.get("line"),
+        else "",
+        "model_version": message.origin.get("model_version", ""), "model_name": message.origin.get("model_name", ""),
+        "source_user": message.origin.get("source_user", ""),
+        "import_id": import_id or 0, "file": files.get(import_id, ""), "line": message.origin.get("line", 0),
     }
 
 
@@ -133,7 +134,7 @@ def test_every_row_of_every_kind_says_where_it_came_from(project, member):
                     assert provenance["line"] in (1, 2) and provenance["annotator"], row
                 else:
                     assert provenance["annotator"] == annotator_pseudonym(project.id, member.id), row
-                    assert provenance["import_id"] is None and provenance["guideline_version"] == 2, row
+                    assert provenance["import_id"] == 0 and provenance["guideline_version"] == 2, row
     for kind in ("sft", "sft_completion", "preference", "implicit_pairs", "unpaired"):
         assert {source for seen, source in sources_seen if seen == kind} == {"annotator", "import", "model"}, kind
 
@@ -244,3 +245,44 @@ def test_the_new_kinds_load_as_folders_and_train_sft_and_a_reward_model_one_step
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
     assert batch["margin"].tolist() == [float(m) for m in pairs["margin"][:4]]
     assert trainer.train().global_step == 1
+
+
+def test_raw_json_files_load_alone_whichever_origins_a_split_holds(project, member, tmp_path):
+    """`datasets` types a JSON file by its values: a field null in every row of the train file (no import there)
+    would be typed null and the test file's import ids would fail to cast. No exported field is ever null, so
+    the rows of one origin and the rows of another load as two splits of one dataset, with no features given."""
+    made = small_project(project, member)
+    Label.objects.create(message=made["m3"], annotator=member, flags=["toxic"])
+    Label.objects.create(message=made["m1"], annotator=member, quality=3)
+    for kind in SnapshotKind.values:
+        snapshot = services.snapshot_create(project=project, kind=kind, demonstrations="all", parquet=False)
+        folder = settings.SNAPSHOT_STORE / snapshot.folder
+        for stem in [kind] + (["rankings"] if kind in ("preference", "implicit_pairs") else []):
+            lines = [line for split in ("train", "test")
+                     for line in (folder / f"{stem}-{split}.jsonl").read_text().splitlines()]
+            assert lines and not any("null" in line for line in lines), (stem, lines)
+            # Rows of annotators and models here only, then rows with an import in them (or the other way).
+            imported = [line for line in lines if any(found["import_id"] for found in _imports_in(json.loads(line)))]
+            rest = [line for line in lines if line not in imported]
+            for first, second in ((rest, imported), (imported, rest)):
+                if not (first and second):
+                    continue
+                files = {}
+                for split, chosen in (("train", first), ("test", second)):
+                    files[split] = tmp_path / f"{stem}-{len(files)}-{id(first)}.jsonl"
+                    files[split].write_text("\n".join(chosen) + "\n")
+                loaded = datasets.load_dataset("json", data_files={k: str(v) for k, v in files.items()},
+                                               cache_dir=str(tmp_path / "hf" / f"{stem}-{id(first)}"))
+                assert (loaded["train"].num_rows, loaded["test"].num_rows) == (len(first), len(second)), stem
+
+
+def _imports_in(value):
+    """Every dict in a row that has an import id (an origin, a pair's provenance, a ranking, a document)."""
+    if isinstance(value, dict):
+        if "import_id" in value:
+            yield value
+        for inner in value.values():
+            yield from _imports_in(inner)
+    elif isinstance(value, list):
+        for inner in value:
+            yield from _imports_in(inner)

@@ -63,9 +63,9 @@ def test_the_flags_snapshot_labels_what_annotators_flagged_and_what_they_judged_
     # The flagged message is there though excluded from every other export; the one flagged for personal data
     # alone and the unlabelled one are not.
     assert set(rows) == {toxic.id, clean.id, cleared.id}
-    assert (rows[toxic.id]["label"], rows[toxic.id]["flags"]) == (True, ["toxic"])
+    assert (rows[toxic.id]["label"], rows[toxic.id]["flags"]) == (True, "toxic")
     assert rows[clean.id]["label"] is False and rows[clean.id]["text"] == "happy to help, write to {{EMAIL_1}}"
-    assert rows[cleared.id]["label"] is False and rows[cleared.id]["flags"] == []
+    assert rows[cleared.id]["label"] is False and rows[cleared.id]["flags"] == ""
     assert screening.classifier_status(project=project)["flags"] == 1
     assert unlabelled.id not in rows and personal.id not in rows
     client.force_login(owner)

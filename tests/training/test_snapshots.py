@@ -242,8 +242,8 @@ def test_preference_rows_are_what_json_dumps_would_write_with_every_provenance_f
                                  {"role": "user", "content": "And then?"}]
     origins = {row["provenance"][side]["message_id"]: row["provenance"][side] for row in rows for side in ("chosen", "rejected")}
     assert origins[by_model.id] == {
-        "message_id": by_model.id, "source": "model", "at": origins[by_model.id]["at"], "annotator": None,
-        "model_version": "7", "model_name": "tiny-gpt", "source_user": None, "import_id": None, "file": None, "line": None,
+        "message_id": by_model.id, "source": "model", "at": origins[by_model.id]["at"], "annotator": "",
+        "model_version": "7", "model_name": "tiny-gpt", "source_user": "", "import_id": 0, "file": "", "line": 0,
     }
     assert origins[by_member.id]["annotator"].startswith("a-") and origins[imported.id]["source_user"] == "oasst-user-1"
     first.refresh_from_db()
@@ -252,8 +252,8 @@ def test_preference_rows_are_what_json_dumps_would_write_with_every_provenance_f
     assert side[first.id]["at"] == first.created_at.isoformat() and side[first.id]["guideline_version"] == 3
     assert side[second.id] == {
         "candidate_set_id": candidate_set.id, "ranking_id": second.id, "annotator": "oasst:42", "imported": True,
-        "tiers": [[imported.id], [by_model.id, by_member.id]], "all_bad": False, "guideline_version": None,
-        "at": "2024-05-06T07:08:09+00:00", "import_id": None, "file": None, "line": None,
+        "tiers": [[imported.id], [by_model.id, by_member.id]], "all_bad": False, "guideline_version": 0,
+        "at": "2024-05-06T07:08:09+00:00", "import_id": 0, "file": "", "line": 0,
     }
     by_ranking = {row["provenance"]["ranking_id"]: row["provenance"] for row in rows}
     assert by_ranking[second.id]["annotator"] == "oasst:42" and by_ranking[second.id]["imported"] is True

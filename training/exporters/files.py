@@ -10,6 +10,8 @@ from pathlib import Path
 
 import orjson
 
+from training.exporters.parquet import empty_filled
+
 
 class SplitFiles:
     """One JSONL file per split under `folder`, named `<stem>-<split>.jsonl`.
@@ -23,6 +25,7 @@ class SplitFiles:
     BUFFER_BYTES = 1 << 20
 
     def __init__(self, folder: Path, stem: str, splits: tuple[str, ...] = ()):
+        # `stem` is also the schema (parquet.schemas) by which a null in a row is written as its empty value.
         self.folder, self.stem, self.splits = folder, stem, splits
         self.handles, self.digests, self.rows, self.pending = {}, {}, {}, {}
 
@@ -33,7 +36,10 @@ class SplitFiles:
             pending = self._open(split)
         # Appended to one buffer, not held as a bytes object per row: a thousand rows alive at
         # once fragment the heap, for 20 MB more at a million pairs.
-        pending += orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE)
+        line = orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE)
+        if b"null" in line:  # rare in most kinds' rows (or in a text), so the common row costs one byte search
+            line = orjson.dumps(empty_filled(row, self.stem), option=orjson.OPT_APPEND_NEWLINE)
+        pending += line
         self.rows[split] += 1
         if len(pending) >= self.BUFFER_BYTES:
             self._flush(split)

@@ -60,7 +60,7 @@ def schemas() -> dict:
             ])),
         ]),
         "flags": pa.schema([
-            ("text", pa.string()), ("label", pa.bool_()), ("flags", pa.list_(pa.string())),
+            ("text", pa.string()), ("label", pa.bool_()), ("flags", pa.string()),
             ("provenance", pa.struct([("root_id", pa.int64()), ("role", pa.string()), ("labels", pa.int64()),
                                       ("message", origin)])),
         ]),
@@ -78,6 +78,61 @@ def schemas() -> dict:
             ("weights", pa.list_(pa.struct([("annotator", pa.string()), ("weight", pa.float64())]))),
         ]),
     }
+
+
+def empty_filled(row: dict, kind: str) -> dict:
+    """The row with every null replaced by its field's empty value: "" for text, 0 for a number, false, [] or a
+    struct of empty values, as the kind's schema types the field.
+
+    `datasets` types each JSON file (each 10 MB of one) by the values it sees: a field that is null in every row
+    of the train file (no imported message in train, so no import id) is typed null, and the test file's ids
+    then fail to cast; the card's features would fix it, but the raw files must load alone. So no exported
+    field is ever null (an id of 0 and an empty name mean "none"). Rows only: the same trouble with a list empty
+    in every row is kept out of the schemas (no list that can be empty in every row of a split).
+    """
+    return _filled(row, _plan(kind))
+
+
+def _filled(value: dict, plan: dict) -> dict:
+    for name, (empty, inner, is_list) in plan.items():
+        found = value.get(name)
+        if found is None:
+            value[name] = empty()
+        elif inner is not None:
+            if is_list:
+                for item in found:
+                    _filled(item, inner)
+            else:
+                _filled(found, inner)
+    return value
+
+
+@cache
+def _plan(kind: str) -> dict:
+    """Per field of the kind's schema: a maker of its empty value, the plan of the struct inside it (or None),
+    and whether that struct is in a list."""
+    import pyarrow as pa
+
+    def plan_of(fields) -> dict:
+        return {field.name: entry(field.type) for field in fields}
+
+    def empty_of(type):
+        if pa.types.is_struct(type):
+            inner = plan_of(type)
+            return lambda: _filled({}, inner)
+        if pa.types.is_list(type):
+            return list
+        value = {pa.string(): "", pa.int64(): 0, pa.bool_(): False, pa.float64(): 0.0}[type]
+        return lambda: value
+
+    def entry(type):
+        if pa.types.is_struct(type):
+            return empty_of(type), plan_of(type), False
+        if pa.types.is_list(type) and pa.types.is_struct(type.value_type):
+            return list, plan_of(type.value_type), True
+        return empty_of(type), None, False
+
+    return plan_of(schemas()[kind])
 
 
 def jsonl_to_parquet(source: Path, kind: str) -> Path:

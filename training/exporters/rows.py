@@ -271,17 +271,19 @@ class Tree:
         """Where a message came from, without naming anyone: its annotator's pseudonym, the import batch, file
         and line it was read from, or the model version that wrote it. The same keys in every row, so the
         column has one type for `datasets`."""
+        # Empty rather than null where a field does not apply (parquet.empty_filled says why), written here for
+        # the common row so that the files' writer has nothing to fill.
         return {
             "message_id": message.id,
             "source": message.source,
             "at": message.created_at,
-            "annotator": self.annotator_of(message),
-            "model_version": message.model_version,
-            "model_name": message.model_name,
-            "source_user": message.source_user,
-            "import_id": message.import_id,
-            "file": self.files.get(message.import_id),
-            "line": message.line,
+            "annotator": self.annotator_of(message) or "",
+            "model_version": message.model_version or "",
+            "model_name": message.model_name or "",
+            "source_user": message.source_user or "",
+            "import_id": message.import_id or 0,
+            "file": self.files.get(message.import_id, ""),
+            "line": message.line or 0,
         }
 
 
@@ -464,7 +466,7 @@ def pretraining_rows(project, *, redactions: Redactions | None = None) -> Iterat
                 if redacted and (spans := redacted.get(document_id)):
                     text = redactions.text("corpus", document_id, text, spans, None)  # a document is its own row
                 yield split, {"text": text, "provenance": {
-                    "document_id": document_id, "import_id": batch_id, "file": files.get(batch_id), "at": at,
+                    "document_id": document_id, "import_id": batch_id, "file": files.get(batch_id, ""), "at": at,
                 }}
     splits.save()
 
@@ -576,7 +578,8 @@ def _pairs_of_set(tree: Tree, split: str, set_id: int, rows: list[tuple], side: 
             in rows:
         who = tree.pseudonym(annotator_id) if annotator_id else external
         # Where an imported ranking was read (None for one made here), in the side file and on every pair.
-        source = {"import_id": import_id, "file": tree.files.get(import_id), "line": line}
+        source = {"import_id": import_id or 0, "file": tree.files.get(import_id, ""), "line": line or 0}
+        guideline_version = guideline_version or 0
         side["rankings"].write(split, {
             "candidate_set_id": set_id, "ranking_id": ranking_id, "annotator": who, "imported": annotator_id is None,
             "tiers": tiers, "all_bad": all_bad, "guideline_version": guideline_version, "at": created_at, **source,
@@ -824,6 +827,6 @@ def flags_rows(project, *, redactions: Redactions | None = None) -> Iterator[tup
             if live and not harmful:
                 continue  # flagged for personal data alone
             text = message.text if tree.redactions is None else tree.redactions.of_message(message, placeholders_for(tree))
-            yield split, {"text": text, "label": bool(harmful), "flags": harmful,
+            yield split, {"text": text, "label": bool(harmful), "flags": ",".join(harmful),
                           "provenance": {"root_id": tree.root_id, "role": message.role, "labels": count,
                                          "message": tree.origin_of(message)}}
