@@ -77,6 +77,9 @@ urlpatterns += [
     path("projects/<int:project_id>/stats/", stats_apis.ProjectStatsApi.as_view(), name="api-project-stats"),
     path("projects/<int:project_id>/imports/", import_apis.ImportCreateApi.as_view(), name="api-import-create"),
     path("projects/<int:project_id>/imports/list/", import_apis.ImportListApi.as_view(), name="api-import-list"),
+    path("projects/<int:project_id>/imports/jobs/", import_apis.ImportJobListApi.as_view(), name="api-import-jobs"),
+    path("projects/<int:project_id>/imports/jobs/<int:job_id>/", import_apis.ImportJobDetailApi.as_view(),
+         name="api-import-job"),
     path(
         "projects/<int:project_id>/contributors/delete/",
         contributor_apis.ContributorDeleteApi.as_view(),

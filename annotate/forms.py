@@ -3,7 +3,7 @@
 from django import forms
 from django.conf import settings
 
-from annotate.importers import FORMATS
+from annotate.importers import FORMATS, license_problem
 from annotate.models import Role, TaskKind
 
 # What each import format expects, shown next to the format menu.
@@ -92,3 +92,17 @@ class MemberRoleForm(forms.Form):
 class ImportForm(forms.Form):
     format = forms.ChoiceField(choices=[(name, f"{name}: {FORMAT_HELP.get(name, '')}") for name in FORMATS])
     file = forms.FileField()
+    trusted = forms.BooleanField(
+        required=False, label="Its replies are demonstrations to imitate",
+        help_text="A dialogue corpus: its replies go in accepted, so the SFT export takes them (never the losing side "
+                  "of a pair or ranking in the file).")
+    license = forms.CharField(
+        required=False, max_length=64, label="Licence of its content",
+        help_text="A Hugging Face licence id (cc-by-4.0, apache-2.0, mit, other), named for this file in every "
+                  "dataset card; empty: unknown.")
+
+    def clean_license(self):
+        license = self.cleaned_data["license"].strip()
+        if problem := license_problem(license):
+            raise forms.ValidationError(problem)
+        return license

@@ -5,6 +5,7 @@ from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from platform_common.jobs import Job
 from platform_common.models import TimeStamped
 from simple_history.models import HistoricalRecords
 
@@ -584,9 +585,34 @@ class ImportBatch(TimeStamped):
     # The importer vouched for the file's replies: they are written accepted, as demonstrations a
     # reviewer passed (all but the losing side of an imported judgement), so SFT exports take them.
     trusted = models.BooleanField(default=False)
+    # The licence the importer named for the file's content (a Hugging Face licence id); the dataset card names it
+    # for this source. Empty: not said, "unknown" on the card.
+    license = models.CharField(max_length=64, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["project", "sha256"], name="import_file_once_per_project")]
+
+
+class ImportJob(Job):
+    """A file uploaded from the Import page or the API, imported by a worker (a 200 MB file takes minutes): what
+    was asked, how far the worker has read, and the batch it wrote or why the file was refused (with its line).
+    The upload waits in IMPORT_STORE until the worker has read it, and is deleted when the job ends."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="import_jobs")
+    format = models.CharField(max_length=32)
+    filename = models.CharField(max_length=300, blank=True)
+    trusted = models.BooleanField(default=False)
+    license = models.CharField(max_length=64, blank=True)
+    sha256 = models.CharField(max_length=64)
+    path = models.CharField(max_length=500, help_text="the stored upload, until the worker has read it")
+    bytes_total = models.BigIntegerField(default=0)
+    bytes_done = models.BigIntegerField(default=0)
+    line = models.PositiveIntegerField(default=0, help_text="the line that refused the file (0: the whole file)")
+    batch = models.ForeignKey(ImportBatch, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        ordering = ["project", "-created_at", "-id"]
 
 
 class CorpusText(TimeStamped):

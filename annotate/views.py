@@ -22,7 +22,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from annotate import forms, plots
-from annotate.importers import ImportRefused, import_run
+from annotate.importers import ImportRefused
 from annotate.models import Flag, Invite, Message, Role, ScreenFinding, TaskKind, TaskState
 from annotate.selectors import accounts as account_selectors
 from annotate.selectors import gold as gold_selectors
@@ -33,8 +33,7 @@ from annotate.selectors import stats as stat_selectors
 from annotate.selectors import tasks as task_selectors
 from annotate.selectors import work as work_selectors
 from annotate.services import accounts as account_services
-from annotate.services import judgements, queue, screening, tree
-from annotate.templatetags.pages import counted
+from annotate.services import imports, judgements, queue, screening
 from platform_common.errors import Conflict, NotYours
 
 # ---------------------------------------------------------------------------------------------
@@ -566,7 +565,8 @@ def admin_plot(request, project_id, name):
 
 @login_required
 def admin_imports(request, project_id):
-    """Upload a file through the same import service as the API and `manage.py import_data`."""
+    """Upload a file for a worker to import (the same import service as the API and `manage.py import_data`);
+    the page shows each import's progress while it runs, and what went in or why the file was refused."""
     membership = _admin_project(request, project_id)
     project = membership.project
     form = forms.ImportForm()
@@ -577,19 +577,19 @@ def admin_imports(request, project_id):
         if form.is_valid():
             upload = form.cleaned_data["file"]
             try:
-                batch = import_run(
-                    project=project, format=form.cleaned_data["format"], stream=upload.file,
-                    filename=upload.name, by=request.user,
+                job = imports.import_enqueue(
+                    project=project, format=form.cleaned_data["format"], upload=upload, filename=upload.name,
+                    by=request.user, trusted=form.cleaned_data["trusted"], license=form.cleaned_data["license"],
                 )
             except ImportRefused as error:
                 refused = {"line": error.line, "reason": error.reason, "filename": upload.name}
                 status = 400
             else:
-                counts = ", ".join(counted(n, what) for what, n in batch.counts.items() if n)
-                messages.success(request, f"Imported {upload.name}: {counts}.")
+                messages.success(request, f"{upload.name} is queued for import (job {job.id}); its progress shows below.")
                 return redirect("annotate:admin-imports", project_id=project.id)
         else:
             status = 400
+    jobs = list(progress_selectors.import_jobs_of(project=project))
     return render(
         request,
         "annotate/admin_imports.html",
@@ -598,6 +598,8 @@ def admin_imports(request, project_id):
             "membership": membership,
             "form": form,
             "refused": refused,
+            "jobs": jobs,
+            "waiting": any(not job.is_finished() for job in jobs),
             "imports": progress_selectors.imports_of(project=project),
             "format_help": forms.FORMAT_HELP,
         },

@@ -17,6 +17,13 @@ def fast_password_hashing():
         yield
 
 
+@pytest.fixture(autouse=True, scope="session")
+def import_store(tmp_path_factory):
+    """Uploads waiting for an import job go to a folder of the test run's, not the checkout's data folder."""
+    with override_settings(IMPORT_STORE=tmp_path_factory.mktemp("imports")):
+        yield
+
+
 @pytest.fixture
 def make_user(db):
     def make(username, *, staff=False, password="correct-horse-battery"):

@@ -85,3 +85,34 @@ def stop(process: subprocess.Popen, timeout: float = 20) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def run_queued_jobs(queues: list[str] | None = None, *, timeout: float = 120) -> None:
+    """Run a Procrastinate worker until the queue (or `queues`) is empty, as `manage.py worker` would.
+
+    In a thread of its own: the worker runs an event loop, and the caller's thread may have one (Playwright's).
+    Each job's database connection is closed after it: the worker keeps one for CONN_MAX_AGE, and a test
+    database with a connection left open cannot be dropped at the end of the run."""
+    import threading
+
+    from django.db import connections
+    from procrastinate.contrib.django import app
+
+    def close_connection_after(call_next, context, worker):
+        try:
+            return call_next()
+        finally:
+            connections.close_all()
+
+    def work():
+        worker_app = app.with_connector(app.connector.get_worker_connector())
+        middleware = [*app.worker_defaults.get("task_middleware", []), close_connection_after]
+        try:
+            worker_app.run_worker(queues=queues, wait=False, install_signal_handlers=False, listen_notify=False,
+                                  task_middleware=middleware)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=work, name="test-worker")
+    thread.start()
+    thread.join(timeout=timeout)

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 from django.db import connection, transaction
 
+from annotate.models import ImportJob
+from annotate.services.imports import upload_discard
 from platform_common.jobs import JobStatus, job_finish, jobs_lost, lost_reason
 from training.models import BaseConversion, ExportJob, GenerationJob, RunStage, ScreenJob, StageStatus, TrainingRun
 
@@ -42,6 +44,7 @@ JOB_KINDS = {kind.name: kind for kind in (
     JobKind("generation", "generation job", GenerationJob, lambda job: f" after {job.prompts_done} prompts; run it again"),
     JobKind("export", "export", ExportJob, lambda job: "; export it again"),
     JobKind("conversion", "base model conversion", BaseConversion, lambda job: "; convert it again"),
+    JobKind("import", "import", ImportJob, upload_discard),
     JobKind("screen", "screen backfill", ScreenJob,
             lambda job: f" after {job.texts_done} of {job.texts_total} texts; run the backfill again"),
 )}

@@ -1,6 +1,10 @@
 """Import files into a project: one service behind `manage.py import_data` and the API.
 
-    import_run(project=..., format="pairs", stream=open(path, "rb"), filename=..., by=user, trusted=False)
+    import_run(project=..., format="pairs", stream=open(path, "rb"), filename=..., by=user, trusted=False,
+               license="cc-by-4.0")
+
+The Import page and the API run it in a worker (annotate.services.imports: a job with its progress);
+`manage.py import_data` runs it in its own process with a progress bar.
 
 `trusted` says the file's replies are demonstrations to imitate (a dialogue corpus): they are written
 accepted, so the default SFT export takes them, all but the losing side of a judgement in the file.
@@ -9,6 +13,7 @@ nothing is written. The same file (by sha256) is never imported twice into one p
 """
 
 import hashlib
+import re
 
 from django.db import IntegrityError, transaction
 
@@ -30,7 +35,7 @@ FORMATS = {
     "text": text.read_text,
 }
 
-__all__ = ["FORMATS", "ImportRefused", "import_run"]
+__all__ = ["FORMATS", "ImportRefused", "import_check", "import_run", "license_problem"]
 
 
 def file_sha256(stream) -> str:
@@ -41,22 +46,45 @@ def file_sha256(stream) -> str:
     return digest.hexdigest()
 
 
-def import_run(
-    *, project: Project, format: str, stream, filename: str = "", by=None, trusted: bool = False
-) -> ImportBatch:
-    """Import a seekable binary stream in the given format; return the batch with its counts."""
+# A Hugging Face licence id (https://huggingface.co/docs/hub/repositories-licenses): lowercase, as the hub writes them.
+LICENSE_ID = re.compile(r"[a-z0-9][a-z0-9.+-]{0,63}")
+
+
+def license_problem(license: str) -> str | None:
+    """Why `license` is not a licence id a dataset card can carry, or None ("" is fine: not said)."""
+    if license and not LICENSE_ID.fullmatch(license):
+        return (f"{license[:70]!r} is not a licence id: use the hub's ids, lowercase letters, digits, '.', '-' and '+' "
+                "(cc-by-4.0, apache-2.0, mit, other)")
+    return None
+
+
+def import_check(*, project: Project, format: str, sha256: str, license: str = "") -> None:
+    """Refuse, before anything is read, what no import of this file can do: an unknown format or licence, or a
+    file the project already has."""
     if format not in FORMATS:
         raise ImportRefused(0, f"unknown format {format!r}; use one of {', '.join(FORMATS)}")
-    sha256 = file_sha256(stream)
+    if problem := license_problem(license):
+        raise ImportRefused(0, problem)
     earlier = ImportBatch.objects.filter(project=project, sha256=sha256).first()
     if earlier is not None:
         raise ImportRefused(
             0, f"this file was already imported (import {earlier.id}, {earlier.created_at:%Y-%m-%d %H:%M}); nothing was added"
         )
+
+
+def import_run(
+    *, project: Project, format: str, stream, filename: str = "", by=None, trusted: bool = False, license: str = "",
+    sha256: str | None = None,
+) -> ImportBatch:
+    """Import a seekable binary stream in the given format; return the batch with its counts. `sha256`: the
+    file's, when the caller has read it already (an upload stored for a job)."""
+    sha256 = sha256 or file_sha256(stream)
+    import_check(project=project, format=format, sha256=sha256, license=license)
     try:
         with transaction.atomic():
             batch = ImportBatch.objects.create(
-                project=project, format=format, filename=filename[:300], sha256=sha256, imported_by=by, trusted=trusted
+                project=project, format=format, filename=filename[:300], sha256=sha256, imported_by=by, trusted=trusted,
+                license=license,
             )
             writer = TreeWriter(project=project, batch=batch, source_name=format)
             FORMATS[format](stream, writer)

@@ -6,7 +6,7 @@ from django.db.models import Count, F, Q
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from annotate.models import ImportBatch, Message, Task, TaskKind, TaskState, WorkItem
+from annotate.models import ImportBatch, ImportJob, Message, Task, TaskKind, TaskState, WorkItem
 
 # Every item is in exactly one of these, checked in this order.
 ITEM_STATES = (
@@ -63,6 +63,11 @@ def submitted_per_day(*, project, days: int = 14) -> dict:
 
 def imports_of(*, project, limit: int = 50):
     return ImportBatch.objects.filter(project=project).select_related("imported_by").order_by("-created_at", "-id")[:limit]
+
+
+def import_jobs_of(*, project, limit: int = 10):
+    """The project's newest import jobs: what is waiting or running, and how the last ones ended."""
+    return ImportJob.objects.filter(project=project).select_related("batch", "requested_by").order_by("-created_at", "-id")[:limit]
 
 
 def excluded_messages(*, project, limit: int = 200):

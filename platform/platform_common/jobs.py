@@ -140,8 +140,10 @@ def database_wait(*, seconds: float) -> bool:
 class Heartbeat:
     """Write a running job's heartbeat from a thread while the worker runs it, riding out database restarts."""
 
-    def __init__(self, model, job_id: int, *, seconds: float = HEARTBEAT_SECONDS):
-        self.model, self.job_id, self.seconds = model, job_id, seconds
+    def __init__(self, model, job_id: int, *, seconds: float = HEARTBEAT_SECONDS, progress=None):
+        # `progress`: a callable giving fields written with each beat (how far the job is), for a job whose own
+        # writes sit in a transaction nobody else sees until it commits (an import).
+        self.model, self.job_id, self.seconds, self.progress = model, job_id, seconds, progress
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._beat, name=f"heartbeat-{model.__name__}-{job_id}", daemon=True)
 
@@ -159,7 +161,8 @@ class Heartbeat:
             while not self.stop.wait(self.seconds):
                 try:
                     close_old_connections()
-                    tolerant(lambda: running.update(heartbeat_at=timezone.now()), what=f"beating {self.thread.name}")
+                    fields = self.progress() if self.progress is not None else {}
+                    tolerant(lambda: running.update(heartbeat_at=timezone.now(), **fields), what=f"beating {self.thread.name}")
                 except Exception:  # noqa: BLE001 - a heartbeat that dies lets the reaper fail a job that runs on
                     logger.exception("the heartbeat of %s failed; beating on", self.thread.name)
                     with contextlib.suppress(Exception):

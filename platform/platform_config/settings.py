@@ -16,6 +16,7 @@ Variables (README lists them too):
   INVITE_DAYS         how long an invite link lasts unless its admin says otherwise; default 7
   SECURE_HSTS_SECONDS Strict-Transport-Security max-age sent over HTTPS; default a year in production, 0 otherwise
   SNAPSHOT_STORE, MODEL_STORE  folders for dataset snapshots and models; default in the data folder
+  IMPORT_STORE        folder where uploaded files wait for the worker that imports them; default in the data folder
   SNAPSHOT_KEEP_DAYS  days a snapshot is kept before manage.py snapshot_prune may delete it; 0 (default): kept for ever
   SNAPSHOT_LICENSE    licence named in snapshot cards for what the platform's annotators write; default other
   BASE_MODEL_ROOTS    comma-separated absolute folders base models may be adopted from; default in the data folder
@@ -271,13 +272,15 @@ SPECTACULAR_SETTINGS = {
 # several machines).
 SNAPSHOT_STORE = Path(os.environ.get("SNAPSHOT_STORE") or DATA_DIR / "snapshots")
 MODEL_STORE = Path(os.environ.get("MODEL_STORE") or DATA_DIR / "models")
+# Uploaded import files wait here until a worker has read them (web and workers must share it, as the stores).
+IMPORT_STORE = Path(os.environ.get("IMPORT_STORE") or DATA_DIR / "imports")
 # Retention: `manage.py snapshot_prune` deletes the files and rows of snapshots older than this many days,
 # except one a registered model version was trained on, one a round that is not finished (or may be resumed)
 # reads, and the newest of each project's kind. 0 turns retention off.
 SNAPSHOT_KEEP_DAYS = env.integer("SNAPSHOT_KEEP_DAYS", 0)
 # The licence a snapshot's dataset card names for what this installation's annotators (and models) wrote, as a
 # licence id the Hugging Face hub knows (https://huggingface.co/docs/hub/repositories-licenses). Imported sources
-# are "unknown" there: an import records no licence.
+# carry the licence their import named (`--license`), "unknown" where it named none.
 SNAPSHOT_LICENSE = os.environ.get("SNAPSHOT_LICENSE", "").strip() or "other"
 # The only folders a round may adopt a base model from (never another project's store), and where
 # converted GGUF files are written: under the first.

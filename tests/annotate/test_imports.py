@@ -4,10 +4,13 @@ import json
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.core.management import CommandError, call_command
 
 from annotate.importers import ImportRefused, import_run
-from annotate.models import CandidateSet, CorpusText, ImportBatch, Message, Ranking, WorkItem
+from annotate.models import CandidateSet, CorpusText, ImportBatch, ImportJob, Message, Ranking, WorkItem
+from annotate.services import accounts as account_services
+from annotate.services import imports
 
 pytestmark = pytest.mark.django_db
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -124,19 +127,46 @@ def test_command_reports_counts_and_refusals(project, capsys):
         call_command("import_data", str(FIXTURES / "hh-no-shared-prompt.jsonl"), "--project", str(project.id), "--format", "pairs")
 
 
-def test_api_import_is_for_admins(api_as, owner, member, outsider, project):
-    url = f"/api/projects/{project.id}/imports/"
+def upload_by_api(api, project, name, format, **fields):
+    with (FIXTURES / name).open("rb") as stream:
+        return api.post(f"/api/projects/{project.id}/imports/", {"format": format, "file": stream, **fields},
+                        format="multipart")
 
-    def upload(user, name, format):
-        with (FIXTURES / name).open("rb") as stream:
-            return api_as(user).post(url, {"format": format, "file": stream}, format="multipart")
 
-    assert upload(member, "prompts.jsonl", "prompts-jsonl").status_code == 403
-    assert upload(outsider, "prompts.jsonl", "prompts-jsonl").status_code == 404
-    bad = upload(owner, "prompts-bad-json.jsonl", "prompts-jsonl")
-    assert bad.status_code == 400 and bad.json()["file"][0].startswith("line 3: not valid JSON")
-    good = upload(owner, "prompts.jsonl", "prompts-jsonl")
-    assert good.status_code == 201 and good.json()["counts"]["messages"] == 3
+def job_run(api, project, answer) -> dict:
+    """Run the import job an upload queued, as the worker's task does, and return the job as the API shows it."""
+    assert answer.status_code == 202, answer.content
+    job = answer.json()
+    assert job["status"] == "queued" and job["bytes_total"] == job["bytes_total"] > 0 and job["bytes_done"] == 0
+    imports.import_execute(job_id=job["id"])
+    return api.get(f"/api/projects/{project.id}/imports/jobs/{job['id']}/").json()
+
+
+def test_api_import_is_for_admins_and_runs_as_a_job(api_as, owner, member, outsider, project):
+    assert upload_by_api(api_as(member), project, "prompts.jsonl", "prompts-jsonl").status_code == 403
+    assert upload_by_api(api_as(outsider), project, "prompts.jsonl", "prompts-jsonl").status_code == 404
+    api = api_as(owner)
+    # A bad line refuses the file in the worker: the job fails naming it, nothing is written, the upload is gone.
+    bad = job_run(api, project, upload_by_api(api, project, "prompts-bad-json.jsonl", "prompts-jsonl"))
+    assert bad["status"] == "failed" and bad["error"].startswith("line 3: not valid JSON") and bad["line"] == 3
+    assert bad["batch"] is None and not Message.objects.exists()
+    assert not list(settings.IMPORT_STORE.rglob("*.upload"))
+    good = job_run(api, project, upload_by_api(api, project, "prompts.jsonl", "prompts-jsonl", license="cc-by-4.0"))
+    assert good["status"] == "succeeded" and good["bytes_done"] == good["bytes_total"] and good["error"] == ""
+    assert good["batch"]["counts"]["messages"] == 3 and good["batch"]["license"] == "cc-by-4.0"
+    assert not list(settings.IMPORT_STORE.rglob("*.upload"))
+    # What cannot be imported is refused at once, before a worker: the same file, a licence that is no id.
+    again = upload_by_api(api, project, "prompts.jsonl", "prompts-jsonl")
+    assert again.status_code == 400 and "already imported" in again.json()["file"][0]
+    odd = upload_by_api(api, project, "prompts.csv", "prompts-csv", license="CC BY 4.0")
+    assert odd.status_code == 400 and "'CC BY 4.0' is not a licence id" in odd.json()["file"][0]
+    assert ImportJob.objects.count() == 2 and not list(settings.IMPORT_STORE.rglob("*.upload"))
+    jobs = f"/api/projects/{project.id}/imports/jobs/"
+    assert api_as(member).get(jobs).status_code == 403 and api_as(outsider).get(jobs).status_code == 404
+    assert api_as(member).get(f"{jobs}{good['id']}/").status_code == 403
+    assert [job["status"] for job in api.get(jobs).json()["results"]] == ["succeeded", "failed"]
+    other = account_services.project_create(name="Other", created_by=owner)
+    assert api.get(f"/api/projects/{other.id}/imports/jobs/{good['id']}/").status_code == 404
 
 
 def test_oasst_messages_rebuild_trees_without_deleted_ones_and_with_their_ranking(project):
@@ -309,10 +339,8 @@ def test_trusted_from_the_command_and_the_api_shows_in_the_import_list(api_as, o
     call_command("import_data", str(FIXTURES / "messages.jsonl"), "--project", str(project.id), "--format", "messages",
                  "--trusted")
     assert "3 demonstrations" in capsys.readouterr().out
-    with (FIXTURES / "sharegpt.jsonl").open("rb") as stream:
-        answer = api_as(owner).post(f"/api/projects/{project.id}/imports/", {"format": "sharegpt", "file": stream},
-                                    format="multipart")
-    assert answer.status_code == 201 and answer.json()["trusted"] is False
+    job = job_run(api_as(owner), project, upload_by_api(api_as(owner), project, "sharegpt.jsonl", "sharegpt"))
+    assert job["status"] == "succeeded" and job["trusted"] is False and job["batch"]["trusted"] is False
     url = f"/api/projects/{project.id}/imports/list/"
     assert api_as(member).get(url).status_code == 403 and api_as(outsider).get(url).status_code == 404
     listed = api_as(owner).get(url).json()["results"]

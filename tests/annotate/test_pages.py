@@ -9,9 +9,9 @@ import pytest
 from django.test import Client
 
 from annotate.markdown import render_markdown
-from annotate.models import ImportBatch, Label, Message, Ranking, Review, Role, Task, TaskState
+from annotate.models import ImportBatch, ImportJob, Label, Message, Ranking, Review, Role, Task, TaskState
 from annotate.services import accounts as account_services
-from annotate.services import tree
+from annotate.services import imports, tree
 from tests.annotate.factories import ranking_items
 
 pytestmark = pytest.mark.django_db
@@ -275,19 +275,31 @@ def test_members_page_changes_roles_invites_and_removes(owner, member, project):
     assert not project.memberships.get(user=member).is_active
 
 
-def test_import_page_uses_the_import_service_and_names_the_bad_line(owner, project):
+def test_import_page_queues_a_job_and_shows_its_end_or_the_bad_line(owner, project):
     client = client_for(owner)
     url = f"/projects/{project.id}/admin/imports/"
-    with open(FIXTURES / "prompts-bad-json.jsonl", "rb") as handle:
-        response = client.post(url, {"format": "prompts-jsonl", "file": handle})
-    assert response.status_code == 400
-    assert b"line 3" in response.content
-    assert not Message.objects.exists()
-    with open(FIXTURES / "prompts.jsonl", "rb") as handle:
-        response = client.post(url, {"format": "prompts-jsonl", "file": handle}, follow=True)
-    assert b"Imported prompts.jsonl" in response.content
-    assert ImportBatch.objects.get().imported_by == owner
-    assert Message.objects.exists()
+
+    def upload(name, **fields):
+        with open(FIXTURES / name, "rb") as handle:
+            response = client.post(url, {"format": "prompts-jsonl", "file": handle, **fields}, follow=True)
+        assert b"is queued for import" in response.content and b"waiting for a worker" in response.content
+        assert b'data-waiting="1"' in response.content  # the page polls while it waits
+        imports.import_execute(job_id=ImportJob.objects.first().id)
+        return client.get(url)
+
+    page = upload("prompts-bad-json.jsonl").content.decode()
+    assert "prompts-bad-json.jsonl was not imported: line 3." in page and 'id="import-error"' in page
+    assert not Message.objects.exists() and 'data-waiting=""' in page
+    page = upload("prompts.jsonl", trusted="on", license="cc-by-4.0").content.decode()
+    assert "imported: 3 messages" in page
+    batch = ImportBatch.objects.get()
+    assert (batch.imported_by, batch.trusted, batch.license) == (owner, True, "cc-by-4.0") and Message.objects.exists()
+    assert "<td>yes</td><td>cc-by-4.0</td>" in page
+    # A licence that is no licence id is refused by the form, before anything is stored.
+    with open(FIXTURES / "prompts.csv", "rb") as handle:
+        response = client.post(url, {"format": "prompts-csv", "file": handle, "license": "CC BY 4.0"})
+    assert response.status_code == 400 and b"is not a licence id" in response.content
+    assert ImportJob.objects.count() == 2
 
 
 def test_flagged_page_lists_and_clears(owner, member, project):

@@ -3,15 +3,13 @@ Chromium, through the keyboard and the mouse only."""
 
 import json
 import re
-import threading
 import pytest
-from django.db import connections
-from procrastinate.contrib.django import app
 
 from annotate.models import CandidateSetKind, Label, Message, MessageSource, Ranking, Review, Role, Task, TaskState
 from annotate.services import accounts as account_services
 from annotate.services import judgements, queue, tree
 from tests.annotate.factories import ranking_items
+from tests.helpers import run_queued_jobs
 from tests.browser.person import click, click_and_wait, drag, log_in, press_and_wait, type_into, where
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -222,31 +220,6 @@ def test_a_reviewer_rejects_a_demonstration_and_its_author_reads_why(team, make_
     shot(page, "13-history-rejected")
 
 
-def run_queued_jobs():
-    """Run the worker until the queue is empty, as `manage.py procrastinate worker` would.
-
-    In a thread of its own: the worker runs an event loop, and this thread has Playwright's."""
-
-    def close_connection_after(call_next, context, worker):
-        # The worker keeps a job's database connection for CONN_MAX_AGE; a test database with a
-        # connection left open cannot be dropped at the end.
-        try:
-            return call_next()
-        finally:
-            connections.close_all()
-
-    def work():
-        worker_app = app.with_connector(app.connector.get_worker_connector())
-        middleware = [*app.worker_defaults.get("task_middleware", []), close_connection_after]
-        worker_app.run_worker(
-            wait=False, install_signal_handlers=False, listen_notify=False, task_middleware=middleware
-        )
-
-    thread = threading.Thread(target=work)
-    thread.start()
-    thread.join(timeout=120)
-
-
 def test_an_admin_imports_a_file_and_downloads_an_export(team, make_user, new_page, shot, tmp_path):
     project = team["project"]
     # Two annotators ranked the same sets, so there is agreement to plot.
@@ -275,6 +248,11 @@ def test_an_admin_imports_a_file_and_downloads_an_export(team, make_user, new_pa
         click(page, "#id_file")
     chooser.value.set_files(str(FIXTURES / "prompts-bad-json.jsonl"))
     click_and_wait(page, "form button[type=submit]:has-text('Import')")
+    assert "queued for import" in page.locator(".messages").inner_text()
+    assert "waiting for a worker" in page.locator("#import-queue").inner_text()
+    # A worker refuses it; the page, polling while the job waits, shows why without a reload.
+    run_queued_jobs()
+    page.wait_for_selector("#import-error", timeout=10_000)
     assert "line 3" in page.locator("#import-error").inner_text()
     assert Message.objects.count() == before
     shot(page, "21-admin-import-refused")
@@ -285,7 +263,9 @@ def test_an_admin_imports_a_file_and_downloads_an_export(team, make_user, new_pa
         click(page, "#id_file")
     chooser.value.set_files(str(FIXTURES / "prompts.jsonl"))
     click_and_wait(page, "form button[type=submit]:has-text('Import')")
-    assert "Imported prompts.jsonl" in page.locator(".messages").inner_text()
+    run_queued_jobs()
+    page.locator("#import-queue", has_text="imported: 3 messages").wait_for(timeout=10_000)
+    assert "prompts.jsonl" in page.locator("#imports table").inner_text()
     assert Message.objects.filter(text="What is 2 + 2?").exists()
     shot(page, "22-admin-imported")
 

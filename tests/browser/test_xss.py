@@ -7,6 +7,7 @@ from annotate.models import CandidateSetKind, Message, MessageSource, Role
 from annotate.services import accounts as account_services
 from annotate.services import judgements, queue, tree
 from tests.browser.person import click, click_and_wait, log_in, press_and_wait
+from tests.helpers import run_queued_jobs
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -98,7 +99,9 @@ def test_script_in_content_never_runs_anywhere(make_user, new_page, shot, tmp_pa
         click(page, "#id_file")
     chooser.value.set_files(str(hostile))
     click_and_wait(page, "form button[type=submit]:has-text('Import')")
-    assert "onerror" in page.locator("table").inner_text()  # the file name, shown as text
+    assert "onerror" in page.locator("#import-queue").inner_text()  # the file name, shown as text
+    run_queued_jobs()
+    page.locator("#imports table", has_text="onerror").wait_for(timeout=10_000)
     assert_inert(page, expect_text=False)
     shot(page, "31-xss-admin-imports")
 

@@ -15,11 +15,10 @@ import pytest
 import torch
 from django.db import connection
 from django.test import Client
-from procrastinate.contrib.django import app
 
 from annotate.models import Role
 from annotate.services import accounts as account_services
-from tests.helpers import wait_until
+from tests.helpers import run_queued_jobs, wait_until
 from tests.training.test_bases import roots, write_tiny_gguf  # noqa: F401 - roots is a fixture
 from tests.training.test_lora import tiny_tokenizer_and_model
 from training.models import (
@@ -39,11 +38,6 @@ def logged_in(user):
     client = Client()
     client.force_login(user)
     return client
-
-
-def run_worker():
-    worker_app = app.with_connector(app.connector.get_worker_connector())
-    worker_app.run_worker(queues=["exports"], wait=False, install_signal_handlers=False, listen_notify=False)
 
 
 @pytest.fixture
@@ -81,7 +75,7 @@ def test_staff_convert_from_the_page_and_follow_each_job_to_its_end(tmp_path, ro
     assert b"Cancelling conversion" in cancelled.content
     assert BaseConversion.objects.get(name="later").status == RunStatus.CANCELLED
 
-    run_worker()
+    run_queued_jobs(["exports"])
 
     page = staff.get(PAGE).content.decode()
     conversions = {c.name: c for c in BaseConversion.objects.all()}

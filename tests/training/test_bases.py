@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 from django.core.management import CommandError, call_command
-from procrastinate.contrib.django import app
 from tokenizers.pre_tokenizers import ByteLevel
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
+from tests.helpers import run_queued_jobs
 from training.models import BaseModel
 from training.trainers.gguf import ConversionError, gguf_convert
 
@@ -190,7 +190,6 @@ def test_without_here_a_worker_on_the_exports_queue_converts_and_registers_it(tm
     write_tiny_gguf(source)
     assert "Queued the conversion" in convert(source, "--name", "tiny")
     assert not BaseModel.objects.exists()
-    worker_app = app.with_connector(app.connector.get_worker_connector())
-    worker_app.run_worker(queues=["exports"], wait=False, install_signal_handlers=False, listen_notify=False)
+    run_queued_jobs(["exports"])
     base = BaseModel.objects.get()
     assert base.name == "tiny" and (roots[0] / "tiny" / "model.safetensors").is_file()

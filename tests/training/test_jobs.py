@@ -24,7 +24,7 @@ from training.models import (
 from training import selectors
 from training.services import exports, runs, serving, supervisor
 from tests.training.factories import arithmetic_project
-from annotate.models import CorpusText, ImportBatch, Message
+from annotate.models import CorpusText, ImportBatch, ImportJob, Message
 
 pytestmark = pytest.mark.django_db
 
@@ -44,6 +44,8 @@ def test_the_reaper_fails_a_lost_job_of_every_kind_with_its_reason_and_leaves_th
                                                     heartbeat_at=old),
         "screen": ScreenJob.objects.create(project=project, status=JobStatus.RUNNING, heartbeat_at=old,
                                            texts_done=500, texts_total=1200),
+        "import": ImportJob.objects.create(project=project, format="pairs", sha256="0" * 64, path="/nowhere.upload",
+                                           status=JobStatus.RUNNING, heartbeat_at=old),
     }
     beating = ExportJob.objects.create(project=project, kind="sft", status=JobStatus.RUNNING, heartbeat_at=now)
     assert set(lost) == set(JOB_KINDS)  # a test of every kind the table knows
@@ -58,6 +60,7 @@ def test_the_reaper_fails_a_lost_job_of_every_kind_with_its_reason_and_leaves_th
         assert job.finished_at is not None
     assert "after 5 prompts" in lost["generation"].error
     assert "after 500 of 1200 texts; run the backfill again" in lost["screen"].error
+    assert lost["import"].error.endswith("nothing was imported, upload the file again")
     assert "during sft at step 3" in lost["round"].error and lost["round"].resumable
     # The stage that ran is failed, the ones after it say they never ran, until the round is resumed.
     assert dict(run.stages.values_list("name", "status")) == {

@@ -8,10 +8,10 @@ import time
 
 import pytest
 from django.conf import settings
-from procrastinate.contrib.django import app
 
 from annotate.models import CandidateSet, CandidateSetKind, Message, Ranking, TaskKind, WorkItem
 from annotate.services import queue, tree
+from tests.helpers import run_queued_jobs
 from training.models import GeneratedReply, GenerationJob, ModelKind, ModelVersion
 from training.services import serving
 from training.trainers.scratch import gpt_from_config, tokenizer_train
@@ -53,11 +53,6 @@ def prompts(project, count):
         tree.message_create(project=project, parent=None, role="user", text=f"What is {i} plus {i}?", source="import")
         for i in range(count)
     ]
-
-
-def run_queued_jobs():
-    worker_app = app.with_connector(app.connector.get_worker_connector())
-    worker_app.run_worker(wait=False, install_signal_handlers=False, listen_notify=False)
 
 
 def test_a_deployed_model_writes_k_replies_that_annotators_then_rank(project, owner, member, outsider, api_as):

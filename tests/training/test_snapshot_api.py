@@ -3,22 +3,16 @@
 import json
 
 import pytest
-from procrastinate.contrib.django import app
 
 from annotate.models import Ranking
 from tests.annotate.factories import ranking_items
+from tests.helpers import run_queued_jobs
 from training.models import DatasetSnapshot
 
 
 @pytest.fixture(autouse=True)
 def snapshot_store(tmp_path, settings):
     settings.SNAPSHOT_STORE = tmp_path / "snapshots"
-
-
-def run_queued_jobs():
-    """Run the worker until the queue is empty, as `manage.py procrastinate worker` would."""
-    worker_app = app.with_connector(app.connector.get_worker_connector())
-    worker_app.run_worker(wait=False, install_signal_handlers=False, listen_notify=False)
 
 
 @pytest.mark.slow

@@ -2,6 +2,7 @@
 each split with the rows the export counted, for every kind; a split with no rows still has its files."""
 
 import hashlib
+import io
 import json
 from pathlib import Path
 
@@ -86,8 +87,17 @@ def test_every_kind_has_a_card_that_parses_and_a_folder_that_load_dataset_opens(
         assert card["sha256"] == hashlib.sha256((folder / "README.md").read_bytes()).hexdigest()
 
     pretraining = card_read(settings.SNAPSHOT_STORE / project.snapshots.get(kind="pretraining").folder)
-    assert pretraining["license"] == "unknown"  # only imported text, whose licence an import does not record
+    assert pretraining["license"] == "unknown"  # only imported text, and its import named no licence
     assert [source["file"] for source in pretraining["snapshot"]["sources"]] == ["corpus.txt"]
+    # An import that names its licence: the card names it for that source, beside the unknown one.
+    import_run(project=project, format="text", stream=io.BytesIO(b"Seven is prime.\n\nEight is not.\n"),
+               filename="primes.txt", license="cc-by-sa-4.0")
+    newer = settings.SNAPSHOT_STORE / services.snapshot_create(project=project, kind="pretraining").folder
+    again = card_read(newer)
+    assert sorted(again["license"]) == ["cc-by-sa-4.0", "unknown"]
+    assert {source["file"]: source["license"] for source in again["snapshot"]["sources"]} == {
+        "corpus.txt": "unknown", "primes.txt": "cc-by-sa-4.0"}
+    assert "| import primes.txt | 2 | cc-by-sa-4.0 |" in (newer / "README.md").read_text()
 
 
 def test_a_preference_card_offers_the_rankings_and_the_consensus_as_configs_and_names_the_licences(project, member):

@@ -10,7 +10,7 @@ import pytest
 from django.core.management import call_command
 
 from annotate.importers import ImportRefused, import_run
-from annotate.models import CandidateSetKind, ContributorDeletion, GoldAnswer, GoldResume, Label, Message, MessageRole, MessageSource, Ranking, Review, Role, TaskKind
+from annotate.models import CandidateSetKind, ContributorDeletion, GoldAnswer, GoldResume, ImportBatch, ImportJob, Label, Message, MessageRole, MessageSource, Ranking, Review, Role, TaskKind
 from annotate.rules import compare_order
 from annotate.screen.detectors import Span
 from annotate.services import accounts, judgements, queue, screening, tree
@@ -105,6 +105,9 @@ def judged_project(project, *, owner, member, reviewer, make_user):
     screening.findings_save(screening.findings_rows(project=project, verdict=stopped, where="chat", text="darn it",
                                                     user=member, model_version_id=sft.id))
     ScreenJob.objects.create(project=project, requested_by=owner, texts_done=3, texts_total=3, counts={"email": 1})
+    batch = ImportBatch.objects.filter(project=project).first()
+    ImportJob.objects.create(project=project, format=batch.format, filename=batch.filename, sha256=batch.sha256,
+                             status="succeeded", bytes_total=10, bytes_done=10, batch=batch, requested_by=owner)
     screen = ModelVersion.objects.create(project=project, kind=ModelKind.SCREEN, version=1, folder="p/screen-v1",
                                          metrics={"precision": 0.9, "recall": 0.8})
     ScreenClassifier.objects.create(project=project, model_version=screen, threshold=0.6, chosen_by=owner)

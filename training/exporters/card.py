@@ -109,7 +109,7 @@ def _feature(name: str | None, type) -> dict:
 
 def _sources(project, kind: str) -> list[dict]:
     """Where the project's data of this kind came from, with a licence each: the platform's own annotators
-    and models (settings.SNAPSHOT_LICENSE), and each import batch (unknown: an import records no licence)."""
+    and models (settings.SNAPSHOT_LICENSE), and each import batch (the licence its importer named, else unknown)."""
     batches = {batch.id: batch for batch in ImportBatch.objects.filter(project=project)}
     found = []
     if kind == "pretraining":
@@ -131,7 +131,8 @@ def _sources(project, kind: str) -> list[dict]:
 def _imported(batch, batch_id, **counts) -> dict:
     described = {"source": "import", "import_id": batch_id, **counts, "license": UNKNOWN_LICENSE}
     if batch is not None:
-        described |= {"file": batch.filename, "format": batch.format, "sha256": batch.sha256}
+        described |= {"file": batch.filename, "format": batch.format, "sha256": batch.sha256,
+                      "license": batch.license or UNKNOWN_LICENSE}
     return described
 
 

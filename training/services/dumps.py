@@ -85,6 +85,7 @@ TABLES = {
     "annotate.Invite": Table("project", renew=(("token", lambda: secrets.token_urlsafe(24)),)),
     "annotate.HistoricalInvite": Table("project"),
     "annotate.ImportBatch": Table("project"),
+    "annotate.ImportJob": Table("project"),
     "annotate.CorpusText": Table("project"),
     "annotate.Message": Table("project", (_IMPORT, ("origin", ("model_version_id",), "training.ModelVersion"))),
     "annotate.CandidateSet": Table("project", (("message_ids", ("*",), "annotate.Message"), _IMPORT)),
