@@ -435,6 +435,16 @@ class TaskState(models.TextChoices):
     SKIPPED = "skipped", "Skipped"
 
 
+class SkipReason(models.TextChoices):
+    """Why an annotator gave a task back: a short list (keys 1-5 on a task page), or typed words for `other`."""
+
+    UNCLEAR = "unclear", "The task is unclear"
+    EXPERTISE = "expertise", "It needs knowledge I do not have"
+    UNSAFE = "unsafe", "I would rather not read or judge this"
+    BROKEN = "broken", "The prompt or the replies are broken"
+    OTHER = "other", "Another reason"
+
+
 class Task(TimeStamped):
     """One assignment: an annotator holding (or having done) one work item, or a new prompt."""
 
@@ -453,6 +463,10 @@ class Task(TimeStamped):
     guideline_version = models.PositiveIntegerField()
     # What a submit produced (message id, ranking id...), returned again to a replayed submit.
     result = models.JSONField(default=dict, blank=True)
+    # A skipped task's reason (SkipReason, or empty: none given) and the annotator's own words, if any. Defaults in
+    # the database: the lease statement inserts tasks in SQL of its own.
+    skip_reason = models.CharField(max_length=16, choices=SkipReason.choices, blank=True, default="", db_default="")
+    skip_note = models.CharField(max_length=300, blank=True, default="", db_default="")
 
     class Meta:
         indexes = [

@@ -23,6 +23,8 @@ urlpatterns = [
     path("projects/<int:project_id>/admin/members/revoke/", views.invite_revoke, name="invite-revoke"),
     path("projects/<int:project_id>/admin/progress/", views.admin_progress, name="admin-progress"),
     path("projects/<int:project_id>/admin/progress/<str:name>.svg", views.admin_plot, name="admin-plot"),
+    path("projects/<int:project_id>/admin/progress/throughput.csv", views.admin_throughput_csv,
+         name="admin-throughput-csv"),
     path("projects/<int:project_id>/admin/imports/", views.admin_imports, name="admin-imports"),
     path("projects/<int:project_id>/admin/flagged/", views.admin_excluded, name="admin-excluded"),
     path("invite/<str:token>/", views.invite_page, name="invite"),

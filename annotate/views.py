@@ -6,8 +6,10 @@ whose role is too low 403. Task pages post plain forms (the page's JavaScript on
 shortcuts, drafts and the drag-and-drop ranking), and a submit answers with the next task.
 """
 
+import csv
 import json
 import uuid
+from datetime import timedelta
 
 from django.contrib import messages
 from django.contrib.auth import login
@@ -23,7 +25,7 @@ from django.views.decorators.http import require_POST
 
 from annotate import forms, plots
 from annotate.importers import ImportRefused
-from annotate.models import Flag, Invite, Message, Role, ScreenFinding, TaskKind, TaskState
+from annotate.models import Flag, Invite, Message, Role, ScreenFinding, SkipReason, TaskKind, TaskState
 from annotate.selectors import accounts as account_selectors
 from annotate.selectors import gold as gold_selectors
 from annotate.selectors import history as history_selectors
@@ -190,6 +192,7 @@ def _render_task(request, task, membership, *, errors=None, values=None, status=
         "flags": Flag.choices,
         "flag_keys": FLAG_KEYS,
         "qualities": QUALITIES,
+        "skip_reasons": SkipReason.choices,
         "drafts_done": _drafts_done(request),
     }
     return render(request, f"annotate/task_{task.kind}.html", context, status=status)
@@ -281,9 +284,12 @@ def task_submit(request, task_id):
 def task_skip(request, task_id):
     task, membership = work_selectors.task_for_annotator(user=request.user, task_id=task_id)
     try:
-        queue.task_skip(task=task, annotator=request.user)
-    except Conflict as error:
+        queue.task_skip(task=task, annotator=request.user, reason=request.POST.get("reason", ""),
+                        note=request.POST.get("note", ""))
+    except ValidationError as error:  # Conflict too: already skipped or submitted elsewhere
         messages.warning(request, _error_text(error).capitalize() + ".")
+        if not isinstance(error, Conflict):
+            return redirect("annotate:task", task_id=task.id)
     else:
         messages.info(request, "Skipped. You will not get that one again.")
     _remember_done(request, task.id)
@@ -532,7 +538,38 @@ def admin_progress(request, project_id):
         context["gold"] = stat_selectors.gold_per_annotator(project=project)
         context["counts"] = stat_selectors.project_counts(project=project)
         context["finding_counts"] = screening_selectors.finding_counts(project=project)
+        context["skips"] = stat_selectors.skip_reasons(project=project)
     return render(request, "annotate/admin_progress.html", context)
+
+
+@login_required
+def admin_throughput_csv(request, project_id):
+    """Per annotator, for the lead: tasks submitted and skipped, time on task, tasks per hour, gold answered and
+    right, over the last `days` (7 by default, up to 365), as CSV for a spreadsheet (admins)."""
+    project = account_selectors.project_for_member(user=request.user, project_id=project_id, role=Role.ADMIN)
+    raw = request.GET.get("days", "7")
+    if not raw.isdigit() or not 1 <= int(raw) <= 365:
+        return HttpResponse(f"days must be a whole number from 1 to 365, not {raw[:20]!r}\n", status=400,
+                            content_type="text/plain; charset=utf-8")
+    since = timezone.now() - timedelta(days=int(raw))
+    gold = {row["annotator_id"]: row for row in stat_selectors.gold_per_annotator(project=project)}
+    skipped = stat_selectors.skips_per_annotator(project=project, since=since)
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="project-{project.id}-throughput-{raw}d.csv"'
+    writer = csv.writer(response)
+    writer.writerow(["annotator", "submitted", "skipped", "time_on_task_s", "per_hour", "gold_answered", "gold_correct"])
+    for row in stat_selectors.annotator_throughput(project=project, since=since):
+        answered = gold.get(row["annotator_id"], {})
+        writer.writerow([spreadsheet_safe(row["username"]), row["submitted"], skipped.get(row["annotator_id"], 0),
+                         row["time_on_task_s"], row["per_hour"] if row["per_hour"] is not None else "",
+                         answered.get("gold_answered", 0), answered.get("gold_correct", 0)])
+    return response
+
+
+def spreadsheet_safe(text: str) -> str:
+    """A cell a spreadsheet shows as text: one starting with =, +, - or @ would be read as a formula (a
+    username is the annotator's choice). OWASP's advice: a leading quote."""
+    return f"'{text}" if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 PLOTS = {"items": Role.ADMIN, "throughput": Role.ADMIN, "agreement": Role.REVIEWER}

@@ -100,8 +100,8 @@ class AgreementApi(APIView):
 
 
 class ProjectStatsApi(APIView):
-    """Counts per state, per-annotator throughput and time on task, and per-annotator gold
-    accuracy with its count and why anyone's work is paused (admins)."""
+    """Counts per state, per-annotator throughput and time on task, per-annotator gold accuracy with its count
+    and why anyone's work is paused, and why tasks were skipped (counts per reason, the newest notes; admins)."""
 
     @extend_schema(responses=inline_serializer("ProjectStats", {"counts": serializers.DictField()}))
     def get(self, request, project_id):
@@ -110,6 +110,7 @@ class ProjectStatsApi(APIView):
             "counts": stats.project_counts(project=project),
             "annotators": stats.annotator_throughput(project=project),
             "gold": stats.gold_per_annotator(project=project),
+            "skips": stats.skip_reasons(project=project),
         })
 
 

@@ -7,7 +7,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotate.apis.accounts import paginated
-from annotate.models import CandidateSet, CandidateSetKind, Flag, Message, Role, Task, TaskKind
+from annotate.models import CandidateSet, CandidateSetKind, Flag, Message, Role, SkipReason, Task, TaskKind
 from annotate.selectors import accounts as account_selectors
 from annotate.selectors import gold as gold_selectors
 from annotate.selectors import tasks as task_selectors
@@ -144,11 +144,19 @@ class TaskSubmitApi(APIView):
 
 
 class TaskSkipApi(APIView):
-    """Give a task back; you will not get that item again."""
+    """Give a task back; you will not get that item again. Optionally say why: `reason` (unclear, expertise,
+    unsafe, broken, other) and `note` (your words, up to 300 characters; needed for other), counted for the
+    project's admins on Progress."""
 
-    @extend_schema(request=None, responses=TaskOutputSerializer)
+    class InputSerializer(serializers.Serializer):
+        reason = serializers.ChoiceField(choices=SkipReason.choices, required=False, allow_blank=True, default="")
+        note = serializers.CharField(required=False, allow_blank=True, default="", max_length=300)
+
+    @extend_schema(request=InputSerializer, responses=TaskOutputSerializer)
     def post(self, request, task_id):
-        task = queue.task_skip(task=own_task(request, task_id), annotator=request.user)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        task = queue.task_skip(task=own_task(request, task_id), annotator=request.user, **data.validated_data)
         return Response(TaskOutputSerializer(task_selectors.task_payload(task)).data)
 
 

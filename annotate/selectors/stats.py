@@ -7,7 +7,7 @@ from django.db.models import Count, F, Q, Sum
 from django.utils import timezone
 
 from annotate import agreement
-from annotate.models import CandidateSet, Label, Message, Ranking, Review, Task, TaskState, WorkItem
+from annotate.models import CandidateSet, Label, Message, Ranking, Review, SkipReason, Task, TaskState, WorkItem
 from annotate.selectors.gold import gold_per_annotator  # noqa: F401 (the stats API and Progress read it here)
 
 
@@ -87,6 +87,27 @@ def project_counts(*, project) -> dict:
         "tasks": {row["state"]: row["n"] for row in tasks},
         "messages": [dict(row) for row in messages],
     }
+
+
+def skip_reasons(*, project, notes: int = 10) -> dict:
+    """Why tasks were skipped: the count per reason (SkipReason, and `none` for a skip with no reason), most
+    first, and the newest typed notes, without who wrote them (the skip dialog promises annotators as much)."""
+    skipped = Task.objects.filter(project=project, state=TaskState.SKIPPED)
+    labels = dict(SkipReason.choices) | {"": "No reason given"}
+    counted = skipped.values("skip_reason").annotate(n=Count("id")).order_by("-n", "skip_reason")
+    return {
+        "reasons": [{"reason": row["skip_reason"] or "none", "label": labels.get(row["skip_reason"], row["skip_reason"]),
+                     "skips": row["n"]} for row in counted],
+        "notes": [{"note": note, "at": at} for note, at in
+                  skipped.exclude(skip_note="").order_by("-finished_at", "-id").values_list("skip_note", "finished_at")[:notes]],
+    }
+
+
+def skips_per_annotator(*, project, since) -> dict[int, int]:
+    """Tasks each annotator skipped since `since`, by annotator id."""
+    rows = (Task.objects.filter(project=project, state=TaskState.SKIPPED, finished_at__gte=since)
+            .values("annotator_id").annotate(n=Count("id")))
+    return {row["annotator_id"]: row["n"] for row in rows}
 
 
 def annotator_throughput(*, project, since=None) -> list[dict]:

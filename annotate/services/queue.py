@@ -20,7 +20,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from annotate.models import Project, Task, TaskKind, TaskState, WorkItem
+from annotate.models import Project, SkipReason, Task, TaskKind, TaskState, WorkItem
 from annotate.rules import KIND_ROLE, allowed_kinds, role_may_do
 from annotate.selectors import gold as gold_selectors
 from annotate.services import priority
@@ -275,8 +275,18 @@ def _run_one_statement(sql: str, params: dict):
 
 
 @transaction.atomic
-def task_skip(*, task: Task, annotator) -> Task:
-    """Give the task back; the annotator will not be offered this item again."""
+def task_skip(*, task: Task, annotator, reason: str = "", note: str = "") -> Task:
+    """Give the task back; the annotator will not be offered this item again. `reason` (SkipReason, optional)
+    and `note` (their words; needed for `other`, which words alone imply) are counted on Progress."""
+    note = " ".join(note.split())
+    if note and not reason:
+        reason = SkipReason.OTHER
+    if reason and reason not in SkipReason.values:
+        raise ValidationError({"reason": f"{reason[:40]!r} is not a reason: use one of {', '.join(SkipReason.values)}"})
+    if reason == SkipReason.OTHER and not note:
+        raise ValidationError({"note": "say in a few words why you skip it"})
+    if len(note) > 300:
+        raise ValidationError({"note": f"at most 300 characters, not {len(note)}"})
     task = Task.objects.select_for_update().get(pk=task.pk)
     if task.annotator_id != annotator.id:
         raise NotYours({"task": "this task is leased to someone else"})
@@ -284,7 +294,8 @@ def task_skip(*, task: Task, annotator) -> Task:
         return task
     if task.state != TaskState.LEASED:
         raise Conflict({"task": f"this task is already {task.state}; it cannot be skipped"})
-    _lease_close(task, TaskState.SKIPPED)
+    task.skip_reason, task.skip_note = reason, note
+    _lease_close(task, TaskState.SKIPPED, "skip_reason", "skip_note")
     return task
 
 
@@ -293,10 +304,10 @@ def task_expire(task: Task) -> None:
     _lease_close(task, TaskState.EXPIRED)
 
 
-def _lease_close(task: Task, state: str) -> None:
+def _lease_close(task: Task, state: str, *fields: str) -> None:
     task.state = state
     task.finished_at = timezone.now()
-    task.save(update_fields=["state", "finished_at", "updated_at"])
+    task.save(update_fields=["state", "finished_at", "updated_at", *fields])
     if task.item_id:
         # A closed item (its message was excluded) keeps the slot closed.
         WorkItem.objects.filter(pk=task.item_id, closed_reason="").update(open_slots=F("open_slots") + 1)

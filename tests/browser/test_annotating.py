@@ -98,6 +98,7 @@ def test_a_new_annotator_writes_ranks_compares_and_flags(team, new_page, shot):
     page.keyboard.press("Escape")
     assert not page.locator("dialog#help").is_visible()
     skipped = task_id(page)
+    page.keyboard.press("s")  # asks why (tests/browser/test_skip.py); S again skips with no reason
     press_and_wait(page, "s")
     assert Task.objects.get(pk=skipped).state == TaskState.SKIPPED
 

@@ -1,7 +1,7 @@
 // Keyboard shortcuts, the shortcut help and drafts for task pages. Our own, no dependencies.
 //
 // The task form (#task-form) posts as a plain form; this file only makes it faster to use:
-// - `?` shows the help, `S` skips, Enter submits (Ctrl+Enter inside a text box), Esc leaves a
+// - `?` shows the help, `S` asks why and skips (1-5 a reason, Enter or S again), Enter submits (Ctrl+Enter inside a text box), Esc leaves a
 //   text box; any input with data-keys="a 1" is clicked by those keys.
 // - Every change is saved as a draft in localStorage, keyed by task, and put back after a
 //   reload or a lost connection. A draft is deleted only when the server has confirmed the
@@ -110,6 +110,33 @@
       button.addEventListener("click", function () { help.showModal(); });
     });
 
+    // Skip asks why first (optional): a dialog whose radios and note belong to the skip form. Without
+    // script, the Skip button sends the form with no reason.
+    var skipDialog = document.getElementById("skip-dialog");
+    var skipNote = document.getElementById("skip-note");
+    function openSkip() {
+      if (!skipDialog) { submit(skip); return; }
+      skipDialog.showModal();
+      var checked = skipDialog.querySelector("input[name=reason]:checked");
+      if (checked) checked.focus();
+    }
+    function pickReason(radio) {
+      radio.checked = true;
+      radio.focus();
+      skipNote.required = radio.value === "other";  // the browser then asks for the words before it sends
+      if (skipNote.required) skipNote.focus();
+    }
+    if (skipDialog) {
+      document.getElementById("skip").addEventListener("click", function (event) {
+        event.preventDefault();
+        openSkip();
+      });
+      document.getElementById("skip-cancel").addEventListener("click", function () { skipDialog.close(); });
+      skipDialog.querySelectorAll("input[name=reason]").forEach(function (radio) {
+        radio.addEventListener("change", function () { pickReason(radio); });
+      });
+    }
+
     // Listened for on the document, not the form: a submit event reaches the document only after
     // every listener on the form ran, so a widget's own check (the ranking's "place every reply")
     // has cancelled it by then. Marked as sending before that, the form stayed disabled for good.
@@ -136,6 +163,18 @@
         if (key === "?") { help.close(); event.preventDefault(); }
         return;  // Esc closes the dialog by itself
       }
+      if (skipDialog && skipDialog.open) {
+        var reason = target === skipNote ? null : skipDialog.querySelector("[data-skip-key='" + key + "']");
+        if (reason) {
+          event.preventDefault();
+          pickReason(reason);
+        } else if (key === "Enter" || ((key === "s" || key === "S") && target !== skipNote)) {
+          if (target.closest && target.closest("button")) return;  // Keep working, or Skip it, does its own
+          event.preventDefault();
+          submit(skip);
+        }
+        return;  // Esc closes the dialog by itself
+      }
       if (key === "Enter" && (event.ctrlKey || event.metaKey)) {
         event.preventDefault();
         submit(form);
@@ -157,7 +196,7 @@
         submit(form);
       } else if ((key === "s" || key === "S") && skip) {
         event.preventDefault();
-        submit(skip);
+        openSkip();
       } else if (byKey[key.toLowerCase()]) {
         var input = byKey[key.toLowerCase()];
         event.preventDefault();
