@@ -109,9 +109,12 @@ class TaskKind(models.TextChoices):
     COMPARE = "compare", "Compare two replies"
     LABEL = "label", "Label a message"
     REVIEW = "review", "Review a demonstration"
+    EDIT = "edit", "Edit a reply"
 
 
-DEFAULT_TASK_MIX = {kind: 1 for kind in TaskKind.values}
+# Editing replies is off until an admin gives it a weight: it asks for a model's replies (or imported ones) and
+# each becomes an item, so a project that never wanted edits is not given thousands of them.
+DEFAULT_TASK_MIX = {kind: 0 if kind == TaskKind.EDIT else 1 for kind in TaskKind.values}
 
 
 class ProjectSettings(models.Model):

@@ -176,7 +176,7 @@ def _render_task(request, task, membership, *, errors=None, values=None, status=
         "membership": membership,
         "conversation": conversation,
         # The turn the task is about (a label or review's message), shown apart from the rest.
-        "context_turns": conversation[:-1] if task.kind in (TaskKind.LABEL, TaskKind.REVIEW) else conversation,
+        "context_turns": conversation[:-1] if task.kind in (TaskKind.LABEL, TaskKind.REVIEW, TaskKind.EDIT) else conversation,
         "target": conversation[-1] if conversation else None,
         "candidates": payload["candidates"],
         "kind_label": TaskKind(task.kind).label,
@@ -225,7 +225,7 @@ def _render_closed(request, task, membership, *, text="", status=200):
 
 def _submitted_payload(kind: str, post) -> dict:
     """Turn the task form into what judgements.task_submit takes for the kind."""
-    if kind in (TaskKind.PROMPT, TaskKind.DEMONSTRATION):
+    if kind in (TaskKind.PROMPT, TaskKind.DEMONSTRATION, TaskKind.EDIT):
         return {"text": post.get("text", "")}
     if kind == TaskKind.RANKING:
         if post.get("all_bad"):

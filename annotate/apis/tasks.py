@@ -99,7 +99,7 @@ class TaskDetailApi(APIView):
 class TaskSubmitApi(APIView):
     """Submit a leased task. Send an idempotency key: a retry with it writes nothing new.
 
-    Fields by kind: prompt and demonstration: `text`; ranking: `tiers` (best first, ties in
+    Fields by kind: prompt, demonstration and edit (the mended reply): `text`; ranking: `tiers` (best first, ties in
     one list) or `all_bad`; compare: `choice` (A, B, tie, both_bad); label: `quality` (1-5)
     and/or `flags`; review: `accepted` and `comment` (needed to reject).
     With `next: true` the reply also carries your next task.

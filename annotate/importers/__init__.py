@@ -19,8 +19,8 @@ from django.db import IntegrityError, transaction
 
 from annotate.importers import chats, cornell, oasst, pairs, prompts, text
 from annotate.importers.base import ImportRefused, TreeWriter
-from annotate.models import ImportBatch, Project
-from annotate.services import screening
+from annotate.models import ImportBatch, Project, TaskKind
+from annotate.services import screening, tree
 
 FORMATS = {
     "prompts-jsonl": prompts.read_jsonl,
@@ -91,6 +91,8 @@ def import_run(
             counts = writer.finish()
             if not any(counts.values()):
                 raise ImportRefused(0, "the file holds nothing to import")
+            if project.settings.weights()[TaskKind.EDIT] > 0:
+                counts["waiting_for_edits"] = tree.edit_items_backfill(project=project)
             if screening.screen_settings(project=project).enabled:
                 # What the project's screen found in the file, per kind; holds applied before anyone sees them.
                 counts["screen_findings"] = screening.screen_backfill(project=project, batch=batch)

@@ -14,8 +14,11 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from simple_history.models import HistoricalRecords
 
-from annotate.models import Invite, Membership, Project, ProjectSettings, Role, ScreenSettings, plausible_invite_token
+from annotate.models import (
+    Invite, Membership, Project, ProjectSettings, Role, ScreenSettings, TaskKind, plausible_invite_token,
+)
 from annotate.selectors.accounts import invite_creator_is_admin
+from annotate.services import tree
 
 User = get_user_model()
 
@@ -280,4 +283,6 @@ def project_settings_update(*, project: Project, **changes) -> ProjectSettings:
         raise ValidationError({"task_mix": "at least one task kind needs a weight above 0"})
     settings.save()
     project.settings = settings  # callers holding the project see the new settings
+    if settings.weights()[TaskKind.EDIT] > 0:
+        tree.edit_items_backfill(project=project)  # the replies stored before edits were handed out
     return settings

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from annotate.models import (
     CandidateSet,
+    CandidateSetKind,
     Flag,
     Label,
     Membership,
@@ -188,6 +189,8 @@ def _submit(task: Task, *, annotator, payload: dict, time_spent_ms) -> dict:
             **common,
         )
         return {"label_id": label.id}
+    if task.kind == TaskKind.EDIT:
+        return edit_submit(task, annotator=annotator, text=payload.get("text", ""), **common)
     if task.kind == TaskKind.REVIEW:
         membership = Membership.objects.filter(project=task.project, user=annotator, is_active=True).first()
         if membership is None or not membership.has_role(Role.REVIEWER):
@@ -202,6 +205,26 @@ def _submit(task: Task, *, annotator, payload: dict, time_spent_ms) -> dict:
         )
         return {"review_id": review.id}
     raise ValidationError({"kind": f"unknown task kind {task.kind}"})
+
+
+def edit_submit(task: Task, *, annotator, text: str, guideline_version: int, time_spent_ms) -> dict:
+    """An annotator mended a reply: their text becomes a demonstration beside it (the same parent, waiting for
+    review like any other) and a judged pair, the edit over the reply it mended (a two-reply set no one is asked
+    to judge again, with the editor's ranking), so the exports carry both: SFT the edit once accepted, preference
+    the pair. An unchanged text is refused: it would teach nothing."""
+    original = task.item.message
+    if " ".join(text.split()) == " ".join(original.text.split()):
+        raise ValidationError({"text": "the reply is unchanged: edit it, or skip the task if it needs no edit"})
+    edited = tree.message_create(
+        project=task.project, parent=original.parent, role=MessageRole.ASSISTANT, text=text,
+        source=MessageSource.ANNOTATOR, author=annotator, guideline_version=guideline_version,
+        time_spent_ms=time_spent_ms, origin={"edited_from": original.id},
+    )
+    pair = CandidateSet.objects.create(project=task.project, parent=original.parent, kind=CandidateSetKind.COMPARE,
+                                       message_ids=[edited.id, original.id], origin={"edit": edited.id})
+    ranking = Ranking.objects.create(candidate_set=pair, task=task, annotator=annotator, tiers=[[edited.id], [original.id]],
+                                     guideline_version=guideline_version, time_spent_ms=time_spent_ms)
+    return {"message_id": edited.id, "ranking_id": ranking.id}
 
 
 def judged_tiers(task: Task, payload: dict) -> tuple[list, bool]:

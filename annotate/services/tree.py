@@ -3,7 +3,7 @@
 from collections import defaultdict
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -137,6 +137,8 @@ def _work_for_new_message(message: Message, settings) -> None:
         )
         return
     work_item_create(project=project, kind=TaskKind.LABEL, needed=settings.overlap, message=message, excluded=[author_id])
+    if message.source != MessageSource.ANNOTATOR and settings.weights()[TaskKind.EDIT] > 0:
+        work_item_create(project=project, kind=TaskKind.EDIT, needed=1, message=message)
     if message.review_state == ReviewState.PENDING:
         work_item_create(
             project=project, kind=TaskKind.REVIEW, needed=settings.overlap, message=message, excluded=[author_id]
@@ -144,6 +146,32 @@ def _work_for_new_message(message: Message, settings) -> None:
     if message.depth + 1 <= 2 * (settings.max_depth - 1):
         work_item_create(project=project, kind=TaskKind.PROMPT, needed=1, message=message)
     candidate_sets_form(parent=message.parent)
+
+
+# Every reply a model wrote (or an import brought) that has no edit item yet, outside excluded branches (an
+# excluded message and everything under it).
+EDIT_ITEMS = """
+WITH RECURSIVE shut AS (
+    SELECT id FROM annotate_message WHERE project_id = %(project)s AND excluded
+    UNION SELECT c.id FROM annotate_message c JOIN shut ON c.parent_id = shut.id
+)
+INSERT INTO annotate_workitem (created_at, updated_at, project_id, kind, message_id, needed, done, open_slots,
+                               excluded_user_ids, closed_reason, priority, priority_why, priority_boost,
+                               priority_hold, signals, overlap_checked, gold)
+SELECT now(), now(), m.project_id, 'edit', m.id, 1, 0, 1, '{}', '', 0, '{}', 0, '', '{}', 0, false
+FROM annotate_message m
+WHERE m.project_id = %(project)s AND m.role = 'assistant' AND m.source <> 'annotator'
+  AND m.id NOT IN (SELECT id FROM shut)
+  AND NOT EXISTS (SELECT 1 FROM annotate_workitem w WHERE w.message_id = m.id AND w.kind = 'edit')
+"""
+
+
+def edit_items_backfill(*, project: Project) -> int:
+    """Give every stored reply of a model or an import its edit item (once), when the project starts handing out
+    edits or after an import that wrote such replies; return how many it made. One statement."""
+    with connection.cursor() as cursor:
+        cursor.execute(EDIT_ITEMS, {"project": project.id})
+        return cursor.rowcount
 
 
 def candidate_sets_form(*, parent: Message) -> list[CandidateSet]:
