@@ -249,6 +249,7 @@ def test_settings_page_changes_the_queue_and_the_guidelines(owner, project):
         "form": "settings", "replies_per_ranking": 3, "overlap": 2, "demonstrations_per_prompt": 1, "max_depth": 2,
         "lease_minutes": 10, "flag_threshold": 1,
         **{f"mix_{kind}": 1 for kind in ("prompt", "demonstration", "ranking", "compare", "label", "review")},
+        "mix_edit": 0,
     }
     assert client.post(url, {**form, "replies_per_ranking": 12}).status_code == 400
     assert client.post(url, {**form, **{f"mix_{k}": 0 for k in ("prompt", "demonstration", "ranking", "compare", "label", "review")}}).status_code == 400
