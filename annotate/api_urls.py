@@ -16,6 +16,8 @@ urlpatterns = [
     path("projects/", apis.ProjectListApi.as_view(), name="api-project-list"),
     path("projects/create/", apis.ProjectCreateApi.as_view(), name="api-project-create"),
     path("projects/<int:project_id>/", apis.ProjectDetailApi.as_view(), name="api-project-detail"),
+    path("projects/<int:project_id>/guidelines/versions/", apis.GuidelineVersionsApi.as_view(),
+         name="api-guideline-versions"),
     path(
         "projects/<int:project_id>/guidelines/",
         apis.ProjectGuidelinesUpdateApi.as_view(),

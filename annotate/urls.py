@@ -9,6 +9,7 @@ urlpatterns = [
     path("projects/<int:project_id>/", views.project_page, name="project"),
     path("projects/<int:project_id>/work/", views.work_start, name="work"),
     path("projects/<int:project_id>/history/", views.history_page, name="history"),
+    path("projects/<int:project_id>/guidelines/", views.guidelines_page, name="guidelines"),
     path("projects/<int:project_id>/messages/<int:message_id>/flag/", views.message_flag, name="message-flag"),
     path("tasks/<int:task_id>/", views.task_page, name="task"),
     path("tasks/<int:task_id>/submit/", views.task_submit, name="task-submit"),

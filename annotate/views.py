@@ -29,6 +29,7 @@ from annotate.models import Flag, Invite, Message, Role, ScreenFinding, SkipReas
 from annotate.selectors import accounts as account_selectors
 from annotate.selectors import gold as gold_selectors
 from annotate.selectors import history as history_selectors
+from annotate.selectors import guidelines as guideline_selectors
 from annotate.selectors import progress as progress_selectors
 from annotate.selectors import screening as screening_selectors
 from annotate.selectors import stats as stat_selectors
@@ -325,6 +326,30 @@ def history_page(request, project_id):
         "annotate/history.html",
         {"project": membership.project, "membership": membership, "page": page, "entries": entries},
     )
+
+
+@login_required
+def guidelines_page(request, project_id):
+    """Every version of the guidelines (members), and what changed between two of them (?from=&to=; by default
+    the current version against the one before it)."""
+    membership = account_selectors.membership_for(user=request.user, project_id=project_id)
+    project = membership.project
+    versions = guideline_selectors.guideline_versions(project=project)
+    numbers = [version["version"] for version in versions]
+    old = request.GET.get("from") or (str(numbers[1]) if len(numbers) > 1 else "")
+    new = request.GET.get("to") or str(numbers[0])
+    diff, problem = None, None
+    if old:
+        try:
+            if not (old.isdigit() and new.isdigit()):
+                raise ValidationError({"from": "choose two version numbers"})
+            diff = guideline_selectors.guideline_diff(project=project, old=int(old), new=int(new), versions=versions)
+        except ValidationError as error:
+            problem = _error_text(error)
+    return render(request, "annotate/guidelines.html", {
+        "project": project, "membership": membership, "versions": versions, "diff": diff, "problem": problem,
+        "old": old, "new": new,
+    }, status=400 if problem else 200)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -2,14 +2,16 @@
 
 from django.conf import settings
 from django.contrib.auth import authenticate, get_user_model
+from django.core.exceptions import ValidationError
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.permissions import AllowAny, IsAdminUser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotate.selectors import accounts as account_selectors
+from annotate.selectors import guidelines as guideline_selectors
 from annotate.services import accounts as account_services
 from annotate.models import Invite, Role
 from platform_common.pagination import Pagination
@@ -136,6 +138,31 @@ class ProjectGuidelinesUpdateApi(APIView):
         data.is_valid(raise_exception=True)
         project = account_services.project_update_guidelines(project=project, **data.validated_data)
         return Response(ProjectOutputSerializer(project).data)
+
+
+class GuidelineVersionsApi(APIView):
+    """The versions of the project's guidelines, newest first, with their texts (members); with `from` and `to`
+    (version numbers), also what changed between the two, as unified diff lines each with its kind."""
+
+    @extend_schema(
+        parameters=[OpenApiParameter("from", int, required=False), OpenApiParameter("to", int, required=False)],
+        responses=inline_serializer("GuidelineVersions", {"versions": serializers.ListField(), "diff": serializers.DictField()}),
+    )
+    def get(self, request, project_id):
+        project = account_selectors.project_for_member(user=request.user, project_id=project_id)
+        versions = guideline_selectors.guideline_versions(project=project)
+        body = {"versions": [{**version, "at": version["at"].isoformat() if version["at"] else None}
+                             for version in versions], "diff": None}
+        asked = {name: request.query_params.get(name) for name in ("from", "to")}
+        if any(asked.values()):
+            numbers = {}
+            for name, raw in asked.items():
+                if not (raw or "").isdigit():
+                    raise ValidationError({name: f"a version number, not {(raw or '')[:20]!r}"})
+                numbers[name] = int(raw)
+            body["diff"] = guideline_selectors.guideline_diff(project=project, old=numbers["from"], new=numbers["to"],
+                                                            versions=versions)
+        return Response(body)
 
 
 class MemberOutputSerializer(serializers.Serializer):

@@ -151,6 +151,7 @@ WALKED = {
     "annotate:invite": (None,),
     "annotate:project": ("nina", "ada"),
     "annotate:history": ("nina",),
+    "annotate:guidelines": ("nina",),
     "annotate:task": ("nina", "rita"),
     "annotate:admin-progress": ("rita", "ada"),
     "annotate:admin-settings": ("ada",),
@@ -275,6 +276,8 @@ def test_every_page_passes_axe_and_fits_a_phone(team, new_page, tmp_path):
         queue.task_skip(task=task, annotator=team["nina"])
     walk.check("annotate:task", f"/tasks/{demonstration.id}/")  # already submitted
     walk.check("annotate:history", f"/projects/{project.id}/history/")
+    account_services.project_update_guidelines(project=project, guidelines=project.guidelines + "\n\n- Say so when unsure.")
+    walk.check("annotate:guidelines", f"/projects/{project.id}/guidelines/")  # with the diff of the two versions
     walk.check("password_change", "/password/")
     walk.check("password_change_done", "/password/done/")
 
