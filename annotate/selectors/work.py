@@ -6,6 +6,7 @@ from django.utils import timezone
 
 from annotate.models import Membership, Message, Ranking, Task, TaskKind, TaskState, WorkItem
 from annotate.rules import allowed_kinds
+from annotate.selectors import gold as gold_selectors
 from annotate.selectors.accounts import membership_for
 
 
@@ -33,8 +34,12 @@ def waiting_for(*, membership: Membership) -> list[dict]:
     weights = project.settings.weights()
     kinds = allowed_kinds(role=membership.role, weights=weights)
     mine = Task.objects.filter(item_id=OuterRef("pk"), annotator_id=membership.user_id)
+    # Gold is mixed in unmarked: counting it would show gold items as work waiting that never runs out (every
+    # annotator answers each), except during a qualification set, where gold is all the work there is.
+    qualifying = (gold_selectors.quality_control_on(project.settings)
+                  and gold_selectors.gold_standing(project=project, annotator=membership.user).qualification_left > 0)
     counts = dict(
-        WorkItem.objects.filter(project=project, open_slots__gt=0, kind__in=kinds)
+        WorkItem.objects.filter(project=project, open_slots__gt=0, kind__in=kinds, gold=qualifying)
         .exclude(excluded_user_ids__contains=[membership.user_id])
         .exclude(Exists(mine))
         .values_list("kind")

@@ -179,6 +179,9 @@ def _submit(task: Task, *, annotator, payload: dict, time_spent_ms) -> dict:
             candidate_set=task.item.candidate_set, task=task, annotator=annotator, tiers=tiers, all_bad=all_bad, **common
         )
         return {"ranking_id": ranking.id}
+    # A gold item's judgement is scored against its known answer (annotate.selectors.gold) and does nothing else:
+    # a wrong flag or rejection of it must not exclude the message, and the exports leave it out.
+    gold = task.item.gold
     if task.kind == TaskKind.LABEL:
         label = label_save(
             message=task.item.message,
@@ -186,6 +189,7 @@ def _submit(task: Task, *, annotator, payload: dict, time_spent_ms) -> dict:
             quality=payload.get("quality"),
             flags=payload.get("flags") or [],
             task=task,
+            applied=not gold,
             **common,
         )
         return {"label_id": label.id}
@@ -201,6 +205,7 @@ def _submit(task: Task, *, annotator, payload: dict, time_spent_ms) -> dict:
             accepted=payload.get("accepted"),
             comment=payload.get("comment", ""),
             task=task,
+            applied=not gold,
             **common,
         )
         return {"review_id": review.id}
@@ -274,8 +279,10 @@ def ranking_tiers(candidate_set: CandidateSet, payload: dict) -> tuple[list, boo
     return [[int(message_id) for message_id in tier] for tier in tiers], False
 
 
-def label_save(*, message: Message, annotator, quality, flags, task=None, guideline_version=None, time_spent_ms=None) -> Label:
-    """Record (or update) the annotator's quality score and flags on a message."""
+def label_save(*, message: Message, annotator, quality, flags, task=None, guideline_version=None, time_spent_ms=None,
+               applied: bool = True) -> Label:
+    """Record (or update) the annotator's quality score and flags on a message; `applied=False` (a gold item's
+    label) records it without counting its flags towards excluding the message."""
     if quality is not None:
         try:
             quality = int(quality)
@@ -310,7 +317,8 @@ def label_save(*, message: Message, annotator, quality, flags, task=None, guidel
             "time_spent_ms": time_spent_ms,
         },
     )
-    flags_apply(message=message)
+    if applied:
+        flags_apply(message=message)
     return label
 
 
@@ -318,7 +326,7 @@ def flags_apply(*, message: Message) -> None:
     """Exclude the message once the project's threshold of annotators have flagged it."""
     if message.excluded:
         return
-    labels = Label.objects.filter(message=message).exclude(flags=[])
+    labels = Label.objects.filter(message=message).exclude(flags=[]).exclude(task__item__gold=True)  # gold: scored only
     if message.cleared_at:
         labels = labels.filter(updated_at__gt=message.cleared_at)  # flags an admin already overruled
     flaggers = labels.values("annotator").distinct().count()
@@ -332,7 +340,9 @@ def label_submit(*, message: Message, annotator, quality=None, flags=(), time_sp
     return label_save(message=message, annotator=annotator, quality=quality, flags=list(flags), time_spent_ms=time_spent_ms)
 
 
-def review_save(*, message: Message, reviewer, accepted, comment="", task=None, guideline_version=None, time_spent_ms=None) -> Review:
+def review_save(*, message: Message, reviewer, accepted, comment="", task=None, guideline_version=None, time_spent_ms=None,
+                applied: bool = True) -> Review:
+    """Record a review; applied (all but a gold item's), it accepts the demonstration or rejects and excludes it."""
     if not isinstance(accepted, bool):
         raise ValidationError({"accepted": "accepted must be true or false"})
     if message.role != MessageRole.ASSISTANT or message.source != MessageSource.ANNOTATOR:
@@ -351,6 +361,8 @@ def review_save(*, message: Message, reviewer, accepted, comment="", task=None, 
         guideline_version=guideline_version,
         time_spent_ms=time_spent_ms,
     )
+    if not applied:
+        return review
     # With several reviewers, one rejection is enough to exclude; acceptance never undoes it.
     if accepted:
         Message.objects.filter(pk=message.pk).exclude(review_state=ReviewState.REJECTED).update(

@@ -5,6 +5,7 @@ a qualification set before real work, and who may mark gold."""
 from datetime import timedelta
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from annotate.models import GoldAnswer, Ranking, Role, Task, WorkItem
@@ -250,3 +251,52 @@ def test_a_qualification_set_with_too_few_gold_items_says_so_and_hands_out_no_re
     body = next_task(api_as(member), project)
     assert body == {"task": None, "detail": "1 qualification task to do before real work, and none is waiting for you: "
                                             "ask an admin to add quality checks"}
+
+
+def test_a_gold_judgement_is_scored_and_does_nothing_else(api_as, owner, member, reviewer, make_user, project, settings,
+                                                          tmp_path):
+    """A wrong rejection or flag of a gold item neither excludes its message nor reaches an export; gold is not
+    counted as work waiting (outside a qualification set)."""
+    from annotate.models import Message, MessageSource, ReviewState
+    from annotate.selectors.work import waiting_for
+    from annotate.services import tree
+    from training import services
+
+    settings.SNAPSHOT_STORE = tmp_path / "snapshots"
+    account_services.project_settings_update(
+        project=project, overlap=1, flag_threshold=1, gold_rate=1.0,
+        task_mix={"prompt": 0, "demonstration": 0, "ranking": 1, "compare": 0, "label": 1, "review": 1})
+    writer = make_user("writer")
+    account_services.membership_set(project=project, user=writer, role=Role.ANNOTATOR)
+    prompt = tree.message_create(project=project, parent=None, role="user", text="What is 3 + 3?", source=MessageSource.IMPORT)
+    good = tree.message_create(project=project, parent=prompt, role="assistant", text="6", source=MessageSource.ANNOTATOR,
+                               author=writer)
+    review_item = WorkItem.objects.get(kind="review", message=good)
+    label_item = WorkItem.objects.get(kind="label", message=good)
+    (ranked,) = ranking_items(project, 1, k=2, overlap=1)
+    ranking_item = WorkItem.objects.get(candidate_set=ranked)
+    for item, answer in ((review_item, {"accepted": True}), (label_item, {"quality": 5, "flags": []}),
+                         (ranking_item, {"tiers": [[i] for i in ranking_item.candidate_set.message_ids]})):
+        assert api_as(owner).post(f"/api/projects/{project.id}/gold/mark/", {"item_id": item.id, "answer": answer},
+                                  format="json").status_code == 201
+    membership = project.memberships.get(user=member)
+    assert all(row.get("waiting", 0) == 0 for row in waiting_for(membership=membership) if row["kind"] != "prompt")
+
+    # The reviewer rejects the gold demonstration, the annotator flags it and ranks the gold set upside down.
+    review = api_as(reviewer).post(f"/api/projects/{project.id}/tasks/next/", {"kind": "review"}, format="json").json()["task"]
+    assert review["kind"] == "review" and is_gold(review)
+    assert api_as(reviewer).post(f"/api/tasks/{review['id']}/submit/",
+                                 {"submit_key": "r", "accepted": False, "comment": "Wrong."}, format="json").status_code == 200
+    for _ in range(2):
+        task = next_task(api_as(member), project)["task"]
+        assert is_gold(task)
+        body = ({"flags": ["toxic"]} if task["kind"] == "label" else {"tiers": known(task["id"])[::-1]})
+        assert api_as(member).post(f"/api/tasks/{task['id']}/submit/", {"submit_key": f"m{task['id']}", **body},
+                                   format="json").status_code == 200
+    good.refresh_from_db()
+    assert not good.excluded and good.review_state == ReviewState.PENDING  # untouched by any of it
+    assert gold_accuracy(project=project) == {reviewer.id: (0, 1), member.id: (0, 2)}  # but scored
+    for kind in ("preference", "unpaired", "flags"):  # the only judgements were of gold items: nothing to export
+        with pytest.raises(ValidationError, match="to export yet"):
+            services.snapshot_create(project=project, kind=kind, parquet=False)
+    assert Message.objects.get(pk=good.pk).excluded is False

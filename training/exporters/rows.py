@@ -477,6 +477,13 @@ def pretraining_rows(project, *, redactions: Redactions | None = None) -> Iterat
 # MATERIALIZED because a cursor is planned for its first tenth of rows (cursor_tuple_fraction),
 # which picks nested loops over every message in the database in root order; a CTE is planned
 # for all its rows (hash joins, then one sort): half the time for a million pairs.
+# A judgement made on a gold item once it was gold (as annotate.selectors.gold scores it): it measured the
+# annotator against a known answer and is left out of every export, as it did nothing to the data either.
+def not_gold(alias: str) -> str:
+    return (f"NOT EXISTS (SELECT 1 FROM annotate_task gt JOIN annotate_goldanswer ga ON ga.item_id = gt.item_id "
+            f"WHERE gt.id = {alias}.task_id AND gt.created_at >= ga.created_at)")
+
+
 RANKINGS = """
 WITH kept AS MATERIALIZED (
     SELECT parent.root_id, cs.id AS set_id, cs.parent_id, cs.message_ids, r.id, r.annotator_id,
@@ -486,7 +493,7 @@ WITH kept AS MATERIALIZED (
     FROM annotate_ranking r
     JOIN annotate_candidateset cs ON cs.id = r.candidate_set_id
     JOIN annotate_message parent ON parent.id = cs.parent_id
-    WHERE cs.project_id = %s{conditions}
+    WHERE cs.project_id = %s AND """ + not_gold("r") + """{conditions}
 )
 SELECT * FROM kept ORDER BY root_id, set_id, id
 """
@@ -625,12 +632,12 @@ WITH kept AS MATERIALIZED (
            l.annotator_id, l.guideline_version,
            to_char(l.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US') AS at
     FROM annotate_label l JOIN annotate_message m ON m.id = l.message_id
-    WHERE m.project_id = %s
+    WHERE m.project_id = %s AND """ + not_gold("l") + """
     UNION ALL
     SELECT m.root_id, r.message_id, 'review', r.accepted::int, false, r.reviewer_id, r.guideline_version,
            to_char(r.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US')
     FROM annotate_review r JOIN annotate_message m ON m.id = r.message_id
-    WHERE m.project_id = %s
+    WHERE m.project_id = %s AND """ + not_gold("r") + """
 )
 SELECT * FROM kept ORDER BY root_id, message_id, at
 """
@@ -796,7 +803,7 @@ HARMFUL_FLAGS = ("toxic", "spam", "off_task")
 LABELS = """
 SELECT l.message_id, l.flags, l.updated_at > coalesce(m.cleared_at, '-infinity') AS live
 FROM annotate_label l JOIN annotate_message m ON m.id = l.message_id
-WHERE m.project_id = %s
+WHERE m.project_id = %s AND """ + not_gold("l") + """
 """
 
 
