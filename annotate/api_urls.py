@@ -3,6 +3,7 @@ from django.urls import path
 from annotate.apis import accounts as apis
 from annotate.apis import audit as audit_apis
 from annotate.apis import contributors as contributor_apis
+from annotate.apis import corrections as correction_apis
 from annotate.apis import gold as gold_apis
 from annotate.apis import imports as import_apis
 from annotate.apis import screening as screening_apis
@@ -65,6 +66,12 @@ urlpatterns += [
         name="api-message-clear",
     ),
     path("projects/<int:project_id>/trees/<int:root_id>/", task_apis.TreeApi.as_view(), name="api-tree"),
+    path("projects/<int:project_id>/messages/<int:message_id>/trail/", correction_apis.MessageTrailApi.as_view(),
+         name="api-message-trail"),
+    path("rankings/<int:ranking_id>/", correction_apis.RankingCorrectApi.as_view(), name="api-ranking-correct"),
+    path("rankings/<int:ranking_id>/withdraw/", correction_apis.RankingWithdrawApi.as_view(), name="api-ranking-withdraw"),
+    path("labels/<int:label_id>/", correction_apis.LabelCorrectApi.as_view(), name="api-label-correct"),
+    path("labels/<int:label_id>/withdraw/", correction_apis.LabelWithdrawApi.as_view(), name="api-label-withdraw"),
     path(
         "projects/<int:project_id>/candidate-sets/",
         task_apis.CandidateSetCreateApi.as_view(),

@@ -128,6 +128,9 @@ class ProjectSettings(models.Model):
     demonstrations_per_prompt = models.PositiveSmallIntegerField(default=1)
     max_depth = models.PositiveSmallIntegerField(default=3, help_text="deepest user turn of a chat")
     lease_seconds = models.PositiveIntegerField(default=900)
+    # How long after submitting it an annotator may change or withdraw their own ranking or label (0: never);
+    # admins may withdraw anyone's at any time.
+    correction_minutes = models.PositiveIntegerField(default=60)
     flag_threshold = models.PositiveSmallIntegerField(
         default=1, help_text="annotators who must flag a message before it is excluded"
     )
@@ -436,6 +439,7 @@ class TaskState(models.TextChoices):
     SUBMITTED = "submitted", "Submitted"
     EXPIRED = "expired", "Expired"
     SKIPPED = "skipped", "Skipped"
+    WITHDRAWN = "withdrawn", "Withdrawn"
 
 
 class SkipReason(models.TextChoices):
@@ -515,6 +519,9 @@ class Ranking(TimeStamped):
     all_bad = models.BooleanField(default=False)
     guideline_version = models.PositiveIntegerField(null=True, blank=True)
     time_spent_ms = models.PositiveIntegerField(null=True, blank=True)
+    # Every change and withdrawal (annotate.services.corrections): who, when, before and after. A ranking written
+    # by the queue's own SQL or an import has no record until it is first changed, which then records both.
+    history = HistoricalRecords()
 
     class Meta:
         constraints = [
@@ -546,6 +553,7 @@ class Label(TimeStamped):
     flags = ArrayField(models.CharField(max_length=32, choices=Flag.choices), default=list, blank=True)
     guideline_version = models.PositiveIntegerField(null=True, blank=True)
     time_spent_ms = models.PositiveIntegerField(null=True, blank=True)
+    history = HistoricalRecords()  # as Ranking's
 
     class Meta:
         constraints = [

@@ -15,7 +15,7 @@ from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -25,10 +25,11 @@ from django.views.decorators.http import require_POST
 
 from annotate import forms, plots
 from annotate.importers import ImportRefused
-from annotate.models import Flag, Invite, Message, Role, ScreenFinding, SkipReason, TaskKind, TaskState
+from annotate.models import Flag, Invite, Label, Message, Ranking, Role, ScreenFinding, SkipReason, TaskKind, TaskState
 from annotate.selectors import accounts as account_selectors
 from annotate.selectors import gold as gold_selectors
 from annotate.selectors import history as history_selectors
+from annotate.selectors import corrections as correction_selectors
 from annotate.selectors import guidelines as guideline_selectors
 from annotate.selectors import progress as progress_selectors
 from annotate.selectors import screening as screening_selectors
@@ -36,7 +37,7 @@ from annotate.selectors import stats as stat_selectors
 from annotate.selectors import tasks as task_selectors
 from annotate.selectors import work as work_selectors
 from annotate.services import accounts as account_services
-from annotate.services import imports, judgements, queue, screening
+from annotate.services import corrections, imports, judgements, queue, screening
 from platform_common.errors import Conflict, NotYours
 
 # ---------------------------------------------------------------------------------------------
@@ -326,6 +327,50 @@ def history_page(request, project_id):
         "annotate/history.html",
         {"project": membership.project, "membership": membership, "page": page, "entries": entries},
     )
+
+
+@login_required
+@require_POST
+def judgement_withdraw(request, project_id, kind, judgement_id):
+    """Withdraw one's own ranking or label within the project's correction window (from My history), or
+    anyone's as a project admin (from a message's page)."""
+    membership = account_selectors.membership_for(user=request.user, project_id=project_id)
+    if kind == "ranking":
+        judgement = get_object_or_404(Ranking, pk=judgement_id, candidate_set__project=membership.project)
+        withdraw = corrections.ranking_withdraw
+    elif kind == "label":
+        judgement = get_object_or_404(Label, pk=judgement_id, message__project=membership.project)
+        withdraw = corrections.label_withdraw
+    else:
+        raise Http404("no such kind of judgement")
+    try:
+        withdraw(**{kind: judgement}, by=request.user)
+    except PermissionDenied as refused:
+        messages.warning(request, f"{refused}".capitalize() + ".")
+    else:
+        messages.success(request, f"Your {kind} is withdrawn: it leaves the data, and the item goes to someone else."
+                         if judgement.annotator_id == request.user.id else f"The {kind} is withdrawn.")
+    back = request.POST.get("next", "")
+    return redirect(back if back.startswith(f"/projects/{project_id}/") else reverse("annotate:history", args=[project_id]))
+
+
+@login_required
+def message_page(request, project_id, message_id):
+    """One message for reviewers and admins: the conversation to it, the labels on it and the rankings of the
+    sets it is in as they are now, and the trail of every change and withdrawal of them."""
+    membership = account_selectors.membership_with_role(user=request.user, project_id=project_id, role=Role.REVIEWER)
+    message = get_object_or_404(Message, pk=message_id, project=membership.project)
+    path = [message]
+    while path[0].parent_id:
+        path.insert(0, Message.objects.get(pk=path[0].parent_id))
+    return render(request, "annotate/message.html", {
+        "project": membership.project, "membership": membership, "message": message, "path": path,
+        "labels": Label.objects.filter(message=message).select_related("annotator").order_by("created_at"),
+        "rankings": Ranking.objects.filter(candidate_set__message_ids__contains=[message.id])
+        .select_related("annotator").order_by("created_at"),
+        "trail": correction_selectors.message_trail(message=message),
+        "is_admin": membership.has_role(Role.ADMIN),
+    })
 
 
 @login_required

@@ -146,7 +146,8 @@ class GuidelineVersionsApi(APIView):
 
     @extend_schema(
         parameters=[OpenApiParameter("from", int, required=False), OpenApiParameter("to", int, required=False)],
-        responses=inline_serializer("GuidelineVersions", {"versions": serializers.ListField(), "diff": serializers.DictField()}),
+        responses=inline_serializer("GuidelineVersions", {"versions": serializers.ListField(),
+                                                          "diff": serializers.DictField(allow_null=True)}),
     )
     def get(self, request, project_id):
         project = account_selectors.project_for_member(user=request.user, project_id=project_id)

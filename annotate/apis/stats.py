@@ -20,6 +20,8 @@ class SettingsSerializer(serializers.Serializer):
     max_depth = serializers.IntegerField(min_value=1, max_value=20)
     lease_seconds = serializers.IntegerField(min_value=30, max_value=7 * 24 * 3600)
     flag_threshold = serializers.IntegerField(min_value=1, max_value=100)
+    # Minutes after a judgement in which its annotator may change or withdraw it (0: never).
+    correction_minutes = serializers.IntegerField(min_value=0, max_value=30 * 24 * 60)
     task_mix = serializers.DictField(child=serializers.FloatField(min_value=0, max_value=1_000_000))
     # Active learning (annotate.services.priority): each source's weight in an item's priority,
     # adaptive overlap's cap (0 off) and the Kendall's W under which a judged set is disputed.

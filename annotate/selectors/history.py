@@ -1,7 +1,10 @@
 """Reads for "my history": what a person did in a project and what reviewers said of it."""
 
+from datetime import timedelta
+
 from django.core.paginator import Page, Paginator
 from django.db.models.functions import Coalesce
+from django.utils import timezone
 
 from annotate.models import Flag, Label, Message, Ranking, Review, TaskKind
 from annotate.selectors.tasks import tasks_of
@@ -20,7 +23,7 @@ def history_page(*, project, annotator, page_number) -> tuple[Page, list[dict]]:
     """
     tasks = (
         tasks_of(project=project, annotator=annotator)
-        .select_related("item__candidate_set")
+        .select_related("item__candidate_set", "project__settings")
         .order_by(Coalesce("finished_at", "created_at").desc(), "-id")
     )
     page = Paginator(tasks, PAGE_SIZE).get_page(page_number)
@@ -69,13 +72,19 @@ def _entry(task, messages, rankings, labels, my_reviews, reviews_of_mine) -> dic
         entry["reviews"] = reviews_of_mine.get(written.id, [])
         if entry["about"] is None and written.parent_id:
             entry["about"] = messages.get(written.parent_id)
+    # Until when its annotator may still withdraw it (annotate.services.corrections), or None.
+    window = timedelta(minutes=task.project.settings.correction_minutes)
     ranking = rankings.get(result.get("ranking_id"))
     if ranking is not None:
         entry["all_bad"] = ranking.all_bad
         entry["tiers"] = [[messages.get(message_id) for message_id in tier] for tier in ranking.tiers]
+        if window and timezone.now() < ranking.created_at + window:
+            entry["withdraw"] = {"kind": "ranking", "id": ranking.id, "until": ranking.created_at + window}
     label = labels.get(result.get("label_id"))
     if label is not None:
         entry["label"] = {"quality": label.quality, "flags": [Flag(flag).label for flag in label.flags]}
+        if window and timezone.now() < label.created_at + window:
+            entry["withdraw"] = {"kind": "label", "id": label.id, "until": label.created_at + window}
     review = my_reviews.get(result.get("review_id"))
     if review is not None:
         entry["my_review"] = review

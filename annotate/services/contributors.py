@@ -26,9 +26,10 @@ from collections import Counter
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 
 from annotate.models import (
+    CandidateSet,
     ContributorDeletion,
     Label,
     Message,
@@ -83,8 +84,15 @@ def contributor_delete(*, project: Project, user=None, pseudonym: str = "", by=N
         .exclude(candidate_set__parent_id__in=doomed)
         .update(open_slots=0, closed_reason="a reply in it was deleted with its author's data")
     ) if doomed else 0
+    # Their judgements' trail goes too (annotate.services.corrections keeps every step of a change or withdrawal,
+    # and each deletion here adds one), and so does the trail of what hung on their messages.
+    doomed_sets = list(CandidateSet.objects.filter(parent_id__in=doomed).values_list("id", flat=True))
     # Django cascades the rest: the candidate sets under them, the work about them, judgements on them.
     Message.objects.filter(id__in=doomed).delete()
+    theirs = {"annotator": user} if user is not None else {"external_annotator": pseudonym}
+    Ranking.history.filter(Q(candidate_set__project=project, **theirs) | Q(candidate_set_id__in=doomed_sets)).delete()
+    Label.history.filter(Q(message_id__in=doomed) | Q(annotator=user, message__project=project)
+                         if user is not None else Q(message_id__in=doomed)).delete()
     counts["slots_reopened"] = _slots_return(project, user) if user is not None else 0
     if not any(counts.values()):
         raise ValidationError({"contributor": "nothing in this project is theirs"})

@@ -152,6 +152,7 @@ WALKED = {
     "annotate:project": ("nina", "ada"),
     "annotate:history": ("nina",),
     "annotate:guidelines": ("nina",),
+    "annotate:message": ("rita",),
     "annotate:task": ("nina", "rita"),
     "annotate:admin-progress": ("rita", "ada"),
     "annotate:admin-settings": ("ada",),
@@ -173,6 +174,7 @@ NOT_PAGES = {
     "annotate:member-role-set", "annotate:member-remove", "annotate:invite-revoke",
     "annotate:admin-plot",  # an SVG shown through <img> on the progress page
     "annotate:admin-throughput-csv",  # a CSV download linked from the progress page
+    "annotate:judgement-withdraw",
     "training:export-file", "training:run-points", "training:run-cancel", "training:run-resume",
     "training:run-retry", "training:deployment-create", "training:deployment-end", "training:deployment-rollback",
     "training:generation-create", "training:arena-create", "training:generation-retry", "training:model-adapter",
@@ -285,6 +287,7 @@ def test_every_page_passes_axe_and_fits_a_phone(team, new_page, tmp_path):
     review = lease(team, "review", who="rita")
     walk.check("annotate:task", f"/tasks/{review.id}/")
     walk.check("annotate:admin-progress", f"/projects/{project.id}/admin/progress/")
+    walk.check("annotate:message", f"/projects/{project.id}/messages/{review.item.message_id}/")
 
     walk.log_in("ada")
     # The content screen on, with a word to hold and an address to redact: the Flagged page shows their spans

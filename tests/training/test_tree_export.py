@@ -105,6 +105,16 @@ def judged_project(project, *, owner, member, reviewer, make_user):
     screening.findings_save(screening.findings_rows(project=project, verdict=stopped, where="chat", text="darn it",
                                                     user=member, model_version_id=sft.id))
     ScreenJob.objects.create(project=project, requested_by=owner, texts_done=3, texts_total=3, counts={"email": 1})
+    # A ranking changed and a label withdrawn: the trail (their history) travels too.
+    from annotate.services import corrections
+
+    changed = Ranking.objects.filter(candidate_set__project=project, candidate_set__kind="ranking").exclude(annotator=None).first()
+    first = changed.tiers
+    corrections.ranking_change(ranking=changed, by=changed.annotator, tiers=first[::-1])
+    corrections.ranking_change(ranking=changed, by=changed.annotator, tiers=first)  # second thoughts: as it was
+    second_thoughts = Label.objects.create(message=Message.objects.filter(project=project).last(), annotator=reviewer,
+                                           quality=1)
+    corrections.label_withdraw(label=second_thoughts, by=owner)
     batch = ImportBatch.objects.filter(project=project).first()
     ImportJob.objects.create(project=project, format=batch.format, filename=batch.filename, sha256=batch.sha256,
                              status="succeeded", bytes_total=10, bytes_done=10, batch=batch, requested_by=owner)

@@ -96,6 +96,8 @@ TABLES = {
     ), keep_parity=True),
     "annotate.Ranking": Table("candidate_set__project", (("tiers", ("*", "*"), "annotate.Message"), _IMPORT)),
     "annotate.Label": Table("message__project"),
+    "annotate.HistoricalRanking": Table("candidate_set__project"),  # its refs are its ranking's (_references)
+    "annotate.HistoricalLabel": Table("message__project"),
     "annotate.Review": Table("message__project"),
     "annotate.ContributorDeletion": Table("project"),
     "annotate.GoldAnswer": Table("project", (("answer", ("tiers", "*", "*"), "annotate.Message"),)),

@@ -1,0 +1,114 @@
+"""Correcting judgements after they were made: an annotator changes or withdraws their own ranking or label within
+the project's `correction_minutes`; a project admin may withdraw anyone's at any time. Exports read the rows as
+they are now, so a withdrawn judgement leaves them and a changed one goes out changed.
+
+Every change and withdrawal is kept by django-simple-history (Ranking.history, Label.history) with who made it and
+when, and the message's page shows the trail (annotate.selectors.corrections). A ranking the queue's own SQL wrote
+has no history record until its first change: that change first records the state it had, so the trail always
+has the before and the after.
+"""
+
+from datetime import timedelta
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from annotate.models import Label, Membership, Ranking, Role, Task, TaskState, WorkItem
+from annotate.services import judgements
+
+
+def _may_correct(*, judgement, author_id: int | None, by, project, withdrawing: bool) -> None:
+    """Refuse (PermissionDenied, with why) a correction `by` may not make."""
+    membership = Membership.objects.filter(project=project, user=by, is_active=True).first()
+    if membership is None:
+        raise PermissionDenied("you are not a member of this project")
+    if author_id != by.id:
+        if withdrawing and membership.has_role(Role.ADMIN):
+            return  # admins withdraw anyone's, at any time
+        raise PermissionDenied("only its annotator may change it, and only a project admin withdraw someone else's")
+    minutes = project.settings.correction_minutes
+    if timezone.now() - judgement.created_at > timedelta(minutes=minutes):
+        raise PermissionDenied(
+            f"the project lets you correct your judgements for {minutes} minutes after you made them; this one is "
+            f"from {timezone.localtime(judgement.created_at):%Y-%m-%d %H:%M}" if minutes else
+            "this project does not let annotators correct their judgements")
+
+
+def _record_before(judgement) -> None:
+    """Give the judgement its first history record (the state it was made in, by its annotator) if it has none."""
+    if not judgement.history.exists():
+        type(judgement).history.bulk_history_create([judgement], default_user=judgement.annotator,
+                                                    default_date=judgement.created_at)
+
+
+def _task_withdrawn(task_id: int | None) -> None:
+    """The task the judgement came from is withdrawn and its item needs someone again (a closed item stays so)."""
+    if task_id is None:
+        return
+    task = Task.objects.select_for_update().filter(pk=task_id).first()
+    if task is None or task.state != TaskState.SUBMITTED:
+        return
+    Task.objects.filter(pk=task.pk).update(state=TaskState.WITHDRAWN, updated_at=timezone.now())
+    if task.item_id:
+        WorkItem.objects.filter(pk=task.item_id, done__gt=0).update(done=F("done") - 1, updated_at=timezone.now())
+        WorkItem.objects.filter(pk=task.item_id, closed_reason="").update(open_slots=F("open_slots") + 1)
+
+
+@transaction.atomic
+def ranking_change(*, ranking: Ranking, by, tiers=None, all_bad: bool = False) -> Ranking:
+    """Replace the annotator's order of the set (checked as a submit is)."""
+    ranking = Ranking.objects.select_for_update(of=("self",)).select_related("candidate_set__project__settings").get(pk=ranking.pk)
+    project = ranking.candidate_set.project
+    _may_correct(judgement=ranking, author_id=ranking.annotator_id, by=by, project=project, withdrawing=False)
+    new_tiers, new_all_bad = judgements.ranking_tiers(ranking.candidate_set, {"tiers": tiers, "all_bad": all_bad})
+    if (new_tiers, new_all_bad) == (ranking.tiers, ranking.all_bad):
+        raise ValidationError({"tiers": "that is the order it has already"})
+    _record_before(ranking)
+    ranking.tiers, ranking.all_bad = new_tiers, new_all_bad
+    ranking._history_user = by
+    ranking.save(update_fields=["tiers", "all_bad", "updated_at"])
+    return ranking
+
+
+@transaction.atomic
+def ranking_withdraw(*, ranking: Ranking, by) -> None:
+    """Delete the ranking (its history keeps it, with who withdrew it); its item needs someone again."""
+    ranking = Ranking.objects.select_for_update(of=("self",)).select_related("candidate_set__project__settings").get(pk=ranking.pk)
+    _may_correct(judgement=ranking, author_id=ranking.annotator_id, by=by, project=ranking.candidate_set.project,
+                 withdrawing=True)
+    _record_before(ranking)
+    ranking._history_user = by
+    task_id = ranking.task_id
+    ranking.delete()
+    _task_withdrawn(task_id)
+
+
+@transaction.atomic
+def label_change(*, label: Label, by, quality=None, flags=()) -> Label:
+    """Replace the annotator's quality score and flags on the message (checked as a submit is)."""
+    label = Label.objects.select_for_update(of=("self",)).select_related("message__project__settings").get(pk=label.pk)
+    _may_correct(judgement=label, author_id=label.annotator_id, by=by, project=label.message.project, withdrawing=False)
+    _record_before(label)
+    # label_save validates and applies as a submit does: a flag added now counts towards excluding the message.
+    changed = judgements.label_save(message=label.message, annotator=label.annotator, quality=quality,
+                                    flags=list(flags), task=label.task, guideline_version=label.guideline_version,
+                                    time_spent_ms=label.time_spent_ms)
+    latest = label.history.order_by("-history_id").first()  # the change label_save recorded: theirs
+    if latest is not None and latest.history_type == "~":
+        type(latest).objects.filter(pk=latest.pk).update(history_user=by)
+    return changed
+
+
+@transaction.atomic
+def label_withdraw(*, label: Label, by) -> None:
+    """Delete the label (its history keeps it). A message its flags already excluded stays excluded until an
+    admin clears it: who else flagged it is not this annotator's to undo."""
+    label = Label.objects.select_for_update(of=("self",)).select_related("message__project__settings").get(pk=label.pk)
+    _may_correct(judgement=label, author_id=label.annotator_id, by=by, project=label.message.project, withdrawing=True)
+    _record_before(label)
+    label._history_user = by
+    task_id = label.task_id
+    label.delete()
+    _task_withdrawn(task_id)

@@ -1,0 +1,121 @@
+"""Correcting work (issue 19): an annotator changes or withdraws their own ranking or label within the project's
+window, an admin withdraws anyone's; every change is in the trail (django-simple-history) with who, when, before
+and after; exports read the judgements as they are now."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from annotate.models import Label, Message, Ranking, Task, WorkItem
+from annotate.services import accounts as account_services
+from tests.annotate.factories import ranking_items
+from tests.annotate.test_queue import next_task, only, submit
+
+pytestmark = pytest.mark.django_db
+
+
+def test_an_annotator_corrects_a_ranking_in_the_window_and_the_trail_keeps_every_step(
+        api_as, owner, member, reviewer, make_user, project, settings, tmp_path):
+    settings.SNAPSHOT_STORE = tmp_path / "snapshots"
+    only(project, ranking=1)
+    account_services.project_settings_update(project=project, overlap=1, correction_minutes=30)
+    (ranked,) = ranking_items(project, 1, k=3, overlap=1)
+    a, b, c = ranked.message_ids
+    api = api_as(member)
+    task = next_task(api, project)
+    ranking_id = submit(api, task, tiers=[[a], [b], [c]]).json()["result"]["ranking_id"]
+    url = f"/api/rankings/{ranking_id}/"
+
+    # Others may not change it, nor see that it exists; the same order again is refused.
+    assert api_as(make_user("stranger")).patch(url, {"tiers": [[c], [b], [a]]}, format="json").status_code == 404
+    refused = api_as(reviewer).patch(url, {"tiers": [[c], [b], [a]]}, format="json")
+    assert refused.status_code == 403 and "only its annotator may change it" in refused.json()["detail"]
+    assert api.patch(url, {"tiers": [[a], [b], [c]]}, format="json").json()["tiers"] == ["that is the order it has already"]
+    bad = api.patch(url, {"tiers": [[a], [b]]}, format="json")
+    assert bad.status_code == 400 and "rank every reply of the set exactly once" in str(bad.json())
+    assert api.patch(url, {"tiers": [[c], [a, b]]}, format="json").json()["tiers"] == [[c], [a, b]]
+
+    from training import services
+    snapshot = services.snapshot_create(project=project, kind="preference", parquet=False)
+    text = "".join((settings.SNAPSHOT_STORE / snapshot.folder / f"preference-{s}.jsonl").read_text() for s in ("train", "test"))
+    assert text.count("\n") == 2  # c over a and c over b: the changed order, not the first
+    # After the window it is settled for its annotator; an admin may still withdraw it.
+    Ranking.objects.filter(pk=ranking_id).update(created_at=timezone.now() - timedelta(minutes=31))
+    late = api.post(f"{url}withdraw/")
+    assert late.status_code == 403 and "for 30 minutes after you made them" in late.json()["detail"]
+    assert api_as(owner).post(f"{url}withdraw/").status_code == 204
+    assert not Ranking.objects.filter(pk=ranking_id).exists()
+    assert Task.objects.get(pk=task["id"]).state == "withdrawn"
+    item = WorkItem.objects.get(candidate_set=ranked)
+    assert (item.done, item.open_slots) == (0, 1)  # the set needs someone again
+    with pytest.raises(Exception, match="to export yet"):
+        services.snapshot_create(project=project, kind="preference", parquet=False)
+
+    trail = api_as(reviewer).get(f"/api/projects/{project.id}/messages/{a}/trail/").json()["entries"]
+    assert [(e["action"], e["by"], e["before"] and e["before"]["tiers"], e["after"] and e["after"]["tiers"])
+            for e in trail] == [
+        ("made", "member", None, [[a], [b], [c]]),
+        ("changed", "member", [[a], [b], [c]], [[c], [a, b]]),
+        ("withdrawn", "owner", [[c], [a, b]], None)]
+    assert api.get(f"/api/projects/{project.id}/messages/{a}/trail/").status_code == 403  # reviewers and admins
+
+
+def test_a_label_is_changed_then_withdrawn_and_a_closed_window_says_so(api_as, owner, member, project):
+    account_services.project_settings_update(project=project, correction_minutes=0)
+    message = Message.objects.create(project=project, role="user", text="Hello?", source="import")
+    label_id = api_as(member).post(f"/api/projects/{project.id}/messages/{message.id}/labels/", {"quality": 2},
+                                   format="json").json()["label_id"]
+    closed = api_as(member).patch(f"/api/labels/{label_id}/", {"quality": 4}, format="json")
+    assert closed.status_code == 403 and closed.json()["detail"] == "this project does not let annotators correct their judgements"
+    account_services.project_settings_update(project=project, correction_minutes=10)
+    changed = api_as(member).patch(f"/api/labels/{label_id}/", {"quality": 4, "flags": ["spam"]}, format="json")
+    assert changed.json() == {"id": label_id, "quality": 4, "flags": ["spam"]}
+    assert api_as(member).post(f"/api/labels/{label_id}/withdraw/").status_code == 204
+    assert not Label.objects.exists()
+    trail = api_as(owner).get(f"/api/projects/{project.id}/messages/{message.id}/trail/").json()["entries"]
+    assert [(e["action"], e["by"], e["after"]) for e in trail] == [
+        ("made", "member", {"quality": 2, "flags": []}), ("changed", "member", {"quality": 4, "flags": ["spam"]}),
+        ("withdrawn", "member", None)]
+
+
+def test_withdrawing_from_my_history_and_the_messages_page_shows_the_trail(owner, member, reviewer, project):
+    from tests.annotate.test_pages import client_for
+
+    only(project, ranking=1)
+    account_services.project_settings_update(project=project, overlap=1)
+    (ranked,) = ranking_items(project, 1, k=2, overlap=1)
+    from annotate.services import queue, judgements
+
+    task = queue.task_next(project=project, annotator=member, role="annotator", kind="ranking")
+    a, b = ranked.message_ids
+    judgements.task_submit(task_id=task.id, annotator=member, submit_key="k", payload={"tiers": [[a], [b]]})
+    history = client_for(member).get(f"/projects/{project.id}/history/").content.decode()
+    assert "Withdraw it" in history and "possible until" in history
+    ranking = Ranking.objects.get()
+    url = f"/projects/{project.id}/rankings/{ranking.id}/withdraw/"
+    assert client_for(reviewer).post(url).status_code == 302 and Ranking.objects.exists()  # not theirs: refused
+    page = client_for(member).post(url, follow=True).content.decode()
+    assert "Your ranking is withdrawn" in page and not Ranking.objects.exists()
+    assert "Withdraw it" not in page  # nothing left to withdraw there
+    shown = client_for(reviewer).get(f"/projects/{project.id}/messages/{a}/").content.decode()
+    trail = shown.split('id="trail"')[1]
+    assert "withdrawn" in trail and "made" in trail and "member" in trail
+    assert client_for(member).get(f"/projects/{project.id}/messages/{a}/").status_code == 403  # reviewers and admins
+
+
+def test_deleting_a_contributor_takes_their_trail_too(api_as, owner, member, project):
+    from annotate.services.contributors import contributor_delete
+
+    only(project, ranking=1)
+    account_services.project_settings_update(project=project, overlap=1)
+    (ranked,) = ranking_items(project, 1, k=2, overlap=1)
+    api = api_as(member)
+    a, b = ranked.message_ids
+    ranking_id = submit(api, next_task(api, project), tiers=[[a], [b]]).json()["result"]["ranking_id"]
+    assert api.patch(f"/api/rankings/{ranking_id}/", {"tiers": [[b], [a]]}, format="json").status_code == 200
+    message = Message.objects.create(project=project, role="user", text="Hi?", source="import")
+    api.post(f"/api/projects/{project.id}/messages/{message.id}/labels/", {"quality": 3}, format="json")
+    assert Ranking.history.filter(annotator=member).count() == 2 and Label.history.filter(annotator=member).exists()
+    contributor_delete(project=project, user=member, by=owner)
+    assert not Ranking.history.filter(annotator=member).exists() and not Label.history.filter(annotator=member).exists()
