@@ -72,6 +72,8 @@ urlpatterns += [
     path("rankings/<int:ranking_id>/withdraw/", correction_apis.RankingWithdrawApi.as_view(), name="api-ranking-withdraw"),
     path("labels/<int:label_id>/", correction_apis.LabelCorrectApi.as_view(), name="api-label-correct"),
     path("labels/<int:label_id>/withdraw/", correction_apis.LabelWithdrawApi.as_view(), name="api-label-withdraw"),
+    path("rankings/<int:judgement_id>/review/", correction_apis.RankingReviewApi.as_view(), name="api-ranking-review"),
+    path("labels/<int:judgement_id>/review/", correction_apis.LabelReviewApi.as_view(), name="api-label-review"),
     path(
         "projects/<int:project_id>/candidate-sets/",
         task_apis.CandidateSetCreateApi.as_view(),

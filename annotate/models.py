@@ -452,6 +452,15 @@ class SkipReason(models.TextChoices):
     OTHER = "other", "Another reason"
 
 
+class Verdict(models.TextChoices):
+    """A reviewer's word on a ranking or a label (annotate.services.corrections): an overruled one leaves the
+    exports."""
+
+    NONE = "", "Not reviewed"
+    ACCEPTED = "accepted", "Accepted by a reviewer"
+    OVERRULED = "overruled", "Overruled by a reviewer"
+
+
 class Task(TimeStamped):
     """One assignment: an annotator holding (or having done) one work item, or a new prompt."""
 
@@ -519,6 +528,12 @@ class Ranking(TimeStamped):
     all_bad = models.BooleanField(default=False)
     guideline_version = models.PositiveIntegerField(null=True, blank=True)
     time_spent_ms = models.PositiveIntegerField(null=True, blank=True)
+    # A reviewer's verdict on it (Verdict), who gave it and why; database defaults, as the queue's SQL and the
+    # importers write these rows themselves.
+    verdict = models.CharField(max_length=16, choices=Verdict.choices, blank=True, default="", db_default="")
+    verdict_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    verdict_comment = models.CharField(max_length=2000, blank=True, default="", db_default="")
     # Every change and withdrawal (annotate.services.corrections): who, when, before and after. A ranking written
     # by the queue's own SQL or an import has no record until it is first changed, which then records both.
     history = HistoricalRecords()
@@ -553,6 +568,12 @@ class Label(TimeStamped):
     flags = ArrayField(models.CharField(max_length=32, choices=Flag.choices), default=list, blank=True)
     guideline_version = models.PositiveIntegerField(null=True, blank=True)
     time_spent_ms = models.PositiveIntegerField(null=True, blank=True)
+    # A reviewer's verdict on it (Verdict), who gave it and why; database defaults, as the queue's SQL and the
+    # importers write these rows themselves.
+    verdict = models.CharField(max_length=16, choices=Verdict.choices, blank=True, default="", db_default="")
+    verdict_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    verdict_comment = models.CharField(max_length=2000, blank=True, default="", db_default="")
     history = HistoricalRecords()  # as Ranking's
 
     class Meta:

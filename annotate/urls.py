@@ -13,6 +13,8 @@ urlpatterns = [
     path("projects/<int:project_id>/messages/<int:message_id>/", views.message_page, name="message"),
     path("projects/<int:project_id>/<str:kind>s/<int:judgement_id>/withdraw/", views.judgement_withdraw,
          name="judgement-withdraw"),
+    path("projects/<int:project_id>/<str:kind>s/<int:judgement_id>/review/", views.judgement_review,
+         name="judgement-review"),
     path("projects/<int:project_id>/messages/<int:message_id>/flag/", views.message_flag, name="message-flag"),
     path("tasks/<int:task_id>/", views.task_page, name="task"),
     path("tasks/<int:task_id>/submit/", views.task_submit, name="task-submit"),

@@ -355,6 +355,28 @@ def judgement_withdraw(request, project_id, kind, judgement_id):
 
 
 @login_required
+@require_POST
+def judgement_review(request, project_id, kind, judgement_id):
+    """A reviewer accepts or overrules a ranking or a label from the message's page."""
+    membership = account_selectors.membership_with_role(user=request.user, project_id=project_id, role=Role.REVIEWER)
+    model = {"ranking": Ranking, "label": Label}.get(kind)
+    if model is None:
+        raise Http404("no such kind of judgement")
+    scope = {"candidate_set__project": membership.project} if model is Ranking else {"message__project": membership.project}
+    judgement = get_object_or_404(model, pk=judgement_id, **scope)
+    try:
+        corrections.judgement_review(judgement=judgement, by=request.user, accepted=request.POST.get("decision") == "accept",
+                                     comment=request.POST.get("comment", ""))
+    except (PermissionDenied, ValidationError) as refused:
+        text = _error_text(refused) if isinstance(refused, ValidationError) else str(refused)
+        messages.warning(request, text.capitalize() + ".")
+    else:
+        messages.success(request, f"The {kind} is {'accepted' if request.POST.get('decision') == 'accept' else 'overruled: it leaves the exports'}.")
+    back = request.POST.get("next", "")
+    return redirect(back if back.startswith(f"/projects/{project_id}/") else reverse("annotate:project", args=[project_id]))
+
+
+@login_required
 def message_page(request, project_id, message_id):
     """One message for reviewers and admins: the conversation to it, the labels on it and the rankings of the
     sets it is in as they are now, and the trail of every change and withdrawal of them."""

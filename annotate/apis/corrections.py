@@ -76,6 +76,36 @@ class LabelWithdrawApi(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+class JudgementReviewApi(APIView):
+    """Accept a ranking or a label, or overrule it (`accepted: false` and a `comment`: why), as a reviewer of its
+    project; an overruled one leaves every export. A later verdict replaces the earlier; both stay in the trail."""
+
+    model = None
+
+    class InputSerializer(serializers.Serializer):
+        accepted = serializers.BooleanField()
+        comment = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
+
+    @extend_schema(request=InputSerializer, responses=inline_serializer(
+        "Verdict", {"id": serializers.IntegerField(), "verdict": serializers.CharField(), "comment": serializers.CharField()}))
+    def post(self, request, judgement_id):
+        judgement = _member_judgement(request, self.model, judgement_id)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        judgement = corrections.judgement_review(judgement=judgement, by=request.user, **data.validated_data)
+        return Response({"id": judgement.id, "verdict": judgement.verdict, "comment": judgement.verdict_comment})
+
+
+class RankingReviewApi(JudgementReviewApi):
+    __doc__ = JudgementReviewApi.__doc__
+    model = Ranking
+
+
+class LabelReviewApi(JudgementReviewApi):
+    __doc__ = JudgementReviewApi.__doc__
+    model = Label
+
+
 class MessageTrailApi(APIView):
     """Every change and withdrawal of the labels on a message and of the rankings of the sets it is in, oldest
     first, with who and when, before and after (reviewers and admins)."""

@@ -6,7 +6,8 @@ from django.db.models import Q
 from annotate.models import CandidateSet, Label, Ranking
 
 ACTIONS = {"+": "made", "~": "changed", "-": "withdrawn"}
-FIELDS = {"label": ("quality", "flags"), "ranking": ("tiers", "all_bad")}
+FIELDS = {"label": ("quality", "flags", "verdict", "verdict_comment"),
+          "ranking": ("tiers", "all_bad", "verdict", "verdict_comment")}
 
 
 def message_trail(*, message) -> list[dict]:

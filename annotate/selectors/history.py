@@ -80,12 +80,21 @@ def _entry(task, messages, rankings, labels, my_reviews, reviews_of_mine) -> dic
         entry["tiers"] = [[messages.get(message_id) for message_id in tier] for tier in ranking.tiers]
         if window and timezone.now() < ranking.created_at + window:
             entry["withdraw"] = {"kind": "ranking", "id": ranking.id, "until": ranking.created_at + window}
+        entry["verdict"] = _verdict(ranking)
     label = labels.get(result.get("label_id"))
     if label is not None:
         entry["label"] = {"quality": label.quality, "flags": [Flag(flag).label for flag in label.flags]}
         if window and timezone.now() < label.created_at + window:
             entry["withdraw"] = {"kind": "label", "id": label.id, "until": label.created_at + window}
+        entry["verdict"] = _verdict(label)
     review = my_reviews.get(result.get("review_id"))
     if review is not None:
         entry["my_review"] = review
     return entry
+
+
+def _verdict(judgement) -> dict | None:
+    """What a reviewer said of the annotator's ranking or label (never who), or None."""
+    if not judgement.verdict:
+        return None
+    return {"overruled": judgement.verdict == "overruled", "comment": judgement.verdict_comment}

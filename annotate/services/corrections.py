@@ -15,7 +15,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from annotate.models import Label, Membership, Ranking, Role, Task, TaskState, WorkItem
+from annotate.models import Label, Membership, Ranking, Role, Task, TaskState, Verdict, WorkItem
 from annotate.services import judgements
 
 
@@ -112,3 +112,29 @@ def label_withdraw(*, label: Label, by) -> None:
     task_id = label.task_id
     label.delete()
     _task_withdrawn(task_id)
+
+
+@transaction.atomic
+def judgement_review(*, judgement: Ranking | Label, by, accepted, comment: str = "") -> Ranking | Label:
+    """A reviewer accepts a ranking or a label, or overrules it (saying why): an overruled one leaves every
+    export, and its flags count towards no exclusion. Kept in the trail like any change; a later verdict
+    replaces an earlier one. Nobody reviews their own."""
+    model = type(judgement)
+    judgement = model.objects.select_for_update(of=("self",)).get(pk=judgement.pk)
+    project = judgement.candidate_set.project if model is Ranking else judgement.message.project
+    membership = Membership.objects.filter(project=project, user=by, is_active=True).first()
+    if membership is None or not membership.has_role(Role.REVIEWER):
+        raise PermissionDenied("reviews need the reviewer role")
+    if judgement.annotator_id == by.id:
+        raise PermissionDenied("you cannot review your own judgement")
+    if not isinstance(accepted, bool):
+        raise ValidationError({"accepted": "accepted must be true or false"})
+    comment = " ".join((comment or "").split())
+    if not accepted and not comment:
+        raise ValidationError({"comment": "say why you overrule it, so its annotator can learn"})
+    _record_before(judgement)
+    judgement.verdict = Verdict.ACCEPTED if accepted else Verdict.OVERRULED
+    judgement.verdict_by, judgement.verdict_comment = by, comment[:2000]
+    judgement._history_user = by
+    judgement.save(update_fields=["verdict", "verdict_by", "verdict_comment", "updated_at"])
+    return judgement

@@ -27,6 +27,7 @@ from annotate.models import (
     Task,
     TaskKind,
     TaskState,
+    Verdict,
     WorkItem,
 )
 from annotate.rules import compare_order
@@ -326,7 +327,9 @@ def flags_apply(*, message: Message) -> None:
     """Exclude the message once the project's threshold of annotators have flagged it."""
     if message.excluded:
         return
-    labels = Label.objects.filter(message=message).exclude(flags=[]).exclude(task__item__gold=True)  # gold: scored only
+    # A gold item's label is scored only; an overruled one counts for nothing.
+    labels = (Label.objects.filter(message=message).exclude(flags=[]).exclude(task__item__gold=True)
+              .exclude(verdict=Verdict.OVERRULED))
     if message.cleared_at:
         labels = labels.filter(updated_at__gt=message.cleared_at)  # flags an admin already overruled
     flaggers = labels.values("annotator").distinct().count()

@@ -74,9 +74,8 @@ def test_a_label_is_changed_then_withdrawn_and_a_closed_window_says_so(api_as, o
     assert api_as(member).post(f"/api/labels/{label_id}/withdraw/").status_code == 204
     assert not Label.objects.exists()
     trail = api_as(owner).get(f"/api/projects/{project.id}/messages/{message.id}/trail/").json()["entries"]
-    assert [(e["action"], e["by"], e["after"]) for e in trail] == [
-        ("made", "member", {"quality": 2, "flags": []}), ("changed", "member", {"quality": 4, "flags": ["spam"]}),
-        ("withdrawn", "member", None)]
+    assert [(e["action"], e["by"], e["after"] and (e["after"]["quality"], e["after"]["flags"])) for e in trail] == [
+        ("made", "member", (2, [])), ("changed", "member", (4, ["spam"])), ("withdrawn", "member", None)]
 
 
 def test_withdrawing_from_my_history_and_the_messages_page_shows_the_trail(owner, member, reviewer, project):
@@ -119,3 +118,43 @@ def test_deleting_a_contributor_takes_their_trail_too(api_as, owner, member, pro
     assert Ranking.history.filter(annotator=member).count() == 2 and Label.history.filter(annotator=member).exists()
     contributor_delete(project=project, user=member, by=owner)
     assert not Ranking.history.filter(annotator=member).exists() and not Label.history.filter(annotator=member).exists()
+
+
+def test_a_reviewer_overrules_a_ranking_and_a_label_and_they_leave_the_exports(api_as, owner, member, reviewer, project,
+                                                                                 settings, tmp_path):
+    from tests.annotate.test_pages import client_for
+    from training import services
+
+    settings.SNAPSHOT_STORE = tmp_path / "snapshots"
+    only(project, ranking=1)
+    account_services.project_settings_update(project=project, overlap=1, flag_threshold=1)
+    (ranked,) = ranking_items(project, 1, k=2, overlap=1)
+    api = api_as(member)
+    a, b = ranked.message_ids
+    ranking_id = submit(api, next_task(api, project), tiers=[[b], [a]]).json()["result"]["ranking_id"]
+    label_id = api.post(f"/api/projects/{project.id}/messages/{a}/labels/", {"quality": 5}, format="json").json()["label_id"]
+    url = f"/api/rankings/{ranking_id}/review/"
+    assert api.post(url, {"accepted": True}, format="json").status_code == 403  # annotators do not review
+    no_reason = api_as(reviewer).post(url, {"accepted": False}, format="json")
+    assert no_reason.status_code == 400 and "say why you overrule it" in str(no_reason.json())
+    assert api_as(reviewer).post(url, {"accepted": True}, format="json").json()["verdict"] == "accepted"
+    assert services.snapshot_create(project=project, kind="preference", parquet=False).rows  # accepted: still out there
+    assert api_as(reviewer).post(url, {"accepted": False, "comment": "Reply 1 is right; it says 2 + 2 = 4."},
+                                 format="json").json()["verdict"] == "overruled"
+    review = api_as(reviewer).post(f"/api/labels/{label_id}/review/", {"accepted": False, "comment": "It is wrong."},
+                                   format="json")
+    assert review.json()["verdict"] == "overruled"
+    for kind in ("preference", "unpaired"):
+        with pytest.raises(Exception, match="to export yet"):
+            services.snapshot_create(project=project, kind=kind, parquet=False)
+    history = client_for(member).get(f"/projects/{project.id}/history/").content.decode()
+    assert "A reviewer overruled it: it is left out of training data</strong>: Reply 1 is right" in history
+    assert "reviewer" not in history.split("My history")[1].split("A reviewer")[0]  # never who
+    # The message's page offers reviewers the verdict, and the trail has each one.
+    page = client_for(reviewer).post(f"/projects/{project.id}/labels/{label_id}/review/",
+                                     {"decision": "accept", "next": f"/projects/{project.id}/messages/{a}/"}, follow=True)
+    assert "The label is accepted." in page.content.decode() and Label.objects.get().verdict == "accepted"
+    trail = api_as(owner).get(f"/api/projects/{project.id}/messages/{a}/trail/").json()["entries"]
+    assert [(e["kind"], e["action"], e["after"]["verdict"]) for e in trail] == [
+        ("ranking", "made", ""), ("label", "made", ""), ("ranking", "changed", "accepted"),
+        ("ranking", "changed", "overruled"), ("label", "changed", "overruled"), ("label", "changed", "accepted")]

@@ -174,7 +174,7 @@ NOT_PAGES = {
     "annotate:member-role-set", "annotate:member-remove", "annotate:invite-revoke",
     "annotate:admin-plot",  # an SVG shown through <img> on the progress page
     "annotate:admin-throughput-csv",  # a CSV download linked from the progress page
-    "annotate:judgement-withdraw",
+    "annotate:judgement-withdraw", "annotate:judgement-review",
     "training:export-file", "training:run-points", "training:run-cancel", "training:run-resume",
     "training:run-retry", "training:deployment-create", "training:deployment-end", "training:deployment-rollback",
     "training:generation-create", "training:arena-create", "training:generation-retry", "training:model-adapter",

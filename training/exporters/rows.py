@@ -484,6 +484,11 @@ def not_gold(alias: str) -> str:
             f"WHERE gt.id = {alias}.task_id AND gt.created_at >= ga.created_at)")
 
 
+# A ranking or label a reviewer overruled (annotate.services.corrections) is left out the same way.
+def kept_judgement(alias: str) -> str:
+    return f"{alias}.verdict <> 'overruled' AND {not_gold(alias)}"
+
+
 RANKINGS = """
 WITH kept AS MATERIALIZED (
     SELECT parent.root_id, cs.id AS set_id, cs.parent_id, cs.message_ids, r.id, r.annotator_id,
@@ -493,7 +498,7 @@ WITH kept AS MATERIALIZED (
     FROM annotate_ranking r
     JOIN annotate_candidateset cs ON cs.id = r.candidate_set_id
     JOIN annotate_message parent ON parent.id = cs.parent_id
-    WHERE cs.project_id = %s AND """ + not_gold("r") + """{conditions}
+    WHERE cs.project_id = %s AND """ + kept_judgement("r") + """{conditions}
 )
 SELECT * FROM kept ORDER BY root_id, set_id, id
 """
@@ -632,7 +637,7 @@ WITH kept AS MATERIALIZED (
            l.annotator_id, l.guideline_version,
            to_char(l.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US') AS at
     FROM annotate_label l JOIN annotate_message m ON m.id = l.message_id
-    WHERE m.project_id = %s AND """ + not_gold("l") + """
+    WHERE m.project_id = %s AND """ + kept_judgement("l") + """
     UNION ALL
     SELECT m.root_id, r.message_id, 'review', r.accepted::int, false, r.reviewer_id, r.guideline_version,
            to_char(r.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US')
@@ -803,7 +808,7 @@ HARMFUL_FLAGS = ("toxic", "spam", "off_task")
 LABELS = """
 SELECT l.message_id, l.flags, l.updated_at > coalesce(m.cleared_at, '-infinity') AS live
 FROM annotate_label l JOIN annotate_message m ON m.id = l.message_id
-WHERE m.project_id = %s AND """ + not_gold("l") + """
+WHERE m.project_id = %s AND """ + kept_judgement("l") + """
 """
 
 
