@@ -97,6 +97,7 @@ urlpatterns += [
         name="api-contributor-delete",
     ),
     path("projects/<int:project_id>/queue/", task_apis.WorkItemPriorityListApi.as_view(), name="api-queue-order"),
+    path("projects/<int:project_id>/queue/assign/", task_apis.WorkItemAssignApi.as_view(), name="api-queue-assign"),
     path("projects/<int:project_id>/queue/pin/", task_apis.WorkItemPinApi.as_view(), name="api-queue-pin"),
     path("projects/<int:project_id>/queue/boost/", task_apis.WorkItemBoostApi.as_view(), name="api-queue-boost"),
     path("projects/<int:project_id>/queue/freeze/", task_apis.WorkItemFreezeApi.as_view(), name="api-queue-freeze"),

@@ -346,6 +346,8 @@ class WorkItem(TimeStamped):
     open_slots = models.SmallIntegerField()
     # Who may never get it: the authors of what it judges.
     excluded_user_ids = ArrayField(models.BigIntegerField(), default=list, blank=True)
+    # Who alone may get it, when an admin assigned it to named annotators (empty: anyone).
+    assignee_ids = ArrayField(models.BigIntegerField(), default=list, blank=True)
     closed_reason = models.CharField(max_length=200, blank=True)
     priority = models.FloatField(default=0.0)
     priority_why = models.JSONField(default=dict, blank=True, help_text="each source's value, weight and points")

@@ -294,6 +294,22 @@ class ItemIdsSerializer(serializers.Serializer):
 Changed = inline_serializer("PriorityChanged", {"changed": serializers.IntegerField()})
 
 
+class WorkItemAssignApi(APIView):
+    """Hand these items only to the named annotators (`annotators`: usernames of active members whose role may do
+    them), or to anyone again with an empty list (admins). The queue offers an assigned item to nobody else."""
+
+    class InputSerializer(ItemIdsSerializer):
+        annotators = serializers.ListField(child=serializers.CharField(max_length=150), max_length=1000)
+
+    @extend_schema(request=InputSerializer, responses=Changed)
+    def post(self, request, project_id):
+        project = account_selectors.project_for_member(user=request.user, project_id=project_id, role=Role.ADMIN)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        return Response({"changed": priority.items_assign(project=project, item_ids=data.validated_data["item_ids"],
+                                                           usernames=data.validated_data["annotators"])})
+
+
 class WorkItemPinApi(APIView):
     """Put these items first in the queue, in the order given (admins); a recompute leaves them there."""
 

@@ -1,6 +1,6 @@
 """Reads for the annotator pages and the queue's order: the task on screen, what is waiting."""
 
-from django.db.models import Count, Exists, F, OuterRef
+from django.db.models import Count, Exists, F, OuterRef, Q
 from django.http import Http404
 from django.utils import timezone
 
@@ -41,6 +41,7 @@ def waiting_for(*, membership: Membership) -> list[dict]:
     counts = dict(
         WorkItem.objects.filter(project=project, open_slots__gt=0, kind__in=kinds, gold=qualifying)
         .exclude(excluded_user_ids__contains=[membership.user_id])
+        .filter(Q(assignee_ids=[]) | Q(assignee_ids__contains=[membership.user_id]))
         .exclude(Exists(mine))
         .values_list("kind")
         .annotate(n=Count("id"))

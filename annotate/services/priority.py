@@ -27,9 +27,11 @@ import orjson
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.db.models import Max
+from django.utils import timezone
 
 from annotate import agreement
-from annotate.models import PriorityHold, Project, Ranking, TaskKind, WorkItem
+from annotate.models import Membership, PriorityHold, Project, Ranking, TaskKind, WorkItem
+from annotate.rules import role_may_do
 
 JUDGED_KINDS = (TaskKind.RANKING, TaskKind.COMPARE)
 # Pinned items sit above every computed priority (the sources' weights are small numbers).
@@ -310,6 +312,23 @@ def _project_items(project: Project, item_ids: list[int]):
     if unknown:
         raise ValidationError({"item_ids": f"not work items of this project: {unknown[:20]}"})
     return WorkItem.objects.filter(project=project, pk__in=item_ids)
+
+
+@transaction.atomic
+def items_assign(*, project: Project, item_ids: list[int], usernames: list[str]) -> int:
+    """Hand these items only to the named annotators (active members whose role may do each item's kind), or,
+    with no names, to anyone again. A lease already taken runs out as it is; an item an assignee did stays done."""
+    items = _project_items(project, item_ids)
+    members = {m.user.username: m for m in Membership.objects.filter(project=project, is_active=True,
+                                                                     user__username__in=usernames).select_related("user")}
+    unknown = sorted(set(usernames) - set(members))
+    if unknown:
+        raise ValidationError({"annotators": f"not active members of this project: {unknown[:20]}"})
+    kinds = set(items.values_list("kind", flat=True))
+    unable = sorted(name for name, m in members.items() if any(not role_may_do(role=m.role, kind=k) for k in kinds))
+    if unable:
+        raise ValidationError({"annotators": f"their role may not do {', '.join(sorted(kinds))} tasks: {unable}"})
+    return items.update(assignee_ids=sorted(m.user_id for m in members.values()), updated_at=timezone.now())
 
 
 @transaction.atomic

@@ -59,11 +59,12 @@ GOLD_DUE = """gold_due AS (
 )"""
 
 # What an item must be for this annotator whatever its kind of work: open, not about their own
-# message, not one they already had (gold included: never the same gold item twice).
+# message, assigned to nobody or to them, not one they already had (gold included: never the same gold item twice).
 # OFFSET 0 keeps the NOT EXISTS a per-row probe of the (annotator, item) index: as a join, the
 # planner (misled by young statistics) scanned all the annotator's tasks per item.
 MAY_HAVE = """w.project_id = %(project)s AND w.kind = %(kind)s AND w.open_slots > 0
           AND NOT (%(user)s = ANY (w.excluded_user_ids))
+          AND (w.assignee_ids = '{}' OR %(user)s = ANY (w.assignee_ids))
           AND NOT EXISTS (
               SELECT 1 FROM annotate_task t WHERE t.annotator_id = %(user)s AND t.item_id = w.id OFFSET 0)"""
 

@@ -156,9 +156,9 @@ WITH RECURSIVE shut AS (
     UNION SELECT c.id FROM annotate_message c JOIN shut ON c.parent_id = shut.id
 )
 INSERT INTO annotate_workitem (created_at, updated_at, project_id, kind, message_id, needed, done, open_slots,
-                               excluded_user_ids, closed_reason, priority, priority_why, priority_boost,
-                               priority_hold, signals, overlap_checked, gold)
-SELECT now(), now(), m.project_id, 'edit', m.id, 1, 0, 1, '{}', '', 0, '{}', 0, '', '{}', 0, false
+                               excluded_user_ids, assignee_ids, closed_reason, priority, priority_why,
+                               priority_boost, priority_hold, signals, overlap_checked, gold)
+SELECT now(), now(), m.project_id, 'edit', m.id, 1, 0, 1, '{}', '{}', '', 0, '{}', 0, '', '{}', 0, false
 FROM annotate_message m
 WHERE m.project_id = %(project)s AND m.role = 'assistant' AND m.source <> 'annotator'
   AND m.id NOT IN (SELECT id FROM shut)

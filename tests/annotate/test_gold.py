@@ -280,7 +280,7 @@ def test_a_gold_judgement_is_scored_and_does_nothing_else(api_as, owner, member,
         assert api_as(owner).post(f"/api/projects/{project.id}/gold/mark/", {"item_id": item.id, "answer": answer},
                                   format="json").status_code == 201
     membership = project.memberships.get(user=member)
-    assert all(row.get("waiting", 0) == 0 for row in waiting_for(membership=membership) if row["kind"] != "prompt")
+    assert all(row["count"] == 0 for row in waiting_for(membership=membership) if row["kind"] != "prompt")
 
     # The reviewer rejects the gold demonstration, the annotator flags it and ranks the gold set upside down.
     review = api_as(reviewer).post(f"/api/projects/{project.id}/tasks/next/", {"kind": "review"}, format="json").json()["task"]
