@@ -2,9 +2,11 @@
 
 from django import forms
 from django.conf import settings
+from django.core.exceptions import ValidationError
 
 from annotate.importers import FORMATS, license_problem
 from annotate.models import Role, TaskKind
+from annotate.services.accounts import rubrics_clean
 
 # What each import format expects, shown next to the format menu.
 FORMAT_HELP = {
@@ -46,6 +48,23 @@ class SettingsForm(forms.Form):
     flag_threshold = forms.IntegerField(
         min_value=1, max_value=100, label="Flag threshold", help_text="annotators who must flag a message to exclude it"
     )
+    correction_minutes = forms.IntegerField(
+        min_value=0, max_value=30 * 24 * 60, label="Correction window (minutes)",
+        help_text="how long annotators may change or withdraw their own rankings and labels; 0: never")
+    rubrics = forms.CharField(
+        required=False, widget=forms.Textarea(attrs={"rows": 3}), label="Rubrics on label tasks",
+        help_text="one 1-5 scale a line: key | Label | help (helpful | Helpful | does it answer the question)")
+
+    def clean_rubrics(self):
+        rubrics = []
+        for line in self.cleaned_data["rubrics"].splitlines():
+            if line.strip():
+                key, label, help_text = ([part.strip() for part in line.split("|")] + ["", ""])[:3]
+                rubrics.append({"key": key, "label": label or key, "help": help_text})
+        try:
+            return rubrics_clean(rubrics)
+        except ValidationError as error:
+            raise forms.ValidationError(error.message_dict["rubrics"]) from None
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -61,6 +80,8 @@ class SettingsForm(forms.Form):
             for name in ("replies_per_ranking", "overlap", "demonstrations_per_prompt", "max_depth", "flag_threshold")
         }
         initial["lease_minutes"] = max(1, settings.lease_seconds // 60)
+        initial["correction_minutes"] = settings.correction_minutes
+        initial["rubrics"] = "\n".join(" | ".join(filter(None, (r["key"], r["label"], r["help"]))) for r in settings.rubrics)
         initial.update({f"mix_{kind}": weight for kind, weight in settings.weights().items()})
         return initial
 

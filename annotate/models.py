@@ -128,6 +128,9 @@ class ProjectSettings(models.Model):
     demonstrations_per_prompt = models.PositiveSmallIntegerField(default=1)
     max_depth = models.PositiveSmallIntegerField(default=3, help_text="deepest user turn of a chat")
     lease_seconds = models.PositiveIntegerField(default=900)
+    # Labelled 1-5 scales a label task asks for beside quality: [{"key": "helpful", "label": "Helpful", "help": ...}]
+    # (annotate.services.accounts checks them; at most RUBRICS_MAX).
+    rubrics = models.JSONField(default=list, blank=True)
     # How long after submitting it an annotator may change or withdraw their own ranking or label (0: never);
     # admins may withdraw anyone's at any time.
     correction_minutes = models.PositiveIntegerField(default=60)
@@ -568,6 +571,8 @@ class Label(TimeStamped):
     annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="labels")
     quality = models.PositiveSmallIntegerField(null=True, blank=True)
     flags = ArrayField(models.CharField(max_length=32, choices=Flag.choices), default=list, blank=True)
+    # Scores 1-5 on the project's rubrics, by rubric key (those the annotator gave).
+    rubric_scores = models.JSONField(default=dict, blank=True)
     guideline_version = models.PositiveIntegerField(null=True, blank=True)
     time_spent_ms = models.PositiveIntegerField(null=True, blank=True)
     # A reviewer's verdict on it (Verdict), who gave it and why; database defaults, as the queue's SQL and the

@@ -195,6 +195,8 @@ def _render_task(request, task, membership, *, errors=None, values=None, status=
         "flag_keys": FLAG_KEYS,
         "qualities": QUALITIES,
         "skip_reasons": SkipReason.choices,
+        "rubrics": [{**rubric, "given": (values.get(f"rubric_{rubric['key']}") if values else "")}
+                    for rubric in membership.project.settings.rubrics] if task.kind == TaskKind.LABEL else [],
         "drafts_done": _drafts_done(request),
     }
     return render(request, f"annotate/task_{task.kind}.html", context, status=status)
@@ -245,7 +247,8 @@ def _submitted_payload(kind: str, post) -> dict:
         return {"choice": post.get("choice")}
     if kind == TaskKind.LABEL:
         quality = post.get("quality") or None
-        return {"quality": quality, "flags": post.getlist("flags")}
+        rubrics = {name.removeprefix("rubric_"): value for name, value in post.items() if name.startswith("rubric_")}
+        return {"quality": quality, "flags": post.getlist("flags"), "rubrics": rubrics}
     if kind == TaskKind.REVIEW:
         decision = post.get("decision")
         if decision not in ("accept", "reject"):

@@ -55,6 +55,7 @@ class LabelCorrectApi(APIView):
     class InputSerializer(serializers.Serializer):
         quality = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=5)
         flags = serializers.ListField(child=serializers.ChoiceField(choices=Flag.choices), required=False, default=list)
+        rubrics = serializers.DictField(required=False, help_text="scores 1-5 by rubric key; left out: kept as they are")
 
     @extend_schema(request=InputSerializer, responses=inline_serializer(
         "LabelChanged", {"id": serializers.IntegerField(), "quality": serializers.IntegerField(allow_null=True),

@@ -22,6 +22,8 @@ class SettingsSerializer(serializers.Serializer):
     flag_threshold = serializers.IntegerField(min_value=1, max_value=100)
     # Minutes after a judgement in which its annotator may change or withdraw it (0: never).
     correction_minutes = serializers.IntegerField(min_value=0, max_value=30 * 24 * 60)
+    # Labelled 1-5 scales a label task asks for (helpful, honest, harmless, or the project's own).
+    rubrics = serializers.ListField(child=serializers.DictField(), max_length=8)
     task_mix = serializers.DictField(child=serializers.FloatField(min_value=0, max_value=1_000_000))
     # Active learning (annotate.services.priority): each source's weight in an item's priority,
     # adaptive overlap's cap (0 off) and the Kendall's W under which a judged set is disputed.

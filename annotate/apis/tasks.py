@@ -101,11 +101,12 @@ class TaskSubmitApi(APIView):
 
     Fields by kind: prompt, demonstration and edit (the mended reply): `text`; ranking: `tiers` (best first, ties in
     one list) or `all_bad`; compare: `choice` (A, B, tie, both_bad); label: `quality` (1-5)
-    and/or `flags`; review: `accepted` and `comment` (needed to reject).
+    and/or `flags` and `rubrics` (scores by rubric key); review: `accepted` and `comment` (needed to reject).
     With `next: true` the reply also carries your next task.
     """
 
     class InputSerializer(serializers.Serializer):
+        rubrics = serializers.DictField(required=False, help_text="label: scores 1-5 by the project's rubric keys")
         submit_key = StrictCharField(max_length=100)
         time_spent_ms = serializers.IntegerField(
             required=False, allow_null=True, min_value=0, max_value=judgements.MAX_TIME_SPENT_MS
@@ -189,6 +190,7 @@ class MessageLabelApi(APIView):
     class InputSerializer(serializers.Serializer):
         quality = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=5)
         flags = serializers.ListField(child=serializers.ChoiceField(choices=Flag.choices), required=False, default=list)
+        rubrics = serializers.DictField(required=False, help_text="scores 1-5 by the project's rubric keys")
         time_spent_ms = serializers.IntegerField(
             required=False, allow_null=True, min_value=0, max_value=judgements.MAX_TIME_SPENT_MS
         )

@@ -221,6 +221,9 @@ def _check_platform(message: dict, platform: dict, line: int) -> None:
         refuse_unless(whole(label.get("quality"), 1, 5), f"label quality {label.get('quality')!r} is not 1 to 5")
         refuse_unless(isinstance(label.get("flags") or [], list) and set(label.get("flags") or []) <= set(Flag.values),
                       f"flags {label.get('flags')!r}; use {', '.join(Flag.values)}")
+        scores = label.get("rubric_scores") or {}
+        refuse_unless(isinstance(scores, dict) and all(whole(v, 1, 5) for v in scores.values()),
+                      f"rubric scores {str(scores)[:80]} are not rubric key -> 1 to 5")
     for review in judgements.get("reviews") or []:
         judged(review, "reviewer")
         refuse_unless(isinstance(review.get("accepted"), bool), "a review's 'accepted' is true or false")
@@ -303,7 +306,8 @@ class PlatformJudgements:
 
         copy_rows(Label, [{
             "message_id": id, "annotator_id": account(entry.get("annotator"), line), "quality": entry.get("quality"),
-            "flags": list(entry.get("flags") or []), "guideline_version": entry.get("guideline_version"),
+            "flags": list(entry.get("flags") or []), "rubric_scores": Jsonb(entry.get("rubric_scores") or {}),
+            "guideline_version": entry.get("guideline_version"),
             "time_spent_ms": entry.get("time_spent_ms"), "created_at": entry.get("created_date"),
             "updated_at": entry.get("created_date"),
         } for line, id, entry in self.labels])

@@ -1,5 +1,6 @@
 """Writes for projects, members, invites and accounts. Every function is atomic."""
 
+import re
 from contextlib import contextmanager
 from datetime import timedelta
 from types import SimpleNamespace
@@ -273,9 +274,34 @@ def token_revoke(*, user) -> bool:
     return bool(deleted)
 
 
+RUBRICS_MAX = 8
+RUBRIC_KEY = re.compile(r"[a-z][a-z0-9_]{0,31}")
+
+
+def rubrics_clean(rubrics) -> list[dict]:
+    """The project's rubrics in their stored form, or a refusal naming what is wrong: a list of at most
+    RUBRICS_MAX scales, each a distinct `key` (lowercase letters, digits, _), a `label` and an optional `help`."""
+    if not isinstance(rubrics, list) or len(rubrics) > RUBRICS_MAX:
+        raise ValidationError({"rubrics": f"a list of at most {RUBRICS_MAX} rubrics"})
+    cleaned, keys = [], set()
+    for number, rubric in enumerate(rubrics, 1):
+        if not isinstance(rubric, dict) or not isinstance(rubric.get("key"), str) or not RUBRIC_KEY.fullmatch(rubric["key"]):
+            raise ValidationError({"rubrics": f"rubric {number}: a `key` of lowercase letters, digits and _ (helpful)"})
+        label, help_text = rubric.get("label") or rubric["key"], rubric.get("help") or ""
+        if not isinstance(label, str) or not isinstance(help_text, str) or len(label) > 80 or len(help_text) > 300:
+            raise ValidationError({"rubrics": f"rubric {number}: `label` (up to 80 characters) and `help` (300) are text"})
+        if rubric["key"] in keys:
+            raise ValidationError({"rubrics": f"rubric {number}: the key {rubric['key']!r} is used twice"})
+        keys.add(rubric["key"])
+        cleaned.append({"key": rubric["key"], "label": label.strip(), "help": help_text.strip()})
+    return cleaned
+
+
 @transaction.atomic
 def project_settings_update(*, project: Project, **changes) -> ProjectSettings:
     """Change how the project hands out work; items already made keep their K and overlap."""
+    if "rubrics" in changes:
+        changes["rubrics"] = rubrics_clean(changes["rubrics"])
     settings = ProjectSettings.objects.select_for_update().get(project=project)
     for field, value in changes.items():
         setattr(settings, field, value)

@@ -86,7 +86,7 @@ def ranking_withdraw(*, ranking: Ranking, by) -> None:
 
 
 @transaction.atomic
-def label_change(*, label: Label, by, quality=None, flags=()) -> Label:
+def label_change(*, label: Label, by, quality=None, flags=(), rubrics=None) -> Label:
     """Replace the annotator's quality score and flags on the message (checked as a submit is)."""
     label = Label.objects.select_for_update(of=("self",)).select_related("message__project__settings").get(pk=label.pk)
     _may_correct(judgement=label, author_id=label.annotator_id, by=by, project=label.message.project, withdrawing=False)
@@ -94,7 +94,8 @@ def label_change(*, label: Label, by, quality=None, flags=()) -> Label:
     # label_save validates and applies as a submit does: a flag added now counts towards excluding the message.
     changed = judgements.label_save(message=label.message, annotator=label.annotator, quality=quality,
                                     flags=list(flags), task=label.task, guideline_version=label.guideline_version,
-                                    time_spent_ms=label.time_spent_ms)
+                                    time_spent_ms=label.time_spent_ms,
+                                    rubrics=label.rubric_scores if rubrics is None else rubrics)
     latest = label.history.order_by("-history_id").first()  # the change label_save recorded: theirs
     if latest is not None and latest.history_type == "~":
         type(latest).objects.filter(pk=latest.pk).update(history_user=by)

@@ -189,6 +189,7 @@ def _submit(task: Task, *, annotator, payload: dict, time_spent_ms) -> dict:
             annotator=annotator,
             quality=payload.get("quality"),
             flags=payload.get("flags") or [],
+            rubrics=payload.get("rubrics"),
             task=task,
             applied=not gold,
             **common,
@@ -280,8 +281,28 @@ def ranking_tiers(candidate_set: CandidateSet, payload: dict) -> tuple[list, boo
     return [[int(message_id) for message_id in tier] for tier in tiers], False
 
 
+def rubric_scores_clean(*, project, scores) -> dict:
+    """The scores given on the project's rubrics (key -> 1-5), or a refusal naming the rubric or the score."""
+    if scores in (None, ""):
+        return {}
+    if not isinstance(scores, dict):
+        raise ValidationError({"rubrics": "an object of rubric key -> score 1-5"})
+    known = {rubric["key"] for rubric in project.settings.rubrics}
+    unknown = sorted(set(scores) - known)
+    if unknown:
+        raise ValidationError({"rubrics": f"not rubrics of this project: {unknown}; it has {sorted(known) or 'none'}"})
+    cleaned = {}
+    for key, value in scores.items():
+        if value in (None, ""):
+            continue
+        if isinstance(value, bool) or not str(value).isdigit() or not 1 <= int(value) <= 5:
+            raise ValidationError({"rubrics": f"{key}: a score is a whole number from 1 to 5, not {str(value)[:20]!r}"})
+        cleaned[key] = int(value)
+    return cleaned
+
+
 def label_save(*, message: Message, annotator, quality, flags, task=None, guideline_version=None, time_spent_ms=None,
-               applied: bool = True) -> Label:
+               applied: bool = True, rubrics=None) -> Label:
     """Record (or update) the annotator's quality score and flags on a message; `applied=False` (a gold item's
     label) records it without counting its flags towards excluding the message."""
     if quality is not None:
@@ -296,7 +317,8 @@ def label_save(*, message: Message, annotator, quality, flags, task=None, guidel
     unknown = [flag for flag in flags if flag not in Flag.values]
     if unknown:
         raise ValidationError({"flags": f"unknown flags {unknown}; use {', '.join(Flag.values)}"})
-    if quality is None and not flags:
+    rubric_scores = rubric_scores_clean(project=message.project, scores=rubrics)
+    if quality is None and not flags and not rubric_scores:
         raise ValidationError({"quality": "give a quality score, a flag, or both"})
     if message.author_id is not None and message.author_id == annotator.id:
         raise ValidationError({"message": "you cannot label or flag your own message"})
@@ -313,6 +335,7 @@ def label_save(*, message: Message, annotator, quality, flags, task=None, guidel
         defaults={
             "quality": quality,
             "flags": sorted(set(flags)),
+            "rubric_scores": rubric_scores,
             "task": task,
             "guideline_version": guideline_version if guideline_version is not None else message.project.guideline_version,
             "time_spent_ms": time_spent_ms,
@@ -338,9 +361,10 @@ def flags_apply(*, message: Message) -> None:
 
 
 @transaction.atomic
-def label_submit(*, message: Message, annotator, quality=None, flags=(), time_spent_ms=None) -> Label:
+def label_submit(*, message: Message, annotator, quality=None, flags=(), time_spent_ms=None, rubrics=None) -> Label:
     """Flag or score any message the annotator can see, outside the queue."""
-    return label_save(message=message, annotator=annotator, quality=quality, flags=list(flags), time_spent_ms=time_spent_ms)
+    return label_save(message=message, annotator=annotator, quality=quality, flags=list(flags), time_spent_ms=time_spent_ms,
+                      rubrics=rubrics)
 
 
 def review_save(*, message: Message, reviewer, accepted, comment="", task=None, guideline_version=None, time_spent_ms=None,

@@ -247,14 +247,19 @@ def test_settings_page_changes_the_queue_and_the_guidelines(owner, project):
     url = f"/projects/{project.id}/admin/"
     form = {
         "form": "settings", "replies_per_ranking": 3, "overlap": 2, "demonstrations_per_prompt": 1, "max_depth": 2,
-        "lease_minutes": 10, "flag_threshold": 1,
+        "lease_minutes": 10, "flag_threshold": 1, "correction_minutes": 60, "rubrics": "",
         **{f"mix_{kind}": 1 for kind in ("prompt", "demonstration", "ranking", "compare", "label", "review")},
         "mix_edit": 0,
     }
     assert client.post(url, {**form, "replies_per_ranking": 12}).status_code == 400
     assert client.post(url, {**form, **{f"mix_{k}": 0 for k in ("prompt", "demonstration", "ranking", "compare", "label", "review")}}).status_code == 400
-    assert client.post(url, {**form, "mix_review": 0}).status_code == 302
+    assert b"a `key` of lowercase letters" in client.post(url, {**form, "rubrics": "Helpful! | x"}).content
+    assert client.post(url, {**form, "mix_review": 0, "correction_minutes": 5,
+                             "rubrics": "helpful | Helpful | does it answer\n\nhonest | Honest"}).status_code == 302
     project.settings.refresh_from_db()
+    assert project.settings.correction_minutes == 5 and project.settings.rubrics == [
+        {"key": "helpful", "label": "Helpful", "help": "does it answer"}, {"key": "honest", "label": "Honest", "help": ""}]
+    assert b"helpful | Helpful | does it answer\nhonest | Honest" in client.get(url).content
     assert (project.settings.replies_per_ranking, project.settings.lease_seconds, project.settings.weights()["review"]) == (3, 600, 0)
     assert client.post(url, {"form": "guidelines", "guidelines": "Be kind."}).status_code == 302
     project.refresh_from_db()

@@ -129,6 +129,7 @@ def _node(message, keys, people, labels, reviews, candidate_sets, generated) -> 
         "excluded_reason": message.excluded_reason,
         "judgements": {
             "labels": [{"annotator": people.key(label.annotator_id), "quality": label.quality, "flags": label.flags,
+                        "rubric_scores": label.rubric_scores,
                         "guideline_version": label.guideline_version, "time_spent_ms": label.time_spent_ms,
                         "created_date": _when(label.created_at)} for label in labels],
             "reviews": [{"reviewer": people.key(review.reviewer_id), "accepted": review.accepted,
