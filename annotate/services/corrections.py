@@ -72,17 +72,9 @@ def ranking_change(*, ranking: Ranking, by, tiers=None, all_bad: bool = False) -
     return ranking
 
 
-@transaction.atomic
 def ranking_withdraw(*, ranking: Ranking, by) -> None:
     """Delete the ranking (its history keeps it, with who withdrew it); its item needs someone again."""
-    ranking = Ranking.objects.select_for_update(of=("self",)).select_related("candidate_set__project__settings").get(pk=ranking.pk)
-    _may_correct(judgement=ranking, author_id=ranking.annotator_id, by=by, project=ranking.candidate_set.project,
-                 withdrawing=True)
-    _record_before(ranking)
-    ranking._history_user = by
-    task_id = ranking.task_id
-    ranking.delete()
-    _task_withdrawn(task_id)
+    _withdraw(ranking, by=by)
 
 
 @transaction.atomic
@@ -102,17 +94,27 @@ def label_change(*, label: Label, by, quality=None, flags=(), rubrics=None) -> L
     return changed
 
 
-@transaction.atomic
 def label_withdraw(*, label: Label, by) -> None:
     """Delete the label (its history keeps it). A message its flags already excluded stays excluded until an
     admin clears it: who else flagged it is not this annotator's to undo."""
-    label = Label.objects.select_for_update(of=("self",)).select_related("message__project__settings").get(pk=label.pk)
-    _may_correct(judgement=label, author_id=label.annotator_id, by=by, project=label.message.project, withdrawing=True)
-    _record_before(label)
-    label._history_user = by
-    task_id = label.task_id
-    label.delete()
+    _withdraw(label, by=by)
+
+
+@transaction.atomic
+def _withdraw(judgement: Ranking | Label, *, by) -> None:
+    model = type(judgement)
+    judgement = model.objects.select_for_update(of=("self",)).get(pk=judgement.pk)
+    _may_correct(judgement=judgement, author_id=judgement.annotator_id, by=by, project=_project_of(judgement),
+                 withdrawing=True)
+    _record_before(judgement)
+    judgement._history_user = by
+    task_id = judgement.task_id
+    judgement.delete()
     _task_withdrawn(task_id)
+
+
+def _project_of(judgement: Ranking | Label):
+    return judgement.candidate_set.project if isinstance(judgement, Ranking) else judgement.message.project
 
 
 @transaction.atomic
@@ -120,9 +122,8 @@ def judgement_review(*, judgement: Ranking | Label, by, accepted, comment: str =
     """A reviewer accepts a ranking or a label, or overrules it (saying why): an overruled one leaves every
     export, and its flags count towards no exclusion. Kept in the trail like any change; a later verdict
     replaces an earlier one. Nobody reviews their own."""
-    model = type(judgement)
-    judgement = model.objects.select_for_update(of=("self",)).get(pk=judgement.pk)
-    project = judgement.candidate_set.project if model is Ranking else judgement.message.project
+    judgement = type(judgement).objects.select_for_update(of=("self",)).get(pk=judgement.pk)
+    project = _project_of(judgement)
     membership = Membership.objects.filter(project=project, user=by, is_active=True).first()
     if membership is None or not membership.has_role(Role.REVIEWER):
         raise PermissionDenied("reviews need the reviewer role")

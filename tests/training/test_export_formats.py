@@ -71,16 +71,21 @@ def small_project(project, member):
     return {"demonstration": demonstration, "m1": m1, "m2": m2, "m3": m3, "ranking": ranking, "again": again}
 
 
-def origins_in(value):
-    """Every message origin anywhere in a row's provenance (a dict with a message id and a source)."""
+def dicts_in(value, wanted):
+    """Every dict anywhere in a row for which `wanted(dict)` holds, outermost first."""
     if isinstance(value, dict):
-        if "message_id" in value and "source" in value:
+        if wanted(value):
             yield value
         for inner in value.values():
-            yield from origins_in(inner)
+            yield from dicts_in(inner, wanted)
     elif isinstance(value, list):
         for inner in value:
-            yield from origins_in(inner)
+            yield from dicts_in(inner, wanted)
+
+
+def origins_in(value):
+    """Every message origin anywhere in a row's provenance (a dict with a message id and a source)."""
+    return dicts_in(value, lambda found: "message_id" in found and "source" in found)
 
 
 def expected_origin(project, message: Message, files: dict) -> dict:
@@ -278,11 +283,4 @@ def test_raw_json_files_load_alone_whichever_origins_a_split_holds(project, memb
 
 def _imports_in(value):
     """Every dict in a row that has an import id (an origin, a pair's provenance, a ranking, a document)."""
-    if isinstance(value, dict):
-        if "import_id" in value:
-            yield value
-        for inner in value.values():
-            yield from _imports_in(inner)
-    elif isinstance(value, list):
-        for inner in value:
-            yield from _imports_in(inner)
+    return dicts_in(value, lambda found: "import_id" in found)

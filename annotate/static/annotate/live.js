@@ -1,7 +1,7 @@
 // While a job a page shows is waiting for a worker or running, fetch the page again every `data-live`
 // milliseconds and swap in each region marked `data-live` (by its id), so its progress moves and its end shows
 // without a reload. Forms outside those regions are left alone: what the admin is typing stays. Stops once no
-// region says `data-waiting`. Used by the Import and Export pages.
+// region says `data-waiting`. Used by the Import, Export and Screen pages.
 (function () {
   "use strict";
   var RETRY_MS = 10000;
