@@ -4,10 +4,11 @@ who may do which kind of task, and in what order a blind comparison shows its tw
 Plain functions of their arguments: no queries, no writes, so either layer may import them.
 """
 
-from annotate.models import ROLE_RANK, Role, TaskKind
+from annotate.kinds import KINDS
+from annotate.models import ROLE_RANK, Role
 
-# Kinds that need more than the annotator role.
-KIND_ROLE = {TaskKind.REVIEW: Role.REVIEWER}
+# Kinds that need more than the annotator role (annotate.kinds says each kind's).
+KIND_ROLE = {name: kind.role for name, kind in KINDS.items() if kind.role != Role.ANNOTATOR}
 
 
 def role_may_do(*, role: str, kind: str) -> bool:

@@ -7,7 +7,6 @@ shortcuts, drafts and the drag-and-drop ranking), and a submit answers with the 
 """
 
 import csv
-import json
 import uuid
 from datetime import timedelta
 
@@ -25,6 +24,7 @@ from django.views.decorators.http import require_POST
 
 from annotate import forms, plots
 from annotate.importers import ImportRefused
+from annotate.kinds import KINDS
 from annotate.models import Flag, Invite, Label, Message, Ranking, Role, ScreenFinding, SkipReason, TaskKind, TaskState
 from annotate.selectors import accounts as account_selectors
 from annotate.selectors import gold as gold_selectors
@@ -199,7 +199,7 @@ def _render_task(request, task, membership, *, errors=None, values=None, status=
                     for rubric in membership.project.settings.rubrics] if task.kind == TaskKind.LABEL else [],
         "drafts_done": _drafts_done(request),
     }
-    return render(request, f"annotate/task_{task.kind}.html", context, status=status)
+    return render(request, KINDS[task.kind].template, context, status=status)
 
 
 FLAG_KEYS = {"toxic": "t", "personal_data": "p", "spam": "m", "off_task": "o"}
@@ -228,33 +228,10 @@ def _render_closed(request, task, membership, *, text="", status=200):
 
 
 def _submitted_payload(kind: str, post) -> dict:
-    """Turn the task form into what judgements.task_submit takes for the kind."""
-    if kind in (TaskKind.PROMPT, TaskKind.DEMONSTRATION, TaskKind.EDIT):
-        return {"text": post.get("text", "")}
-    if kind == TaskKind.RANKING:
-        if post.get("all_bad"):
-            return {"all_bad": True}
-        raw = post.get("tiers", "").strip()
-        if not raw:
-            raise ValidationError({"tiers": "place every reply in your ranking first (or mark them all bad)"})
-        try:
-            return {"tiers": json.loads(raw)}
-        except json.JSONDecodeError:
-            raise ValidationError({"tiers": "the ranking could not be read; reload the page and try again"}) from None
-    if kind == TaskKind.COMPARE:
-        if not post.get("choice"):
-            raise ValidationError({"choice": "choose A, B, a tie or both bad"})
-        return {"choice": post.get("choice")}
-    if kind == TaskKind.LABEL:
-        quality = post.get("quality") or None
-        rubrics = {name.removeprefix("rubric_"): value for name, value in post.items() if name.startswith("rubric_")}
-        return {"quality": quality, "flags": post.getlist("flags"), "rubrics": rubrics}
-    if kind == TaskKind.REVIEW:
-        decision = post.get("decision")
-        if decision not in ("accept", "reject"):
-            raise ValidationError({"decision": "accept or reject the reply"})
-        return {"accepted": decision == "accept", "comment": post.get("comment", "")}
-    raise ValidationError({"kind": f"unknown task kind {kind}"})
+    """Turn the task form into what judgements.task_submit takes for the kind (annotate.kinds)."""
+    if kind not in KINDS:
+        raise ValidationError({"kind": f"unknown task kind {kind}"})
+    return KINDS[kind].form(post)
 
 
 @login_required

@@ -161,65 +161,73 @@ def _ranking_submit_at_once(task: Task, *, annotator, payload, submit_key, time_
 
 
 def _submit(task: Task, *, annotator, payload: dict, time_spent_ms) -> dict:
-    common = {"guideline_version": task.guideline_version, "time_spent_ms": time_spent_ms}
-    if task.kind in (TaskKind.PROMPT, TaskKind.DEMONSTRATION):
-        parent = task.item.message if task.item_id else None
-        message = tree.message_create(
-            project=task.project,
-            parent=parent,
-            role=MessageRole.USER if task.kind == TaskKind.PROMPT else MessageRole.ASSISTANT,
-            text=payload.get("text", ""),
-            source=MessageSource.ANNOTATOR,
-            author=annotator,
-            **common,
-        )
-        return {"message_id": message.id}
-    if task.kind in (TaskKind.RANKING, TaskKind.COMPARE):
-        tiers, all_bad = judged_tiers(task, payload)
-        ranking = Ranking.objects.create(
-            candidate_set=task.item.candidate_set, task=task, annotator=annotator, tiers=tiers, all_bad=all_bad, **common
-        )
-        return {"ranking_id": ranking.id}
-    # A gold item's judgement is scored against its known answer (annotate.selectors.gold) and does nothing else:
-    # a wrong flag or rejection of it must not exclude the message, and the exports leave it out.
-    gold = task.item.gold
-    if task.kind == TaskKind.LABEL:
-        label = label_save(
-            message=task.item.message,
-            annotator=annotator,
-            quality=payload.get("quality"),
-            flags=payload.get("flags") or [],
-            rubrics=payload.get("rubrics"),
-            task=task,
-            applied=not gold,
-            **common,
-        )
-        return {"label_id": label.id}
-    if task.kind == TaskKind.EDIT:
-        return edit_submit(task, annotator=annotator, text=payload.get("text", ""), **common)
-    if task.kind == TaskKind.REVIEW:
-        membership = Membership.objects.filter(project=task.project, user=annotator, is_active=True).first()
-        if membership is None or not membership.has_role(Role.REVIEWER):
-            raise PermissionDenied("reviews need the reviewer role")
-        review = review_save(
-            message=task.item.message,
-            reviewer=annotator,
-            accepted=payload.get("accepted"),
-            comment=payload.get("comment", ""),
-            task=task,
-            applied=not gold,
-            **common,
-        )
-        return {"review_id": review.id}
-    raise ValidationError({"kind": f"unknown task kind {task.kind}"})
+    """Write what the task's kind makes of the payload, through its named submit service (annotate.kinds)."""
+    from annotate.kinds import KINDS  # the table names the services of this module
+
+    kind = KINDS.get(task.kind)
+    if kind is None:
+        raise ValidationError({"kind": f"unknown task kind {task.kind}"})
+    return kind.submit_service()(task, annotator=annotator, payload=payload,
+                                 guideline_version=task.guideline_version, time_spent_ms=time_spent_ms)
 
 
-def edit_submit(task: Task, *, annotator, text: str, guideline_version: int, time_spent_ms) -> dict:
+def _message_submit(task: Task, *, annotator, payload: dict, role: str, guideline_version, time_spent_ms) -> dict:
+    message = tree.message_create(
+        project=task.project, parent=task.item.message if task.item_id else None, role=role,
+        text=payload.get("text", ""), source=MessageSource.ANNOTATOR, author=annotator,
+        guideline_version=guideline_version, time_spent_ms=time_spent_ms,
+    )
+    return {"message_id": message.id}
+
+
+def prompt_submit(task: Task, *, annotator, payload: dict, **common) -> dict:
+    """A new prompt (a conversation's first turn, or the user's next turn of a chat)."""
+    return _message_submit(task, annotator=annotator, payload=payload, role=MessageRole.USER, **common)
+
+
+def demonstration_submit(task: Task, *, annotator, payload: dict, **common) -> dict:
+    """The reply the annotator would want, waiting for review."""
+    return _message_submit(task, annotator=annotator, payload=payload, role=MessageRole.ASSISTANT, **common)
+
+
+def ranking_submit(task: Task, *, annotator, payload: dict, **common) -> dict:
+    """An order of the candidate set, best first (ties in one tier), or all bad. The queue's hot path writes most
+    rankings in one statement (RANKING_SUBMIT); this is the path when that one could not."""
+    tiers, all_bad = judged_tiers(task, payload)
+    ranking = Ranking.objects.create(candidate_set=task.item.candidate_set, task=task, annotator=annotator,
+                                     tiers=tiers, all_bad=all_bad, **common)
+    return {"ranking_id": ranking.id}
+
+
+compare_submit = ranking_submit  # a blind A/B vote is a ranking of a set of two (judged_tiers reads the choice)
+
+
+def label_task_submit(task: Task, *, annotator, payload: dict, **common) -> dict:
+    """A quality score, flags and rubric scores on the item's message. A gold item's judgement is scored against
+    its known answer (annotate.selectors.gold) and does nothing else: a wrong flag must not exclude the message,
+    and the exports leave it out."""
+    label = label_save(message=task.item.message, annotator=annotator, quality=payload.get("quality"),
+                       flags=payload.get("flags") or [], rubrics=payload.get("rubrics"), task=task,
+                       applied=not task.item.gold, **common)
+    return {"label_id": label.id}
+
+
+def review_task_submit(task: Task, *, annotator, payload: dict, **common) -> dict:
+    """A reviewer's verdict on a demonstration (a gold one's is scored only, as a label's)."""
+    membership = Membership.objects.filter(project=task.project, user=annotator, is_active=True).first()
+    if membership is None or not membership.has_role(Role.REVIEWER):
+        raise PermissionDenied("reviews need the reviewer role")
+    review = review_save(message=task.item.message, reviewer=annotator, accepted=payload.get("accepted"),
+                         comment=payload.get("comment", ""), task=task, applied=not task.item.gold, **common)
+    return {"review_id": review.id}
+
+
+def edit_submit(task: Task, *, annotator, payload: dict, guideline_version: int, time_spent_ms) -> dict:
     """An annotator mended a reply: their text becomes a demonstration beside it (the same parent, waiting for
     review like any other) and a judged pair, the edit over the reply it mended (a two-reply set no one is asked
     to judge again, with the editor's ranking), so the exports carry both: SFT the edit once accepted, preference
     the pair. An unchanged text is refused: it would teach nothing."""
-    original = task.item.message
+    original, text = task.item.message, payload.get("text", "")
     if " ".join(text.split()) == " ".join(original.text.split()):
         raise ValidationError({"text": "the reply is unchanged: edit it, or skip the task if it needs no edit"})
     edited = tree.message_create(

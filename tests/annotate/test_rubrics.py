@@ -6,7 +6,6 @@ import json
 import pytest
 
 from annotate.models import Label, Message, MessageSource
-from annotate.services import accounts as account_services
 from annotate.services import queue, tree
 from tests.annotate.test_pages import client_for
 from tests.annotate.test_queue import only
