@@ -1,11 +1,11 @@
 """Every kind of task in one table: who may do it, its page, how its page's form becomes a submit's payload, its
 named submit service, its keyboard map, and where it is tested. To add a kind: a TaskKind, its row here, its
-service in annotate.services.judgements, its page template; tests/annotate/test_kinds.py checks that each row's
+service in annotate.services.submits, its page template; tests/annotate/test_kinds.py checks that each row's
 parts exist.
 
 The submit service is named, not imported: the services import this table (through `_submit`), and a name keeps
 the table free of them. What every submit shares (the idempotency key, the lease, the item's count) is
-judgements.task_submit's; a kind's service writes only what the kind makes.
+submits.task_submit's; a kind's service writes only what the kind makes.
 """
 
 import json
@@ -18,7 +18,7 @@ from django.utils.module_loading import import_string
 
 from annotate.models import Role, TaskKind
 
-SERVICES = "annotate.services.judgements"
+SERVICES = "annotate.services.submits"
 
 
 def _text(post) -> dict:

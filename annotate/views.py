@@ -37,7 +37,7 @@ from annotate.selectors import stats as stat_selectors
 from annotate.selectors import tasks as task_selectors
 from annotate.selectors import work as work_selectors
 from annotate.services import accounts as account_services
-from annotate.services import corrections, imports, judgements, queue, screening
+from annotate.services import corrections, imports, queue, screening, submits
 from platform_common.errors import Conflict, NotYours
 
 # ---------------------------------------------------------------------------------------------
@@ -228,7 +228,7 @@ def _render_closed(request, task, membership, *, text="", status=200):
 
 
 def _submitted_payload(kind: str, post) -> dict:
-    """Turn the task form into what judgements.task_submit takes for the kind (annotate.kinds)."""
+    """Turn the task form into what submits.task_submit takes for the kind (annotate.kinds)."""
     if kind not in KINDS:
         raise ValidationError({"kind": f"unknown task kind {kind}"})
     return KINDS[kind].form(post)
@@ -242,12 +242,12 @@ def task_submit(request, task_id):
     spent = int((timezone.now() - task.created_at).total_seconds() * 1000)
     try:
         payload = _submitted_payload(task.kind, request.POST)
-        judgements.task_submit(
+        submits.task_submit(
             task_id=task.id,
             annotator=request.user,
             submit_key=request.POST.get("submit_key", ""),
             payload=payload,
-            time_spent_ms=max(0, min(spent, judgements.MAX_TIME_SPENT_MS)),
+            time_spent_ms=max(0, min(spent, submits.MAX_TIME_SPENT_MS)),
         )
     except NotYours:
         raise Http404("no such task") from None
@@ -285,7 +285,7 @@ def message_flag(request, project_id, message_id):
     project = account_selectors.project_for_member(user=request.user, project_id=project_id)
     message = get_object_or_404(Message, pk=message_id, project=project)
     try:
-        judgements.label_submit(message=message, annotator=request.user, flags=request.POST.getlist("flags"))
+        submits.label_submit(message=message, annotator=request.user, flags=request.POST.getlist("flags"))
     except ValidationError as error:
         messages.error(request, _error_text(error).capitalize() + ".")
     else:

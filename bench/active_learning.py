@@ -10,7 +10,7 @@ held-out pairs (the demo's held-out problems, pairs whose hidden grades differ).
 What is real and what stands in:
 - The queue is the platform's: a project per seed and order in this database, the scripted annotators'
   rankings (training.demo.annotators.Annotator.rank, the demo's noise per person) taken through
-  annotate.services.queue.task_next and judgements.task_submit, in turns, one task at a time. The learned
+  annotate.services.queue.task_next and submits.task_submit, in turns, one task at a time. The learned
   order is what a deployment would run: priorities_refresh with the round-1 reward model before the round,
   priorities_recompute (disagreement, coverage) every --recompute-every judgements, adaptive overlap on
   (cap 3). Random is the same lease with a random priority per item.
@@ -240,7 +240,7 @@ def queue_run(*, problems, order: str, seed: int, members, reward_dir: Path, mod
     from annotate.selectors.tasks import task_payload
     from annotate.services import accounts as account_services
     from annotate.services import priority, queue
-    from annotate.services.judgements import task_submit
+    from annotate.services.submits import task_submit
     from training.models import ModelKind, ModelVersion
     from training.services.priorities import priorities_refresh
 

@@ -103,7 +103,7 @@ def main():
     from annotate.models import Role
     from annotate.screen.detectors import phrases
     from annotate.services import accounts as account_services
-    from annotate.services import judgements, tree
+    from annotate.services import submits, tree
     from training.demo import data
     from training.models import ModelKind, ModelVersion, TrainingRun
     from training.services import runs
@@ -126,7 +126,7 @@ def main():
         asked = tree.message_create(project=project, parent=None, role="user", text=prompt, source="import")
         said = tree.message_create(project=project, parent=asked, role="assistant", text=text, source="model",
                                    origin={"model_version": "bench"})
-        judgements.label_submit(message=said, annotator=annotator, flags=["toxic"] if rude else [],
+        submits.label_submit(message=said, annotator=annotator, flags=["toxic"] if rude else [],
                                 quality=None if rude else 4)
         rude_of[text] = rude
     print(f"{args.replies} replies, {sum(rude_of.values())} flagged toxic by the scripted annotator")

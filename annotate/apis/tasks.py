@@ -13,7 +13,7 @@ from annotate.selectors import gold as gold_selectors
 from annotate.selectors import tasks as task_selectors
 from annotate.selectors import tree as tree_selectors
 from annotate.selectors import work as work_selectors
-from annotate.services import judgements, priority, queue, tree
+from annotate.services import priority, queue, submits, tree
 from platform_common.serializers import StrictCharField
 
 
@@ -109,12 +109,12 @@ class TaskSubmitApi(APIView):
         rubrics = serializers.DictField(required=False, help_text="label: scores 1-5 by the project's rubric keys")
         submit_key = StrictCharField(max_length=100)
         time_spent_ms = serializers.IntegerField(
-            required=False, allow_null=True, min_value=0, max_value=judgements.MAX_TIME_SPENT_MS
+            required=False, allow_null=True, min_value=0, max_value=submits.MAX_TIME_SPENT_MS
         )
         text = StrictCharField(required=False, allow_blank=True, trim_whitespace=False)
         tiers = serializers.ListField(child=serializers.ListField(child=serializers.IntegerField()), required=False)
         all_bad = serializers.BooleanField(required=False, default=False)
-        choice = serializers.ChoiceField(choices=judgements.COMPARE_CHOICES, required=False)
+        choice = serializers.ChoiceField(choices=submits.COMPARE_CHOICES, required=False)
         quality = serializers.IntegerField(required=False, allow_null=True)
         flags = serializers.ListField(child=serializers.ChoiceField(choices=Flag.choices), required=False)
         accepted = serializers.BooleanField(required=False, allow_null=True, default=None)
@@ -135,7 +135,7 @@ class TaskSubmitApi(APIView):
         submit_key = payload.pop("submit_key")
         time_spent_ms = payload.pop("time_spent_ms", None)
         want_next = payload.pop("next")
-        result = judgements.task_submit(
+        result = submits.task_submit(
             task_id=task_id, annotator=request.user, submit_key=submit_key, payload=payload, time_spent_ms=time_spent_ms
         )
         body = {"result": result}
@@ -192,7 +192,7 @@ class MessageLabelApi(APIView):
         flags = serializers.ListField(child=serializers.ChoiceField(choices=Flag.choices), required=False, default=list)
         rubrics = serializers.DictField(required=False, help_text="scores 1-5 by the project's rubric keys")
         time_spent_ms = serializers.IntegerField(
-            required=False, allow_null=True, min_value=0, max_value=judgements.MAX_TIME_SPENT_MS
+            required=False, allow_null=True, min_value=0, max_value=submits.MAX_TIME_SPENT_MS
         )
 
     @extend_schema(request=InputSerializer, responses={201: inline_serializer("Labelled", {"label_id": serializers.IntegerField(), "excluded": serializers.BooleanField()})})
@@ -200,7 +200,7 @@ class MessageLabelApi(APIView):
         _, message = project_message(request, project_id, message_id)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        label = judgements.label_submit(message=message, annotator=request.user, **data.validated_data)
+        label = submits.label_submit(message=message, annotator=request.user, **data.validated_data)
         message.refresh_from_db(fields=["excluded"])
         return Response({"label_id": label.id, "excluded": message.excluded}, status=status.HTTP_201_CREATED)
 

@@ -16,7 +16,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from annotate.models import Label, Membership, Ranking, Role, Task, TaskState, Verdict, WorkItem
-from annotate.services import judgements
+from annotate.services import submits
 
 
 def _may_correct(*, judgement, author_id: int | None, by, project, withdrawing: bool) -> None:
@@ -62,7 +62,7 @@ def ranking_change(*, ranking: Ranking, by, tiers=None, all_bad: bool = False) -
     ranking = Ranking.objects.select_for_update(of=("self",)).select_related("candidate_set__project__settings").get(pk=ranking.pk)
     project = ranking.candidate_set.project
     _may_correct(judgement=ranking, author_id=ranking.annotator_id, by=by, project=project, withdrawing=False)
-    new_tiers, new_all_bad = judgements.ranking_tiers(ranking.candidate_set, {"tiers": tiers, "all_bad": all_bad})
+    new_tiers, new_all_bad = submits.ranking_tiers(ranking.candidate_set, {"tiers": tiers, "all_bad": all_bad})
     if (new_tiers, new_all_bad) == (ranking.tiers, ranking.all_bad):
         raise ValidationError({"tiers": "that is the order it has already"})
     _record_before(ranking)
@@ -84,7 +84,7 @@ def label_change(*, label: Label, by, quality=None, flags=(), rubrics=None) -> L
     _may_correct(judgement=label, author_id=label.annotator_id, by=by, project=label.message.project, withdrawing=False)
     _record_before(label)
     # label_save validates and applies as a submit does: a flag added now counts towards excluding the message.
-    changed = judgements.label_save(message=label.message, annotator=label.annotator, quality=quality,
+    changed = submits.label_save(message=label.message, annotator=label.annotator, quality=quality,
                                     flags=list(flags), task=label.task, guideline_version=label.guideline_version,
                                     time_spent_ms=label.time_spent_ms,
                                     rubrics=label.rubric_scores if rubrics is None else rubrics)

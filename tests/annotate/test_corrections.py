@@ -84,11 +84,11 @@ def test_withdrawing_from_my_history_and_the_messages_page_shows_the_trail(owner
     only(project, ranking=1)
     account_services.project_settings_update(project=project, overlap=1)
     (ranked,) = ranking_items(project, 1, k=2, overlap=1)
-    from annotate.services import queue, judgements
+    from annotate.services import queue, submits
 
     task = queue.task_next(project=project, annotator=member, role="annotator", kind="ranking")
     a, b = ranked.message_ids
-    judgements.task_submit(task_id=task.id, annotator=member, submit_key="k", payload={"tiers": [[a], [b]]})
+    submits.task_submit(task_id=task.id, annotator=member, submit_key="k", payload={"tiers": [[a], [b]]})
     history = client_for(member).get(f"/projects/{project.id}/history/").content.decode()
     assert "Withdraw it" in history and "possible until" in history
     ranking = Ranking.objects.get()

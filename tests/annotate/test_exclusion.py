@@ -7,7 +7,7 @@ from django.db import connections
 
 from annotate.models import Message, Role, WorkItem
 from annotate.services import accounts as account_services
-from annotate.services import judgements, tree
+from annotate.services import submits, tree
 from tests.annotate.factories import ranking_items
 
 pytestmark = pytest.mark.django_db
@@ -23,7 +23,7 @@ def test_a_fully_leased_item_stays_closed_after_its_lease_comes_back(api_as, own
     reply = tree.message_create(project=project, parent=prompt, role="assistant", text="Hello", source="model")
     task = api_as(member).post(f"/api/projects/{project.id}/tasks/next/", {"kind": "label"}, format="json").json()["task"]
     assert task["conversation"][-1]["id"] == reply.id
-    judgements.label_submit(message=reply, annotator=reviewer, flags=["toxic"])
+    submits.label_submit(message=reply, annotator=reviewer, flags=["toxic"])
     assert api_as(member).post(f"/api/tasks/{task['id']}/skip/").status_code == 200
     assert api_as(owner).post(f"/api/projects/{project.id}/tasks/next/", {"kind": "label"}, format="json").json()["task"] is None
 
@@ -75,7 +75,7 @@ def test_two_people_flagging_at_once_reach_a_threshold_of_two(make_user, owner, 
     def flag(user):
         try:
             start.wait()
-            judgements.label_submit(message=Message.objects.get(pk=reply.pk), annotator=user, flags=["spam"])
+            submits.label_submit(message=Message.objects.get(pk=reply.pk), annotator=user, flags=["spam"])
         except Exception as error:
             errors.append(error)
         finally:

@@ -11,7 +11,7 @@ from django.utils import timezone
 from annotate.models import GoldAnswer, Ranking, Role, Task, WorkItem
 from annotate.selectors.gold import gold_accuracy, gold_judgement_correct
 from annotate.services import accounts as account_services
-from annotate.services import judgements
+from annotate.services import submits
 from tests.annotate.factories import ranking_items
 
 pytestmark = pytest.mark.django_db
@@ -196,7 +196,7 @@ def test_a_consensus_promoted_to_gold_scores_later_judgements_only(api_as, owner
     assert response.json()["answer"] == {"tiers": [[c], [a], [b], [d]]} and response.json()["source"] == "consensus"
     assert gold_accuracy(project=project) == {}
     task = next_task(api_as(member), project)["task"]
-    judgements.task_submit(task_id=task["id"], annotator=member, submit_key="k", payload={"tiers": [[c], [a], [d], [b]]})
+    submits.task_submit(task_id=task["id"], annotator=member, submit_key="k", payload={"tiers": [[c], [a], [d], [b]]})
     assert gold_accuracy(project=project) == {member.id: (1, 1)}  # one swapped pair of six: tau 2/3
 
 

@@ -313,9 +313,9 @@ def test_flagged_page_lists_and_clears(owner, member, project):
     account_services.project_settings_update(project=project, overlap=1)
     (candidate_set,) = ranking_items(project, 1, k=2)
     reply = Message.objects.get(pk=candidate_set.message_ids[0])
-    from annotate.services import judgements
+    from annotate.services import submits
 
-    judgements.label_submit(message=reply, annotator=member, flags=["toxic"])
+    submits.label_submit(message=reply, annotator=member, flags=["toxic"])
     page = client_for(owner).get(f"/projects/{project.id}/admin/flagged/").content.decode()
     assert reply.text in page
     client_for(owner).post(f"/projects/{project.id}/admin/flagged/", {"message_id": reply.id})

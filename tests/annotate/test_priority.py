@@ -7,7 +7,7 @@ from django.db import IntegrityError, transaction
 from annotate.models import PriorityHold, Role, Task, TaskKind, TaskState, WorkItem
 from annotate.services import accounts as account_services
 from annotate.services import priority, queue
-from annotate.services.judgements import task_submit
+from annotate.services.submits import task_submit
 from tests.annotate.factories import ranking_items
 
 pytestmark = pytest.mark.django_db

@@ -17,7 +17,7 @@ from django.db import connection
 from annotate.importers import import_run
 from annotate.importers.base import source_user_pseudonym
 from annotate.models import ContributorDeletion, Label, Message, MessageSource, Ranking, ReviewState, Role, Task, TaskState
-from annotate.services import accounts, contributors, judgements, queue, tree
+from annotate.services import accounts, contributors, queue, submits, tree
 from tests.annotate.factories import ranking_items
 from tests.helpers import run_python
 from training import services
@@ -163,24 +163,24 @@ def test_deleting_an_annotator_takes_their_judgements_and_texts_out_of_the_next_
     demonstration = tree.message_create(project=project, parent=prompt, role="assistant",
                                         text="Member's demonstration about Nantes", source=MessageSource.ANNOTATOR,
                                         author=member)
-    judgements.review_save(message=demonstration, reviewer=reviewer, accepted=True)
+    submits.review_save(message=demonstration, reviewer=reviewer, accepted=True)
     imported = tree.message_create(project=project, parent=prompt, role="assistant", text="An imported reply",
                                    source=MessageSource.IMPORT)
     tree.candidate_set_create(project=project, message_ids=[demonstration.id, imported.id], kind="compare")
     # The member reviewed the other's answer (as a reviewer would) and ranked and labelled imported replies.
     accounts.membership_set(project=project, user=member, role=Role.REVIEWER)
-    judgements.review_save(message=answer, reviewer=member, accepted=True)
+    submits.review_save(message=answer, reviewer=member, accepted=True)
     # Rankings through the queue, as annotators give them: the item counts each one.
     candidate_set, later = ranking_items(project, 2, k=3)
     a, b, c = candidate_set.message_ids
     for annotator, tiers in ((member, [[a], [b], [c]]), (other, [[c], [b], [a]])):
         task = queue.task_next(project=project, annotator=annotator, role=Role.ANNOTATOR, kind="ranking")
         assert task.item.candidate_set_id == candidate_set.id
-        judgements.task_submit(task_id=task.id, annotator=annotator, submit_key=f"k{task.id}", payload={"tiers": tiers})
+        submits.task_submit(task_id=task.id, annotator=annotator, submit_key=f"k{task.id}", payload={"tiers": tiers})
     item = task.item
     item.refresh_from_db()
     assert (item.done, item.open_slots) == (2, 0)
-    judgements.label_submit(message=Message.objects.get(pk=a), annotator=member, quality=5)
+    submits.label_submit(message=Message.objects.get(pk=a), annotator=member, quality=5)
     leased = queue.task_next(project=project, annotator=member, role=Role.ANNOTATOR, kind="ranking")
     assert leased.item.candidate_set_id == later.id
 
@@ -214,7 +214,7 @@ def test_a_deleted_reviewer_s_verdict_no_longer_accepts_a_demonstration(project,
                                  source=MessageSource.ANNOTATOR, author=member)
     reply = tree.message_create(project=project, parent=prompt, role="assistant", text="The Loire.",
                                 source=MessageSource.ANNOTATOR, author=member)
-    judgements.review_save(message=reply, reviewer=reviewer, accepted=True)
+    submits.review_save(message=reply, reviewer=reviewer, accepted=True)
     assert "The Loire." in exported(project, "sft")
     assert contributors.contributor_delete(project=project, user=reviewer)["reviews"] == 1
     reply.refresh_from_db()

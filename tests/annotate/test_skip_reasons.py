@@ -62,10 +62,10 @@ def test_a_skip_says_why_and_admins_see_the_counts_and_words_not_who(api_as, own
     assert client_for(member).get(url).status_code == 403
     refused = client_for(owner).get(url + "?days=0")
     assert refused.status_code == 400 and b"days must be a whole number from 1 to 365, not '0'" in refused.content
-    from annotate.services import judgements
+    from annotate.services import submits
 
     task = next_task(api_as(second), project)
-    judgements.task_submit(task_id=task["id"], annotator=second, submit_key="k", time_spent_ms=30_000,
+    submits.task_submit(task_id=task["id"], annotator=second, submit_key="k", time_spent_ms=30_000,
                            payload={"tiers": [[m] for m in task["candidates"] and [c["id"] for c in task["candidates"]]]})
     sheet = client_for(owner).get(url + "?days=30")
     assert sheet["Content-Type"].startswith("text/csv") and "throughput-30d.csv" in sheet["Content-Disposition"]

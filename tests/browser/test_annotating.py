@@ -7,7 +7,7 @@ import pytest
 
 from annotate.models import CandidateSetKind, Label, Message, MessageSource, Ranking, Review, Role, Task, TaskState
 from annotate.services import accounts as account_services
-from annotate.services import judgements, queue, tree
+from annotate.services import queue, submits, tree
 from tests.annotate.factories import ranking_items
 from tests.helpers import run_queued_jobs
 from tests.browser.person import click, click_and_wait, drag, log_in, press_and_wait, type_into, where
@@ -192,7 +192,7 @@ def test_a_reviewer_rejects_a_demonstration_and_its_author_reads_why(team, make_
     account_services.membership_set(project=project, user=author, role=Role.ANNOTATOR)
     import_message(project, "What is 9 - 11?")
     task = queue.task_next(project=project, annotator=author, role=Role.ANNOTATOR, kind="demonstration")
-    written = judgements.task_submit(task_id=task.id, annotator=author, submit_key="k1", payload={"text": "It is 2."})
+    written = submits.task_submit(task_id=task.id, annotator=author, submit_key="k1", payload={"text": "It is 2."})
     demonstration = Message.objects.get(pk=written["message_id"])
 
     page = new_page()
@@ -232,7 +232,7 @@ def test_an_admin_imports_a_file_and_downloads_an_export(team, make_user, new_pa
         while task := queue.task_next(project=project, annotator=person, role=Role.ANNOTATOR, kind="ranking"):
             ids = sorted(task.item.candidate_set.message_ids if task.item_id else [])
             ids = ids[:1] + ids[1:][::-1] if flip else ids
-            judgements.task_submit(task_id=task.id, annotator=person, submit_key=f"k{task.id}",
+            submits.task_submit(task_id=task.id, annotator=person, submit_key=f"k{task.id}",
                                    payload={"tiers": [[i] for i in ids]}, time_spent_ms=9000)
 
     page = new_page()

@@ -21,7 +21,7 @@ from annotate.models import (
     TaskState,
 )
 from annotate.services import accounts as account_services
-from annotate.services import judgements, queue, tree
+from annotate.services import queue, submits, tree
 from tests.annotate.factories import ranking_items
 from tests.browser.person import click, log_in, press_and_wait
 from tests.training.factories import arithmetic_project
@@ -248,8 +248,8 @@ def test_every_page_passes_axe_and_fits_a_phone(team, new_page, tmp_path):
     ranking_items(project, 1, k=2, kind=CandidateSetKind.COMPARE)
     # A demonstration for the reviewer, and something on every admin page.
     demonstration = lease(team, "demonstration")
-    judgements.task_submit(task_id=demonstration.id, annotator=team["nina"], submit_key="d1", payload={"text": "It is 42."})
-    judgements.label_submit(message=message(project, "Buy cheap pills now"), annotator=team["rita"], flags=["spam"])
+    submits.task_submit(task_id=demonstration.id, annotator=team["nina"], submit_key="d1", payload={"text": "It is 42."})
+    submits.label_submit(message=message(project, "Buy cheap pills now"), annotator=team["rita"], flags=["spam"])
     account_services.invite_create(project=project, role=Role.ANNOTATOR, created_by=admin, note="Omar")
     invite = account_services.invite_create(project=project, role=Role.ANNOTATOR, created_by=admin)
     batch = tmp_path / "prompts.jsonl"

@@ -5,7 +5,7 @@ import pytest
 
 from annotate.models import CandidateSetKind, Message, MessageSource, Role
 from annotate.services import accounts as account_services
-from annotate.services import judgements, queue, tree
+from annotate.services import queue, submits, tree
 from tests.browser.person import click, click_and_wait, log_in, press_and_wait
 from tests.helpers import run_queued_jobs
 
@@ -77,7 +77,7 @@ def test_script_in_content_never_runs_anywhere(make_user, new_page, shot, tmp_pa
     pair = [message(f"Side {side}\n\n{EVIL}", parent=pair_prompt) for side in "AB"]
     tree.candidate_set_create(project=project, message_ids=[m.id for m in pair], kind=CandidateSetKind.COMPARE)
     task = queue.task_next(project=project, annotator=people["eve"], role=Role.ANNOTATOR, kind="demonstration")
-    judgements.task_submit(task_id=task.id, annotator=people["eve"], submit_key="e1", payload={"text": f"Eve says\n\n{EVIL}"})
+    submits.task_submit(task_id=task.id, annotator=people["eve"], submit_key="e1", payload={"text": f"Eve says\n\n{EVIL}"})
     assert Message.objects.filter(author=people["eve"]).count() == 1 and len(replies) == 3
 
     # The admin puts script into the guidelines and imports a hostile file with a hostile name.

@@ -8,7 +8,7 @@ import pytest
 from django.conf import settings
 
 from annotate.models import Label, Message, Project, ScreenFinding
-from annotate.services import judgements, tree
+from annotate.services import submits, tree
 from tests.helpers import stop
 from tests.training.test_grpo_orpo import registered_base
 from tests.training.test_runs_train import wait_for, worker
@@ -51,10 +51,10 @@ def test_the_flags_snapshot_labels_what_annotators_flagged_and_what_they_judged_
     toxic, clean, personal, cleared, unlabelled = (
         reply(project, text) for text in ("you idiot", "happy to help, write to jo@example.com", "call 555",
                                           "shut up", "good question"))
-    judgements.label_submit(message=toxic, annotator=member, flags=["toxic"])  # excluded by the flag
-    judgements.label_submit(message=clean, annotator=member, quality=4)
-    judgements.label_submit(message=personal, annotator=member, flags=["personal_data"])
-    judgements.label_submit(message=cleared, annotator=member, flags=["spam"])
+    submits.label_submit(message=toxic, annotator=member, flags=["toxic"])  # excluded by the flag
+    submits.label_submit(message=clean, annotator=member, quality=4)
+    submits.label_submit(message=personal, annotator=member, flags=["personal_data"])
+    submits.label_submit(message=cleared, annotator=member, flags=["spam"])
     tree.message_clear(message=Message.objects.get(pk=cleared.pk))  # an admin overruled the flag
     toxic.refresh_from_db()
     assert toxic.excluded

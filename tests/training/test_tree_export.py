@@ -13,7 +13,7 @@ from annotate.importers import ImportRefused, import_run
 from annotate.models import CandidateSetKind, ContributorDeletion, GoldAnswer, GoldResume, ImportBatch, ImportJob, Label, Message, MessageRole, MessageSource, Ranking, Review, Role, TaskKind
 from annotate.rules import compare_order
 from annotate.screen.detectors import Span
-from annotate.services import accounts, judgements, queue, screening, tree
+from annotate.services import accounts, queue, screening, submits, tree
 from training.exporters.trees import tree_records
 from training.models import (
     DatasetSnapshot,
@@ -81,19 +81,19 @@ def judged_project(project, *, owner, member, reviewer, make_user):
         replies.append(reply)
     tree.candidate_set_create(project=project, message_ids=[replies[1].id, replies[2].id], kind=CandidateSetKind.COMPARE)
     compare = queue.task_next(project=project, annotator=member, role=Role.ANNOTATOR, kind=TaskKind.COMPARE)
-    judgements.task_submit(task_id=compare.id, annotator=member, submit_key="c1", payload={"choice": "A"},
+    submits.task_submit(task_id=compare.id, annotator=member, submit_key="c1", payload={"choice": "A"},
                            time_spent_ms=2500)
     ranking_task = queue.task_next(project=project, annotator=reviewer, role=Role.REVIEWER, kind=TaskKind.RANKING)
     ranked = ranking_task.item.candidate_set.message_ids
-    judgements.task_submit(task_id=ranking_task.id, annotator=reviewer, submit_key="r1",
+    submits.task_submit(task_id=ranking_task.id, annotator=reviewer, submit_key="r1",
                            payload={"tiers": [[ranked[0]], [ranked[1], ranked[2]]]}, time_spent_ms=7000)
     # The ranking's item is also gold (its known answer names replies), and an admin let the member work again.
     GoldAnswer.objects.create(project=project, item=ranking_task.item, answer={"tiers": [[ranked[0]], ranked[1:]]},
                               needed_before=1, created_by=owner)
     GoldResume.objects.create(project=project, annotator=member, resumed_by=owner)
-    judgements.label_submit(message=replies[2], annotator=member, quality=1, flags=["off_task"], time_spent_ms=300)
-    judgements.label_submit(message=replies[1], annotator=reviewer, quality=5, time_spent_ms=200)
-    judgements.review_save(message=demonstration, reviewer=reviewer, accepted=True, comment="right",
+    submits.label_submit(message=replies[2], annotator=member, quality=1, flags=["off_task"], time_spent_ms=300)
+    submits.label_submit(message=replies[1], annotator=reviewer, quality=5, time_spent_ms=200)
+    submits.review_save(message=demonstration, reviewer=reviewer, accepted=True, comment="right",
                            guideline_version=2, time_spent_ms=1100)
     queue.task_next(project=project, annotator=member, role=Role.ANNOTATOR, kind=TaskKind.LABEL)  # a live lease
     # The content screen: on, with a word list; a prompt with an email in it; a chat reply it stopped (kept as

@@ -10,7 +10,7 @@ from django.core.exceptions import ValidationError
 from django.urls import reverse
 
 from annotate.models import Message, Ranking
-from annotate.services import judgements, tree
+from annotate.services import submits, tree
 from tests.annotate.factories import ranking_items
 from training import services
 from training.exporters.rows import is_heldout
@@ -36,22 +36,22 @@ def judged_project(project, member, reviewer, other):
     for text in ("5", "6", "7"):
         demonstrations[text] = tree.message_create(project=project, parent=prompt, role="assistant", text=text,
                                                    source="annotator", author=member)
-    judgements.review_save(message=demonstrations["5"], reviewer=reviewer, accepted=True)
-    judgements.review_save(message=demonstrations["6"], reviewer=reviewer, accepted=False, comment="2 + 3 is 5")
+    submits.review_save(message=demonstrations["5"], reviewer=reviewer, accepted=True)
+    submits.review_save(message=demonstrations["6"], reviewer=reviewer, accepted=False, comment="2 + 3 is 5")
     # Flagged (excluded at the project's threshold of one), then rejected: it never leaves, not even as a bad example.
-    judgements.label_submit(message=demonstrations["7"], annotator=other, flags=["personal_data"])
-    judgements.review_save(message=Message.objects.get(pk=demonstrations["7"].pk), reviewer=reviewer, accepted=False,
+    submits.label_submit(message=demonstrations["7"], annotator=other, flags=["personal_data"])
+    submits.review_save(message=Message.objects.get(pk=demonstrations["7"].pk), reviewer=reviewer, accepted=False,
                            comment="names a person")
 
     first, second = ranking_items(project, 2, k=4)
     a, b, c, d = first.message_ids
     Ranking.objects.create(candidate_set=first, annotator=member, tiers=[[a], [b], [c], [d]])
     Ranking.objects.create(candidate_set=first, annotator=other, tiers=[[b], [a], [c], [d]])
-    judgements.label_submit(message=Message.objects.get(pk=b), annotator=member, quality=1)  # b: 1 for, 1 against
-    judgements.label_submit(message=Message.objects.get(pk=c), annotator=member, quality=3)  # the middle: no vote
+    submits.label_submit(message=Message.objects.get(pk=b), annotator=member, quality=1)  # b: 1 for, 1 against
+    submits.label_submit(message=Message.objects.get(pk=c), annotator=member, quality=3)  # the middle: no vote
     e, f, g, h = second.message_ids
     Message.objects.filter(pk=e).update(source="annotator", author=member)
-    judgements.review_save(message=Message.objects.get(pk=e), reviewer=reviewer, accepted=True)
+    submits.review_save(message=Message.objects.get(pk=e), reviewer=reviewer, accepted=True)
     Message.objects.filter(pk__in=[f, g]).update(text="Both of these say 9.")
     Ranking.objects.create(candidate_set=second, annotator=member, tiers=[], all_bad=True)
     return {"prompt": prompt, "first": first, "second": second, **demonstrations}

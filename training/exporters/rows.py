@@ -803,7 +803,7 @@ def kind_rows(kind: str, project, side, *, demonstrations: str = "accepted", fil
 
 # The flags that make a message harmful to the screen classifier (personal data is the detectors' work), and
 # every label on the project's messages, its flags counted only while live: a label older than an admin's
-# clearing of the message was overruled (as in judgements.flags_apply).
+# clearing of the message was overruled (as in submits.flags_apply).
 HARMFUL_FLAGS = ("toxic", "spam", "off_task")
 LABELS = """
 SELECT l.message_id, l.flags, l.updated_at > coalesce(m.cleared_at, '-infinity') AS live
