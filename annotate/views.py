@@ -39,6 +39,7 @@ from annotate.selectors import work as work_selectors
 from annotate.services import accounts as account_services
 from annotate.services import corrections, imports, queue, screening, submits
 from platform_common.errors import Conflict, NotYours
+from platform_common.serializers import whole_number
 
 # ---------------------------------------------------------------------------------------------
 # Helpers
@@ -388,7 +389,7 @@ def guidelines_page(request, project_id):
     diff, problem = None, None
     if old:
         try:
-            if not (old.isdigit() and new.isdigit()):
+            if not (whole_number(old) and whole_number(new)):
                 raise ValidationError({"from": "choose two version numbers"})
             diff = guideline_selectors.guideline_diff(project=project, old=int(old), new=int(new), versions=versions)
         except ValidationError as error:
@@ -620,7 +621,7 @@ def admin_throughput_csv(request, project_id):
     right, over the last `days` (7 by default, up to 365), as CSV for a spreadsheet (admins)."""
     project = account_selectors.project_for_member(user=request.user, project_id=project_id, role=Role.ADMIN)
     raw = request.GET.get("days", "7")
-    if not raw.isdigit() or not 1 <= int(raw) <= 365:
+    if not whole_number(raw) or not 1 <= int(raw) <= 365:
         return HttpResponse(f"days must be a whole number from 1 to 365, not {raw[:20]!r}\n", status=400,
                             content_type="text/plain; charset=utf-8")
     since = timezone.now() - timedelta(days=int(raw))

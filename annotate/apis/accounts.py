@@ -15,7 +15,7 @@ from annotate.selectors import guidelines as guideline_selectors
 from annotate.services import accounts as account_services
 from annotate.models import Invite, Role
 from platform_common.pagination import Pagination
-from platform_common.serializers import StrictCharField
+from platform_common.serializers import StrictCharField, whole_number
 
 User = get_user_model()
 
@@ -158,7 +158,7 @@ class GuidelineVersionsApi(APIView):
         if any(asked.values()):
             numbers = {}
             for name, raw in asked.items():
-                if not (raw or "").isdigit():
+                if not whole_number(raw or ""):
                     raise ValidationError({name: f"a version number, not {(raw or '')[:20]!r}"})
                 numbers[name] = int(raw)
             body["diff"] = guideline_selectors.guideline_diff(project=project, old=numbers["from"], new=numbers["to"],

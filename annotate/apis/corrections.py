@@ -50,12 +50,13 @@ class RankingWithdrawApi(APIView):
 
 
 class LabelCorrectApi(APIView):
-    """Change your label (`quality` 1-5 and/or `flags`) within the project's `correction_minutes`."""
+    """Change your label (`quality` 1-5, `flags`, `rubrics`; a field left out keeps its value) within the
+    project's `correction_minutes`."""
 
     class InputSerializer(serializers.Serializer):
         quality = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=5)
-        flags = serializers.ListField(child=serializers.ChoiceField(choices=Flag.choices), required=False, default=list)
-        rubrics = serializers.DictField(required=False, help_text="scores 1-5 by rubric key; left out: kept as they are")
+        flags = serializers.ListField(child=serializers.ChoiceField(choices=Flag.choices), required=False)
+        rubrics = serializers.DictField(required=False, help_text="scores 1-5 by rubric key")
 
     @extend_schema(request=InputSerializer, responses=inline_serializer(
         "LabelChanged", {"id": serializers.IntegerField(), "quality": serializers.IntegerField(allow_null=True),
@@ -64,7 +65,9 @@ class LabelCorrectApi(APIView):
         label = _member_judgement(request, Label, label_id)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        label = corrections.label_change(label=label, by=request.user, **data.validated_data)
+        given = data.validated_data  # a field left out keeps its value
+        label = corrections.label_change(label=label, by=request.user, quality=given.get("quality", label.quality),
+                                         flags=given.get("flags", label.flags), rubrics=given.get("rubrics"))
         return Response({"id": label.id, "quality": label.quality, "flags": label.flags})
 
 

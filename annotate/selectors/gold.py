@@ -62,9 +62,11 @@ class GoldResult:
 
 def gold_results(*, project: Project, annotator=None) -> list[GoldResult]:
     """Return every scored judgement of the project's gold items (or one annotator's), oldest first."""
+    # A withdrawn gold answer counts, as a wrong one (it has no judgement left): withdrawing is no way out of
+    # the scoring, and the annotator cannot tell a gold item from a real one to withdraw only those.
     tasks = Task.objects.filter(
         project=project,
-        state=TaskState.SUBMITTED,
+        state__in=(TaskState.SUBMITTED, TaskState.WITHDRAWN),
         item__gold=True,
         created_at__gte=F("item__gold_answer__created_at"),
     )
@@ -72,12 +74,12 @@ def gold_results(*, project: Project, annotator=None) -> list[GoldResult]:
         tasks = tasks.filter(annotator=annotator)
     rows = tasks.order_by("finished_at", "id").values_list(
         "annotator_id", "item_id", "finished_at", "kind", "item__gold_answer__answer",
-        "ranking__tiers", "ranking__all_bad", "label__quality", "label__flags", "review__accepted",
+        "ranking__tiers", "ranking__all_bad", "label__quality", "label__flags", "review__accepted", "state",
     )
     results = []
-    for annotator_id, item_id, finished_at, kind, answer, tiers, all_bad, quality, flags, accepted in rows:
+    for annotator_id, item_id, finished_at, kind, answer, tiers, all_bad, quality, flags, accepted, state in rows:
         judgement = {"tiers": tiers, "all_bad": all_bad, "quality": quality, "flags": flags, "accepted": accepted}
-        correct = gold_judgement_correct(kind=kind, answer=answer or {}, judgement=judgement)
+        correct = state == TaskState.SUBMITTED and gold_judgement_correct(kind=kind, answer=answer or {}, judgement=judgement)
         results.append(GoldResult(annotator_id, item_id, finished_at, correct))
     return results
 

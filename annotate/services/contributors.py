@@ -93,6 +93,10 @@ def contributor_delete(*, project: Project, user=None, pseudonym: str = "", by=N
     Ranking.history.filter(Q(candidate_set__project=project, **theirs) | Q(candidate_set_id__in=doomed_sets)).delete()
     Label.history.filter(Q(message_id__in=doomed) | Q(annotator=user, message__project=project)
                          if user is not None else Q(message_id__in=doomed)).delete()
+    if user is not None:  # the verdicts they gave on others' rankings and labels, and their words in the trail
+        for model, scope in ((Ranking, "candidate_set__project"), (Label, "message__project")):
+            model.objects.filter(verdict_by=user, **{scope: project}).update(verdict="", verdict_by=None, verdict_comment="")
+            model.history.filter(verdict_by=user).update(verdict_by=None, verdict_comment="")
     counts["slots_reopened"] = _slots_return(project, user) if user is not None else 0
     if not any(counts.values()):
         raise ValidationError({"contributor": "nothing in this project is theirs"})

@@ -62,13 +62,16 @@ def ranking_change(*, ranking: Ranking, by, tiers=None, all_bad: bool = False) -
     ranking = Ranking.objects.select_for_update(of=("self",)).select_related("candidate_set__project__settings").get(pk=ranking.pk)
     project = ranking.candidate_set.project
     _may_correct(judgement=ranking, author_id=ranking.annotator_id, by=by, project=project, withdrawing=False)
+    if ranking.candidate_set.origin.get("edit"):
+        raise PermissionDenied("this ranking is the pair an edit made (the edit over the reply it mended); it goes with the edit")
     new_tiers, new_all_bad = submits.ranking_tiers(ranking.candidate_set, {"tiers": tiers, "all_bad": all_bad})
     if (new_tiers, new_all_bad) == (ranking.tiers, ranking.all_bad):
         raise ValidationError({"tiers": "that is the order it has already"})
     _record_before(ranking)
     ranking.tiers, ranking.all_bad = new_tiers, new_all_bad
+    ranking.verdict, ranking.verdict_by, ranking.verdict_comment = "", None, ""  # a verdict was on the old order
     ranking._history_user = by
-    ranking.save(update_fields=["tiers", "all_bad", "updated_at"])
+    ranking.save(update_fields=["tiers", "all_bad", "verdict", "verdict_by", "verdict_comment", "updated_at"])
     return ranking
 
 
@@ -83,6 +86,9 @@ def label_change(*, label: Label, by, quality=None, flags=(), rubrics=None) -> L
     label = Label.objects.select_for_update(of=("self",)).select_related("message__project__settings").get(pk=label.pk)
     _may_correct(judgement=label, author_id=label.annotator_id, by=by, project=label.message.project, withdrawing=False)
     _record_before(label)
+    # A verdict was on the old label: the changed one waits for a reviewer again (read by label_save's save below,
+    # so the trail's record of this change says so; rolled back with it if the change is refused).
+    Label.objects.filter(pk=label.pk).update(verdict="", verdict_by=None, verdict_comment="")
     # label_save validates and applies as a submit does: a flag added now counts towards excluding the message.
     changed = submits.label_save(message=label.message, annotator=label.annotator, quality=quality,
                                     flags=list(flags), task=label.task, guideline_version=label.guideline_version,
@@ -104,6 +110,8 @@ def label_withdraw(*, label: Label, by) -> None:
 def _withdraw(judgement: Ranking | Label, *, by) -> None:
     model = type(judgement)
     judgement = model.objects.select_for_update(of=("self",)).get(pk=judgement.pk)
+    if model is Ranking and judgement.candidate_set.origin.get("edit"):
+        raise PermissionDenied("this ranking is the pair an edit made (the edit over the reply it mended); it goes with the edit")
     _may_correct(judgement=judgement, author_id=judgement.annotator_id, by=by, project=_project_of(judgement),
                  withdrawing=True)
     _record_before(judgement)

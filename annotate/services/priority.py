@@ -30,7 +30,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from annotate import agreement
-from annotate.models import Membership, PriorityHold, Project, Ranking, TaskKind, WorkItem
+from annotate.models import Membership, PriorityHold, Project, Ranking, Task, TaskKind, WorkItem
 from annotate.rules import role_may_do
 
 JUDGED_KINDS = (TaskKind.RANKING, TaskKind.COMPARE)
@@ -328,7 +328,15 @@ def items_assign(*, project: Project, item_ids: list[int], usernames: list[str])
     unable = sorted(name for name, m in members.items() if any(not role_may_do(role=m.role, kind=k) for k in kinds))
     if unable:
         raise ValidationError({"annotators": f"their role may not do {', '.join(sorted(kinds))} tasks: {unable}"})
-    return items.update(assignee_ids=sorted(m.user_id for m in members.values()), updated_at=timezone.now())
+    ids = {m.user_id: name for name, m in members.items()}
+    for item in items.only("id", "excluded_user_ids"):
+        # An item no assignee may have would wait for ever: its authors, or someone who already had it.
+        barred = {ids[u] for u in set(item.excluded_user_ids) & set(ids)}
+        barred |= {ids[u] for u in Task.objects.filter(item=item, annotator_id__in=ids).values_list("annotator_id", flat=True)}
+        if barred:
+            raise ValidationError({"annotators": f"item {item.id} cannot go to {sorted(barred)}: they wrote what it "
+                                                 "judges or had it already"})
+    return items.update(assignee_ids=sorted(ids), updated_at=timezone.now())
 
 
 @transaction.atomic

@@ -34,6 +34,7 @@ from annotate.rules import compare_order
 from annotate.services import queue, tree
 from platform_common.errors import Conflict, NotYours
 from platform_common.raw_sql import columns, fetch_one
+from platform_common.serializers import whole_number
 
 MAX_TIME_SPENT_MS = 24 * 3600 * 1000
 COMPARE_CHOICES = ("A", "B", "tie", "both_bad")
@@ -303,7 +304,7 @@ def rubric_scores_clean(*, project, scores) -> dict:
     for key, value in scores.items():
         if value in (None, ""):
             continue
-        if isinstance(value, bool) or not str(value).isdigit() or not 1 <= int(value) <= 5:
+        if isinstance(value, bool) or not whole_number(str(value)) or not 1 <= int(value) <= 5:
             raise ValidationError({"rubrics": f"{key}: a score is a whole number from 1 to 5, not {str(value)[:20]!r}"})
         cleaned[key] = int(value)
     return cleaned

@@ -16,3 +16,8 @@ class StrictCharField(serializers.CharField):
         if not isinstance(data, str):
             self.fail("not_a_string", kind=JSON_KINDS.get(type(data), type(data).__name__))
         return super().to_internal_value(data)
+
+
+def whole_number(text: str) -> bool:
+    """Whether `text` is ASCII digits only, as int() reads it: str.isdigit() also takes "²", which int() refuses."""
+    return text.isascii() and text.isdecimal()

@@ -36,7 +36,19 @@ def test_assigned_items_go_only_to_their_annotators(api_as, owner, member, make_
     api_as(member).post(f"/api/tasks/{got['id']}/skip/")
     assert next_task(api_as(member), project) is None
     kims = {Task.objects.get(pk=next_task(api_as(kim), project)["id"]).item_id}
-    assert kims <= set(items)
+    assert kims <= set(items[:2])
     # Lifted (an empty list): anyone again.
     assert api_as(owner).post(url, {"item_ids": items[:2], "annotators": []}, format="json").json() == {"changed": 2}
     assert next_task(api_as(member), project) is not None
+
+
+def test_an_item_is_not_assigned_to_someone_who_may_never_have_it(api_as, owner, member, project):
+    only(project, ranking=1)
+    account_services.project_settings_update(project=project, overlap=2)
+    (ranked,) = ranking_items(project, 1, k=2, overlap=2)
+    item = WorkItem.objects.get(candidate_set=ranked)
+    api_as(member).post(f"/api/tasks/{next_task(api_as(member), project)['id']}/skip/")  # had it already
+    refused = api_as(owner).post(f"/api/projects/{project.id}/queue/assign/", {"item_ids": [item.id], "annotators": ["member"]},
+                                 format="json")
+    assert refused.status_code == 400 and f"item {item.id} cannot go to ['member']" in refused.json()["annotators"][0]
+    assert WorkItem.objects.get(pk=item.pk).assignee_ids == []

@@ -158,3 +158,55 @@ def test_a_reviewer_overrules_a_ranking_and_a_label_and_they_leave_the_exports(a
     assert [(e["kind"], e["action"], e["after"]["verdict"]) for e in trail] == [
         ("ranking", "made", ""), ("label", "made", ""), ("ranking", "changed", "accepted"),
         ("ranking", "changed", "overruled"), ("label", "changed", "overruled"), ("label", "changed", "accepted")]
+
+
+def test_what_the_review_of_the_change_found(api_as, owner, member, reviewer, project):
+    """A withdrawn gold answer counts as a wrong one; a changed judgement loses its verdict; a label's PATCH keeps
+    what it was not sent; a deleted reviewer's verdicts go with them; "²" is no number."""
+    from annotate.selectors.gold import gold_accuracy
+    from annotate.services.contributors import contributor_delete
+
+    only(project, ranking=1)
+    account_services.project_settings_update(project=project, overlap=1, gold_rate=1.0)
+    (gold_set, real_set) = ranking_items(project, 2, k=2, overlap=1)
+    gold_item = WorkItem.objects.get(candidate_set=gold_set)
+    answer = {"tiers": [[i] for i in gold_set.message_ids]}
+    assert api_as(owner).post(f"/api/projects/{project.id}/gold/mark/", {"item_id": gold_item.id, "answer": answer},
+                              format="json").status_code == 201
+    api = api_as(member)
+    for _ in range(2):
+        task = next_task(api, project)
+        ids = Task.objects.get(pk=task["id"]).item.candidate_set.message_ids
+        submit(api, task, key=f"k{task['id']}", tiers=[[i] for i in ids])
+    gold_ranking = Ranking.objects.get(candidate_set=gold_set)
+    assert gold_accuracy(project=project) == {member.id: (1, 1)}
+    assert api.post(f"/api/rankings/{gold_ranking.id}/withdraw/").status_code == 204
+    assert gold_accuracy(project=project) == {member.id: (0, 1)}  # withdrawing is no way out of the score
+
+    real = Ranking.objects.get(candidate_set=real_set)
+    a, b = real_set.message_ids
+    assert api_as(reviewer).post(f"/api/rankings/{real.id}/review/", {"accepted": True}, format="json").status_code == 200
+    assert api.patch(f"/api/rankings/{real.id}/", {"tiers": [[b], [a]]}, format="json").status_code == 200
+    real.refresh_from_db()
+    assert (real.verdict, real.verdict_by) == ("", None)  # the verdict was on the old order
+
+    message = Message.objects.create(project=project, role="user", text="Hi?", source="import")
+    label_id = api.post(f"/api/projects/{project.id}/messages/{message.id}/labels/", {"quality": 4},
+                        format="json").json()["label_id"]
+    assert api.patch(f"/api/labels/{label_id}/", {"flags": ["spam"]}, format="json").json() == {
+        "id": label_id, "quality": 4, "flags": ["spam"]}
+    assert api.patch(f"/api/labels/{label_id}/", {"quality": "²"}, format="json").status_code == 400
+    assert api.get(f"/api/projects/{project.id}/guidelines/versions/", {"from": "²", "to": "1"}).status_code == 400
+    from django.core.exceptions import ValidationError
+    from annotate.services.submits import rubric_scores_clean
+
+    account_services.project_settings_update(project=project, rubrics=[{"key": "helpful"}])
+    with pytest.raises(ValidationError, match="a score is a whole number from 1 to 5, not '²'"):
+        rubric_scores_clean(project=project, scores={"helpful": "²"})
+
+    api_as(reviewer).post(f"/api/labels/{label_id}/review/", {"accepted": False, "comment": "Not spam."}, format="json")
+    api_as(reviewer).post(f"/api/projects/{project.id}/messages/{message.id}/labels/", {"quality": 2}, format="json")
+    contributor_delete(project=project, user=reviewer, by=owner)
+    label = Label.objects.get(pk=label_id)
+    assert (label.verdict, label.verdict_comment) == ("", "")
+    assert not Label.history.filter(verdict_comment="Not spam.").exists()

@@ -64,3 +64,14 @@ def test_an_edit_is_a_demonstration_and_a_pair_over_the_original_in_the_exports(
     texts = [line for split in ("train", "test")
              for line in (settings.SNAPSHOT_STORE / sft.folder / f"sft-{split}.jsonl").read_text().splitlines()]
     assert len(texts) == 1 and edited.text in texts[0]
+
+
+def test_an_edits_pair_is_not_withdrawn_apart_from_the_edit(api_as, member, project):
+    only(project, edit=1)
+    model_replies(project, 1)
+    api = api_as(member)
+    task = next_task(api, project, "edit")
+    done = submit(api, task, text="Twice nothing is nothing.").json()["result"]
+    refused = api.post(f"/api/rankings/{done['ranking_id']}/withdraw/")
+    assert refused.status_code == 403 and "the pair an edit made" in refused.json()["detail"]
+    assert Ranking.objects.filter(pk=done["ranking_id"]).exists()

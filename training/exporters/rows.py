@@ -353,6 +353,7 @@ def sft_rows(project, *, demonstrations: str = "accepted", filters: Filters = Fi
     if filters.min_quality is not None:
         quality = dict(
             Label.objects.filter(message__project=project, quality__isnull=False)
+            .exclude(verdict="overruled").exclude(task__item__gold=True)  # as kept_judgement
             .values_list("message_id").annotate(mean=Avg("quality"))
         )
     beaten = _ByRoot(_sft_rows_stream(IMPORTED_LOSERS, project)) if demonstrations == "all" else None
