@@ -121,8 +121,15 @@ def test_the_held_out_split_is_fixed_per_prompt_across_snapshots(project, member
 
 
 def test_files_are_described_and_load_with_datasets(project, member):
-    for candidate_set in ranking_items(project, 30, k=3):
+    sets = ranking_items(project, 30, k=3)
+    for candidate_set in sets:
         Ranking.objects.create(candidate_set=candidate_set, annotator=member, tiers=[[m] for m in candidate_set.message_ids])
+    # One prompt held out for sure: the seeded content rule (by project id) leaves the test split empty about one
+    # time in 25 with 30 prompts, and datasets cannot load a named split of no rows (huggingface/datasets#8401).
+    from training.exporters.rows import content_digest, content_split
+
+    held = next(t for n in range(500) if content_split(project.id, content_digest(t := f"Held out {n}?")) == "test")
+    Message.objects.filter(pk=sets[0].parent_id).update(text=held)
     snapshot = services.snapshot_create(project=project, kind="preference")
     import hashlib
 
