@@ -16,18 +16,28 @@ def projects_for_user(*, user) -> QuerySet[Project]:
     return Project.objects.filter(memberships__user=user, memberships__is_active=True)
 
 
+MEMBERSHIP_IN_PROJECT = f"""
+SELECT {columns(Membership, "m")}, {columns(Project, "p")}, {columns(ProjectSettings, "s")}
+FROM annotate_membership m
+JOIN annotate_project p ON p.id = m.project_id
+JOIN annotate_projectsettings s ON s.project_id = m.project_id
+WHERE m.user_id = %s AND m.project_id = %s AND m.is_active
+"""
+
+
 def membership_for(*, user, project_id) -> Membership:
     """Return the user's active membership in the project, or 404 as if it did not exist."""
-    if not user.is_authenticated or not user.is_active:
-        raise Http404("no such project")
-    membership = (
-        Membership.objects.select_related("project", "project__settings")
-        .filter(user=user, project_id=project_id, is_active=True)
-        .first()
-    )
-    if membership is None:
+    found = None
+    if user.is_authenticated and user.is_active:
+        # On every request to a project (the queue's next task first): one hand-written query, as
+        # membership_for_task (platform_common/raw_sql.py says why).
+        found = fetch_one(MEMBERSHIP_IN_PROJECT, [user.id, project_id], [Membership, Project, ProjectSettings])
+    if found is None:
         # An outsider is told the project does not exist, not that it is forbidden.
         raise Http404("no such project")
+    membership, project, settings = found
+    project.settings = settings
+    membership.project = project
     return membership
 
 
