@@ -2,11 +2,11 @@
 
 import random
 
-from django.db import connection
 from django.db.models import QuerySet
 
 from annotate.models import Message, Task, TaskKind
 from annotate.rules import compare_order
+from platform_common.raw_sql import prepared_cursor
 
 
 def _path(by_id: dict, leaf_id: int) -> list:
@@ -53,7 +53,7 @@ def task_payload(task: Task) -> dict:
     }
     if task.item_id is None:
         return data  # a new conversation: nothing to show yet
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(ITEM_AND_TREE, [task.item_id])
         rows = cursor.fetchall()
     message_ids, leaf_id = rows[0][0], rows[0][1]

@@ -25,7 +25,7 @@ from annotate.rules import KIND_ROLE, allowed_kinds, role_may_do
 from annotate.selectors import gold as gold_selectors
 from annotate.services import priority
 from platform_common.errors import Conflict, NotYours
-from platform_common.raw_sql import columns, fetch_one
+from platform_common.raw_sql import columns, fetch_one, prepared_cursor
 
 # Release the lease the annotator holds in the project (of another kind than asked for, or run
 # out) and give its slot back, when a new one is taken (`{when}`). A live lease of the kind asked
@@ -270,7 +270,7 @@ def _run_one_statement(sql: str, params: dict):
     """Run one statement and return its first row. In autocommit it is its own transaction;
     inside a caller's transaction a savepoint keeps a failure from spoiling the caller's."""
     with transaction.atomic() if connection.in_atomic_block else nullcontext():
-        with connection.cursor() as cursor:
+        with prepared_cursor() as cursor:
             cursor.execute(sql, params)
             return cursor.fetchone()
 

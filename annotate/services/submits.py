@@ -8,7 +8,7 @@ locked first, so two copies of one submit arriving at once are serialised.
 import json
 
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from annotate.models import (
@@ -33,7 +33,7 @@ from annotate.models import (
 from annotate.rules import compare_order
 from annotate.services import queue, tree
 from platform_common.errors import Conflict, NotYours
-from platform_common.raw_sql import columns, fetch_one
+from platform_common.raw_sql import columns, fetch_one, prepared_cursor
 from platform_common.serializers import whole_number
 
 MAX_TIME_SPENT_MS = 24 * 3600 * 1000
@@ -144,7 +144,7 @@ SELECT id FROM ranking
 def _ranking_submit_at_once(task: Task, *, annotator, payload, submit_key, time_spent_ms) -> dict | None:
     candidate_set = task.item.candidate_set
     tiers, all_bad = judged_tiers(task, payload)
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(
             RANKING_SUBMIT,
             {
