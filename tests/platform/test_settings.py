@@ -10,6 +10,7 @@ LOAD_SETTINGS = (
     "from django.conf import settings\n"
     "print('DEBUG', settings.DEBUG); print('KEY', settings.SECRET_KEY)\n"
     "print('DB', settings.DATABASES['default']['ENGINE'], settings.DATABASES['default']['NAME'])\n"
+    "print('OPTIONS', sorted(settings.DATABASES['default']['OPTIONS'].items()))\n"
 )
 
 
@@ -75,11 +76,23 @@ def test_bad_values_name_the_variable(tmp_path):
         "DATABASE_URL": ("mysql://root@localhost/x", "DATABASE_URL must start with postgres://"),
         "DEBUG": ("maybe", "DEBUG must be true or false"),
         "CONN_MAX_AGE": ("soon", "CONN_MAX_AGE must be a whole number"),
+        "DATABASE_PREPARED_STATEMENTS": ("sometimes", "DATABASE_PREPARED_STATEMENTS must be true or false"),
+        "DATABASE_HEALTH_CHECKS": ("often", "DATABASE_HEALTH_CHECKS must be true or false"),
     }
     for variable, (value, message) in cases.items():
         result = load(tmp_path, **{variable: value})
         assert result.returncode != 0, variable
         assert message in result.stderr, (variable, result.stderr[-500:])
+
+
+def test_prepared_statements_are_on_unless_a_pooler_needs_them_off(tmp_path):
+    url = "postgres://app@db.internal:6543/feedback?options=-c%20statement_timeout%3D5000"
+    on = load(tmp_path, DATABASE_URL=url)
+    assert on.returncode == 0, on.stderr
+    assert "('options', '-c statement_timeout=5000 -c plan_cache_mode=force_generic_plan')" in on.stdout
+    assert "('prepare_threshold', 1)" in on.stdout
+    off = load(tmp_path, DATABASE_URL=url, DATABASE_PREPARED_STATEMENTS="0")
+    assert "('options', '-c statement_timeout=5000')" in off.stdout and "('prepare_threshold', None)" in off.stdout
 
 
 def test_database_url_without_a_name_is_refused(tmp_path):
