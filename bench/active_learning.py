@@ -18,20 +18,31 @@ What is real and what stands in:
   as the demo's annotators and its earlier assistant write (demo_data.reply_write at a policy's error
   rates, demo_data.earlier_reply), since training a round-1 policy per seed would take hours here.
 - The reward model is trained by TRL's RewardTrainer on a sequence classifier, as the reward stage does,
-  but small (the demo base's shape: 2 layers, width 128, the demo corpus's tokenizer) and from --init (an
-  SFT model directory, e.g. a demo round's) or else from fresh weights of that shape, one epoch: the bench
-  trains dozens of them on 2 shared cores.
-- The round-2 policy's hidden-check share is not measured: it needs a PPO stage per order, budget and
-  seed (hours on this machine). The reward model's held-out accuracy is what the order can change first.
+  but small (the demo base's shape: 2 layers, width 128, the demo corpus's tokenizer), one epoch at 1e-3,
+  batch 32, bf16 and activation checkpointing off as the platform's stages train on a CPU, from --init (an
+  SFT model directory, e.g. a demo round's) or else from fresh weights of that shape. From fresh weights it
+  learns the reply forms and no sum: a scorer that knows the forms and no number ranks 68.8% of the held-out
+  pairs right, and there it stalls (one seed, 500 pairs: 0.63 from 25 sets' 265 pairs, 0.65 from 524,
+  0.66 from 1,563, 0.68 from 3,110, 0.69 from 4,692; 3 epochs no better). So round 1 is small by choice
+  (--round1-sets 25, as a team's first round is): with 150 sets, round 1 alone already reached the full
+  budget and no order could win. A base pretrained on the demo corpus (4 epochs) did worse (0.61 from 3,110).
+- The round-2 policy is a best-of-K policy, not a PPO stage (one per order, budget and seed would take
+  hours here): for each of --policy-problems held-out problems, BEST_OF replies by `candidates()` with a
+  fixed seed; the reward model picks its top one, and the pick's hidden check (demo_data.reply_check) is
+  the policy's. A random pick passes about 0.26, a perfect reward model's about 0.93.
 --noisy gives the annotators 2.5 times the demo's ranking noise and adds a careless one (noise 25: about
 random), since the demo's agree almost perfectly (mean Kendall's W 0.979) and disagreement never fires.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/bench_active_learning nice -n 10 \\
-        .venv/bin/python bench/active_learning.py --noisy --seeds 0 1 2
+        .venv/bin/python bench/active_learning.py --noisy --seeds 0 1 2 --round1-sets 25 --round2-sets 200 \\
+        --heldout-pairs 1000
 
-Prints, per order and budget, the accuracy per seed, pooled with its Wilson 95% interval, and whether it
-reaches the full budget ("reaches": inside the full-budget pooled 95% interval); writes everything to
---dir/results.json.
+Prints, per order and budget, the reward model's held-out accuracy and the best-of-K policy's hidden-check
+share, pooled over the seeds with Wilson 95% intervals, the first budget at which each reaches the full budget
+("reaches": at or above the lower end of the full-budget pooled 95% interval), and the figures per seed;
+writes everything to --dir/results.json. The intervals cover the held-out sample only, not the training: three
+training seeds on the same 2,336 pairs from the same fresh weights scored 0.579, 0.644 and 0.659 (best-of-8
+0.205, 0.417, 0.385), a spread as wide as all that round 2 adds.
 """
 
 import argparse
@@ -47,9 +58,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 ORDERS_BASE = ("oldest", "random")
 K = 4
+BEST_OF = 8  # the best-of-K policy's replies per held-out problem: two candidate sets
 OVERLAP = 2
 ADAPTIVE_CAP = 3
 MAX_LENGTH = 64
+REWARD_EPOCHS, REWARD_LR = 1.0, 1e-3
+# As the platform's stages train without CUDA (common.training_arguments): TRL's configs default to bf16 and
+# activation checkpointing, which on a CPU made each reward model about 3 times slower for nothing.
+CPU_TRAINING = dict(use_cpu=True, bf16=False, activation_checkpointing=False, report_to=[], save_strategy="no",
+                    logging_steps=1000, disable_tqdm=True, dataloader_num_workers=0)
 _names = count()
 
 
@@ -104,13 +121,16 @@ def pairs_of(prompt: str, tiers_texts: list[list[str]]) -> list[dict]:
     return rows
 
 
-def heldout_pairs(count_wanted: int) -> list[dict]:
-    """Pairs of replies to the demo's held-out problems whose hidden grades differ, better first."""
+def heldout_pairs(count_wanted: int, *, taken: set[str]) -> list[dict]:
+    """Pairs of replies to the demo's held-out problems whose hidden grades differ, better first; none of
+    `taken` (the bench's prompts: past the first 300, held-out problems may repeat a pool prompt)."""
     from training.demo import data as demo_data
 
     rng = random.Random("heldout-pairs")
     rows = []
     for problem in demo_data.heldout_problems(count=max(300, count_wanted)):
+        if problem.prompt in taken:
+            continue
         replies = candidates(problem.prompt, rng)
         graded = sorted({(demo_data.reply_grade(problem.prompt, r), r) for r in replies}, reverse=True)
         for (high, better), (low, worse) in zip(graded, graded[1:]):
@@ -177,9 +197,8 @@ def reward_train(rows: list[dict], *, start: Path, out: Path, seed: int, threads
     model = AutoModelForSequenceClassification.from_pretrained(start, num_labels=1)
     model.config.pad_token_id = tokenizer.pad_token_id
     with tempfile.TemporaryDirectory() as work:
-        args = RewardConfig(output_dir=work, per_device_train_batch_size=32, num_train_epochs=1.0, learning_rate=1e-3,
-                            max_length=MAX_LENGTH, seed=seed, report_to=[], save_strategy="no", logging_steps=1000,
-                            use_cpu=True, disable_tqdm=True, dataloader_num_workers=0)
+        args = RewardConfig(output_dir=work, per_device_train_batch_size=32, num_train_epochs=REWARD_EPOCHS,
+                            learning_rate=REWARD_LR, max_length=MAX_LENGTH, seed=seed, **CPU_TRAINING)
         trainer = RewardTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer)
         for quiet in (PrinterCallback, ProgressCallback):  # dozens of runs: the table is the output
             trainer.remove_callback(quiet)
@@ -189,14 +208,34 @@ def reward_train(rows: list[dict], *, start: Path, out: Path, seed: int, threads
     return time.monotonic() - started
 
 
-def reward_accuracy(model_dir: Path, rows: list[dict]) -> int:
-    """Return how many held-out pairs the reward model scores the right way round."""
+def policy_candidates(count: int, *, taken: set[str]) -> list[tuple[str, list[str]]]:
+    """The best-of-K policy's held-out problems (none of `taken`), each with BEST_OF replies by `candidates()`
+    with a fixed seed."""
+    from training.demo import data as demo_data
+
+    rng = random.Random("best-of-k")
+    problems = [p for p in demo_data.heldout_problems(count=2 * count) if p.prompt not in taken][:count]
+    return [(problem.prompt, [reply for _ in range(BEST_OF // K) for reply in candidates(problem.prompt, rng)])
+            for problem in problems]
+
+
+def reward_measure(model_dir: Path, rows: list[dict], policy: list[tuple[str, list[str]]]) -> tuple[int, int]:
+    """Return how many held-out pairs the reward model scores the right way round, and how many of the
+    policy's problems its best-of-K pick passes the hidden check on."""
+    from training.demo import data as demo_data
     from training.trainers.evaluate import RewardScorer
 
     score = RewardScorer(str(model_dir), max_length=MAX_LENGTH, batch_size=64)
     chosen = score([r["prompt"] + r["chosen"] for r in rows])
     rejected = score([r["prompt"] + r["rejected"] for r in rows])
-    return sum(c > r for c, r in zip(chosen, rejected))
+    correct = sum(c > r for c, r in zip(chosen, rejected))
+    scores = score([[{"role": "user", "content": prompt}, {"role": "assistant", "content": reply}]
+                    for prompt, replies in policy for reply in replies])
+    passes = 0
+    for index, (prompt, replies) in enumerate(policy):
+        mine = scores[index * BEST_OF:(index + 1) * BEST_OF]
+        passes += demo_data.reply_check(prompt, replies[mine.index(max(mine))])
+    return correct, passes
 
 
 # ---------------------------------------------------------------------------------------------
@@ -313,9 +352,10 @@ def main():
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--budgets", type=int, nargs="+", default=[20, 40, 60, 80, 100])
     parser.add_argument("--signals", nargs="+", default=["gap", "dropout"])
-    parser.add_argument("--round1-sets", type=int, default=150)
-    parser.add_argument("--round2-sets", type=int, default=300)
-    parser.add_argument("--heldout-pairs", type=int, default=500)
+    parser.add_argument("--round1-sets", type=int, default=25)
+    parser.add_argument("--round2-sets", type=int, default=200)
+    parser.add_argument("--heldout-pairs", type=int, default=1000)
+    parser.add_argument("--policy-problems", type=int, default=400, help="held-out problems of the best-of-K policy")
     parser.add_argument("--recompute-every", type=int, default=30)
     parser.add_argument("--noisy", action="store_true", help="noisier annotators and a careless one")
     parser.add_argument("--init", help="an SFT model directory the reward models start from")
@@ -346,30 +386,45 @@ def main():
     owner = get_user_model().objects.create_user(f"bench-owner-{time.time_ns()}", is_staff=True)
 
     load = os.getloadavg()
+    began = time.monotonic()
     print(f"load average at start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}", flush=True)
     pool = demo_data.prompt_pool(args.round1_sets + args.round2_sets)
     round1, round2 = pool[:args.round1_sets], pool[args.round1_sets:]
-    heldout = heldout_pairs(args.heldout_pairs)
+    taken = {p.prompt for p in pool}
+    heldout = heldout_pairs(args.heldout_pairs, taken=taken)
+    policy = policy_candidates(args.policy_problems, taken=taken)
+    passing = sum(demo_data.reply_check(prompt, replies[0]) for prompt, replies in policy)
+    reachable = sum(any(demo_data.reply_check(prompt, r) for r in replies) for prompt, replies in policy)
+    print(f"best-of-{BEST_OF} policy on {len(policy)} held-out problems: a random pick passes "
+          f"{passing / len(policy):.3f}, a perfect reward model {reachable / len(policy):.3f}", flush=True)
     orders = list(ORDERS_BASE) + [f"learned:{signal}" for signal in args.signals]
-    results = {"args": vars(args), "load_at_start": load, "heldout_pairs": len(heldout), "runs": []}
+    results = {"args": vars(args), "load_at_start": load, "heldout_pairs": len(heldout),
+               "policy_problems": len(policy), "policy_random_pick": passing, "policy_ceiling": reachable, "runs": []}
     full = len(round2) * OVERLAP
+
+    def measured(model_dir):
+        correct, passes = reward_measure(model_dir, heldout, policy)
+        said = (f"{correct / len(heldout):.3f} on {len(heldout)} held-out pairs, "
+                f"best-of-{BEST_OF} passes {passes / len(policy):.3f}")
+        return {"correct": correct, "passes": passes}, said
+
     for seed in args.seeds:
         members = team(noisy=args.noisy, seed=seed)
         start = init_model(model_store, init=args.init, seed=seed)
         base_rows = round1_pairs(round1, members, random.Random(f"round1-{seed}"))
         rm1 = model_store / f"seed{seed}-round1"
         seconds = reward_train(base_rows, start=start, out=rm1, seed=seed, threads=args.threads)
-        correct = reward_accuracy(rm1, heldout)
-        print(f"seed {seed}: round 1 reward model on {len(base_rows)} pairs: {correct / len(heldout):.3f} "
-              f"({seconds:.0f} s)", flush=True)
-        results["runs"].append({"seed": seed, "order": "round 1", "budget": 0, "correct": correct,
-                                "pairs": len(base_rows), "train_s": seconds})
+        figures, said = measured(rm1)
+        print(f"seed {seed}: round 1 reward model on {len(base_rows)} pairs: {said} ({seconds:.0f} s)", flush=True)
+        results["runs"].append({"seed": seed, "order": "round 1", "budget": 0, **figures, "pairs": len(base_rows),
+                                "train_s": seconds})
         trained_full = None
         for order in orders:
             members = team(noisy=args.noisy, seed=seed)  # each order meets the same annotators' noise
-            judged, figures = queue_run(problems=round2, order=order, seed=seed, members=members, reward_dir=rm1,
-                                        model_store=model_store, owner=owner, recompute_every=args.recompute_every)
-            print(f"seed {seed} {order}: {figures}", flush=True)
+            judged, queue_figures = queue_run(problems=round2, order=order, seed=seed, members=members,
+                                              reward_dir=rm1, model_store=model_store, owner=owner,
+                                              recompute_every=args.recompute_every)
+            print(f"seed {seed} {order}: {queue_figures}", flush=True)
             for budget in args.budgets:
                 n = round(full * budget / 100)
                 if budget == 100 and order in ORDERS_BASE and trained_full is not None:
@@ -379,50 +434,62 @@ def main():
                 rows = base_rows + [row for j in judged[:n] for row in pairs_of(j["prompt"], j["tiers"])]
                 out = model_store / f"seed{seed}-{order.replace(':', '-')}-{budget}"
                 seconds = reward_train(rows, start=start, out=out, seed=seed, threads=args.threads)
-                correct = reward_accuracy(out, heldout)
-                run = {"seed": seed, "order": order, "budget": budget, "judgements": min(n, len(judged)),
-                       "correct": correct, "pairs": len(rows), "train_s": round(seconds, 1), **figures}
+                figures, said = measured(out)
+                run = {"seed": seed, "order": order, "budget": budget, "judgements": min(n, len(judged)), **figures,
+                       "pairs": len(rows), "train_s": round(seconds, 1), **queue_figures}
                 results["runs"].append(run)
                 if budget == 100 and order in ORDERS_BASE:
                     trained_full = run
-                print(f"  {order:16} {budget:3}%: {correct / len(heldout):.3f} on {len(heldout)} held-out pairs "
-                      f"({len(rows)} pairs, {seconds:.0f} s)", flush=True)
+                print(f"  {order:16} {budget:3}%: {said} ({len(rows)} pairs, {seconds:.0f} s)", flush=True)
         (directory / "results.json").write_text(json.dumps(results, indent=1, default=str))
-    report(results, orders, args.budgets, len(heldout))
+    report(results, orders, args.budgets)
     load = os.getloadavg()
-    print(f"load average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    print(f"load average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; "
+          f"wall time {(time.monotonic() - began) / 60:.1f} min")
 
 
-def report(results, orders, budgets, pairs):
-    """Print per order and budget the accuracy per seed and pooled with its interval, and what reaches the full budget."""
-    def pooled(order, budget):
+def report(results, orders, budgets):
+    """Print per order and budget the reward model's held-out accuracy and the best-of-K policy's hidden-check
+    share, pooled over the seeds with their intervals, where each reaches the full budget, and the seeds."""
+    measures = (("correct", results["heldout_pairs"], "reward model's held-out pair accuracy"),
+                ("passes", results["policy_problems"], f"best-of-{BEST_OF} policy's hidden-check share"))
+
+    def pooled(order, budget, key, size):
         runs = [r for r in results["runs"] if r["order"] == order and r["budget"] == budget]
-        correct, total = sum(r["correct"] for r in runs), pairs * len(runs)
-        return runs, correct, total
+        return runs, sum(r[key] for r in runs), size * len(runs)
 
-    runs, correct, total = pooled("oldest", 100)
-    low, high = wilson(correct, total) if total else (0.0, 0.0)
-    print(f"\nfull budget (oldest first = random at 100%): {correct / max(1, total):.3f} [{low:.3f}, {high:.3f}]")
-    print(f"{'order':16} " + " ".join(f"{b:>22}%" for b in budgets) + "   reaches at")
-    for order in orders:
-        cells, reaches = [], None
-        for budget in budgets:
-            runs, c, t = pooled(order, budget)
-            if not t:
-                cells.append(f"{'-':>23}")
-                continue
-            lo, hi = wilson(c, t)
-            cells.append(f"{c / t:.3f} [{lo:.3f},{hi:.3f}] n{len(runs)}".rjust(23))
-            if reaches is None and c / t >= low:
-                reaches = budget
-        print(f"{order:16} " + " ".join(cells) + f"   {reaches if reaches is not None else '-'}%")
-    print("per seed:")
+    for key, size, title in measures:
+        _, correct, total = pooled("oldest", 100, key, size)
+        low, high = wilson(correct, total) if total else (0.0, 0.0)
+        _, first, first_total = pooled("round 1", 0, key, size)
+        print(f"\n{title}, pooled over the seeds ({size} per seed), Wilson 95% intervals")
+        print(f"round 1 alone: {first / max(1, first_total):.3f} {_interval(first, first_total)}; "
+              f"full budget (oldest first = random at 100%): {correct / max(1, total):.3f} [{low:.3f}, {high:.3f}]")
+        print(f"{'order':16} " + " ".join(f"{b:>22}%" for b in budgets) + "   reaches at")
+        for order in orders:
+            cells, reaches = [], None
+            for budget in budgets:
+                runs, c, t = pooled(order, budget, key, size)
+                if not t:
+                    cells.append(f"{'-':>23}")
+                    continue
+                cells.append(f"{c / t:.3f} {_interval(c, t)} n{len(runs)}".rjust(23))
+                if reaches is None and c / t >= low:
+                    reaches = budget
+            print(f"{order:16} " + " ".join(cells) + f"   {reaches if reaches is not None else '-'}%")
+    print("\nper seed (held-out accuracy / best-of-K share):")
     for order in ["round 1"] + orders:
         line = [f"{order:16}"]
         for r in results["runs"]:
             if r["order"] == order:
-                line.append(f"s{r['seed']}/{r['budget']}%={r['correct'] / pairs:.3f}")
+                line.append(f"s{r['seed']}/{r['budget']}%={r['correct'] / results['heldout_pairs']:.3f}/"
+                            f"{r['passes'] / results['policy_problems']:.3f}")
         print(" ".join(line))
+
+
+def _interval(correct: int, total: int) -> str:
+    low, high = wilson(correct, total) if total else (0.0, 0.0)
+    return f"[{low:.3f},{high:.3f}]"
 
 
 if __name__ == "__main__":
